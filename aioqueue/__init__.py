@@ -1,0 +1,65 @@
+"""aioqueue: a reliable, typed asyncio task queue on Redis."""
+
+from __future__ import annotations
+
+import logging
+
+from .app import App as App
+from .errors import AioqueueError as AioqueueError
+from .errors import BrokerError as BrokerError
+from .errors import ConfigurationError as ConfigurationError
+from .errors import JobCancelled as JobCancelled
+from .errors import JobError as JobError
+from .errors import JobFailed as JobFailed
+from .errors import JobNotFound as JobNotFound
+from .errors import MalformedJobRecord as MalformedJobRecord
+from .errors import PayloadError as PayloadError
+from .errors import PayloadNotSerializable as PayloadNotSerializable
+from .errors import PayloadTooLarge as PayloadTooLarge
+from .errors import RedisOutOfMemory as RedisOutOfMemory
+from .errors import RedisUnavailable as RedisUnavailable
+from .errors import ResultTimeout as ResultTimeout
+from .errors import Retry as Retry
+from .errors import TaskNotFound as TaskNotFound
+from .errors import UnsupportedServer as UnsupportedServer
+from .job import Job as Job
+from .job import JobInfo as JobInfo
+from .job import JobStatus as JobStatus
+from .settings import WorkerSettings as WorkerSettings
+from .supervisor import Supervisor as Supervisor
+from .task import BoundCall as BoundCall
+from .task import RetryPolicy as RetryPolicy
+from .task import Task as Task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AioqueueError",
+    "App",
+    "BoundCall",
+    "BrokerError",
+    "ConfigurationError",
+    "Job",
+    "JobCancelled",
+    "JobError",
+    "JobFailed",
+    "JobInfo",
+    "JobNotFound",
+    "JobStatus",
+    "MalformedJobRecord",
+    "PayloadError",
+    "PayloadNotSerializable",
+    "PayloadTooLarge",
+    "RedisOutOfMemory",
+    "RedisUnavailable",
+    "ResultTimeout",
+    "Retry",
+    "RetryPolicy",
+    "Supervisor",
+    "Task",
+    "TaskNotFound",
+    "UnsupportedServer",
+    "WorkerSettings",
+]
+
+logging.getLogger("aioqueue").addHandler(logging.NullHandler())

@@ -1,0 +1,313 @@
+"""The application object: task registry, connection pool and enqueue."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .broker import Broker
+from .errors import ConfigurationError, PayloadTooLarge, TaskNotFound
+from .job import Job
+from .keys import check_name, check_task_name
+from .results import ResultListener, Wakeup
+from .settings import WorkerSettings
+from .task import RetryPolicy, Task, check_options, encode_untyped, new_job_id
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class App:
+    """An aioqueue application.
+
+    ``async with app:`` checks the server and opens the connection pool; it is
+    closed on exit. Tasks are registered with :meth:`task`.
+
+    :param url: Redis URL (``redis://``, ``rediss://`` for TLS, ``unix://``);
+        default: the ``AIOQUEUE_URL`` environment variable, else
+        ``redis://localhost:6379/0``.
+    :param prefix: first part of every key; apps with different prefixes on
+        one Redis never see each other's jobs.
+    :param queue: the default queue of tasks that do not name one.
+    :param worker: settings used by the supervisor (leases, intervals).
+    :param result_ttl_s: how long results (and finished job records) are kept.
+    :param dead_letter_ttl_s: how long dead-lettered jobs are kept.
+    :param max_payload_bytes: largest JSON payload accepted at enqueue.
+    :param retry: default backoff between attempts of failing tasks.
+    :param socket_timeout_s: timeout of ordinary (non-blocking) commands.
+    :param max_connections: size of the connection pool (the supervisor raises
+        it to fit its concurrency).
+    :param redis_options: extra keyword arguments for ``redis.asyncio.Redis``
+        (``ssl_ca_certs``, ``username``, ``password``…).
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        *,
+        prefix: str = "aioqueue",
+        queue: str = "default",
+        worker: WorkerSettings | None = None,
+        result_ttl_s: float = 86_400.0,
+        dead_letter_ttl_s: float = 7 * 86_400.0,
+        max_payload_bytes: int = 512 * 1024,
+        retry: RetryPolicy | None = None,
+        socket_timeout_s: float = 5.0,
+        max_connections: int = 50,
+        redis_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        check_name("prefix", prefix)
+        check_name("queue", queue)
+        if result_ttl_s <= 0 or dead_letter_ttl_s <= 0 or max_payload_bytes <= 0:
+            raise ConfigurationError(
+                "result_ttl_s, dead_letter_ttl_s and max_payload_bytes must be > 0")
+        self.url = url or os.environ.get("AIOQUEUE_URL", "redis://localhost:6379/0")
+        self.prefix = prefix
+        self.default_queue = queue
+        self.worker_settings = worker or WorkerSettings()
+        self.result_ttl_s = result_ttl_s
+        self.dead_letter_ttl_s = dead_letter_ttl_s
+        self.max_payload_bytes = max_payload_bytes
+        self.default_retry = retry or RetryPolicy()
+        self.tasks: dict[str, Task[Any, Any]] = {}
+        self._broker_options = dict(
+            socket_timeout_s=socket_timeout_s, max_connections=max_connections,
+            redis_options=redis_options,
+        )
+        self._broker: Broker | None = None
+        self._results: ResultListener | None = None
+        self._task_group: TaskGroup | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._listener_lock = anyio.Lock()
+        self._listener_started = False
+
+    # -- registry ---------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        max_tries: int = 1,
+        max_deliveries: int | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        priority: int = 0,
+        result_ttl: float | None = None,
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Task[P, R]]: ...
+
+    def task(  # type: ignore[misc]
+        self,
+        fn: Callable[P, Coroutine[Any, Any, R]] | None = None,
+        /,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        max_tries: int = 1,
+        max_deliveries: int | None = None,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+        retry_on: tuple[type[BaseException], ...] = (Exception,),
+        priority: int = 0,
+        result_ttl: float | None = None,
+    ) -> Task[P, R] | Callable[[Callable[P, Coroutine[Any, Any, R]]], Task[P, R]]:
+        """Register an ``async def`` function as a task.
+
+        :param name: name stored in jobs (default: ``module.qualname``).
+        :param max_tries: attempts before the job is dead-lettered.
+        :param max_deliveries: lease expiries (crashed or hung workers) tolerated
+            before the job is dead-lettered (default: the worker setting).
+        :param timeout: seconds one attempt may run; a timeout is a failure.
+        :param retry: backoff between attempts (default: the app's).
+        :param retry_on: exception types that are retried; others fail at once.
+        :param priority: default priority; higher runs first.
+        :param result_ttl: seconds the result is kept (default: the app's).
+        """
+
+        def register(f: Callable[P, Coroutine[Any, Any, R]]) -> Task[P, R]:
+            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            if task_name in self.tasks:
+                raise ConfigurationError(f"a task named {task_name!r} is already registered")
+            t: Task[P, R] = Task(
+                self, f, name=task_name, queue=queue or self.default_queue,
+                max_tries=max_tries, max_deliveries=max_deliveries, timeout=timeout,
+                retry=retry or self.default_retry, retry_on=retry_on, priority=priority,
+                result_ttl=result_ttl,
+            )
+            self.tasks[task_name] = t
+            return t
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    # -- connection -------------------------------------------------------
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            raise ConfigurationError("the app is not open: use 'async with app:'")
+        return self._broker
+
+    @property
+    def results(self) -> ResultListener:
+        if self._results is None:
+            raise ConfigurationError("the app is not open: use 'async with app:'")
+        return self._results
+
+    def make_broker(self, max_connections: int | None = None) -> Broker:
+        options: dict[str, Any] = dict(self._broker_options)
+        if max_connections is not None:
+            options["max_connections"] = max(max_connections, options["max_connections"])
+        return Broker(self.url, prefix=self.prefix, **options)
+
+    async def open(self, *, max_connections: int | None = None) -> None:
+        if self._broker is not None:
+            return
+        stack = contextlib.AsyncExitStack()
+        broker = self.make_broker(max_connections)
+        stack.push_async_callback(broker.close)
+        try:
+            await broker.check_server(self.default_queue)
+            task_group = await stack.enter_async_context(anyio.create_task_group())
+            # stop the listener before the task group waits for it
+            stack.callback(task_group.cancel_scope.cancel)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        self._broker = broker
+        self._results = _LazyListener(self, broker)
+        self._task_group = task_group
+
+    async def close(self) -> None:
+        stack, self._stack = self._stack, None
+        self._broker = None
+        self._results = None
+        self._task_group = None
+        self._listener_started = False
+        if stack is not None:
+            await stack.aclose()
+
+    async def __aenter__(self) -> App:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _ensure_listener(self, listener: ResultListener) -> None:
+        if self._listener_started:
+            return
+        async with self._listener_lock:
+            if not self._listener_started and self._task_group is not None:
+                await self._task_group.start(listener.run)
+                self._listener_started = True
+
+    # -- producing --------------------------------------------------------
+
+    async def enqueue(
+        self,
+        task_name: str,
+        /,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Job[Any]:
+        """Enqueue by task name, for producers that do not import the task code.
+
+        If the task is registered in this app its arguments are validated as
+        with ``Task.enqueue``; otherwise they are stored as given (JSON) and
+        validated by the worker. Per-call options: use :meth:`enqueue_with`.
+        """
+        return await self.enqueue_with(task_name, args, kwargs)
+
+    async def enqueue_with(
+        self,
+        task_name: str,
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        queue: str | None = None,
+        delay: float | None = None,
+        at: datetime | None = None,
+        priority: int = 0,
+        job_id: str | None = None,
+        max_tries: int | None = None,
+        timeout: float | None = None,
+        result_ttl: float | None = None,
+    ) -> Job[Any]:
+        """Enqueue by task name with explicit options."""
+        kwargs = dict(kwargs or {})
+        task = self.tasks.get(task_name)
+        if task is not None:
+            chosen: dict[str, Any] = {k: v for k, v in dict(
+                    queue=queue, delay=delay, at=at, priority=priority, job_id=job_id,
+                    max_tries=max_tries, timeout=timeout, result_ttl=result_ttl,
+                ).items() if v is not None}
+            return await task.options(**chosen).enqueue(*args, **kwargs)
+        check_task_name(task_name)
+        check_options(delay=delay, at=at, priority=priority, max_tries=max_tries,
+                      timeout=timeout, result_ttl=result_ttl, job_id=job_id)
+        queue = queue or self.default_queue
+        check_name("queue", queue)
+        payload = encode_untyped(args, kwargs)
+        if len(payload) > self.max_payload_bytes:
+            raise PayloadTooLarge(
+                f"task {task_name!r}: arguments are {len(payload)} bytes as JSON, over the "
+                f"limit of {self.max_payload_bytes}")
+        extra: dict[str, str | int] = {}
+        if max_tries is not None:
+            extra["mt"] = max_tries
+        if timeout is not None:
+            extra["to"] = int(timeout * 1000)
+        if result_ttl is not None:
+            extra["rt"] = int(result_ttl * 1000)
+        at_ms = None
+        if at is not None:
+            at_ms = int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+        jid = job_id or new_job_id()
+        await self.broker.enqueue(
+            queue, jid, task_name, payload, priority=priority,
+            delay_ms=int((delay or 0) * 1000), at_ms=at_ms, extra=extra)
+        return Job(self, jid, queue)
+
+    def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
+        """A handle on an existing job, by id."""
+        return Job(self, job_id, queue or self.default_queue)
+
+    def get_task(self, name: str) -> Task[Any, Any]:
+        try:
+            return self.tasks[name]
+        except KeyError:
+            raise TaskNotFound(f"no task named {name!r} in this app") from None
+
+
+class _LazyListener(ResultListener):
+    """Starts the shared listener on first use, inside the app's task group."""
+
+    def __init__(self, app: App, broker: Broker) -> None:
+        super().__init__(broker)
+        self._app = app
+
+    @contextlib.asynccontextmanager
+    async def watch(self, queue: str, job_id: str) -> AsyncIterator[Wakeup]:
+        await self._app._ensure_listener(self)
+        async with super().watch(queue, job_id) as wakeup:
+            yield wakeup

@@ -1,0 +1,381 @@
+"""The Redis side of aioqueue: connections, start-up checks and one typed
+method per Lua script.
+
+Two kinds of connection, on purpose (see the README, "Redis design"):
+
+* a pool for short commands and scripts, with an explicit, bounded retry
+  policy; every script is idempotent or fenced, so a retried call is harmless;
+* one dedicated connection per fetcher for the blocking wait, with no socket
+  timeout and no automatic retry: redis-py would otherwise cut a long blocking
+  read at ``socket_timeout`` and silently send it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+
+from .errors import (
+    BrokerError,
+    RedisOutOfMemory,
+    RedisUnavailable,
+    UnsupportedServer,
+)
+from .keys import QueueKeys
+from .scripts import ScriptRunner
+
+MIN_SERVER_VERSION = (6, 2, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job reserved by a worker: its lease is held under ``token``."""
+
+    queue: str
+    id: str
+    token: str
+    task: str
+    args: str
+    attempt: int
+    max_tries: int | None
+    timeout_ms: int | None
+    enqueued_ms: int
+    result_ttl_ms: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """The outcome of one job, sent to ``settle.lua``."""
+
+    job_id: str
+    token: str
+    kind: str  # ok | retry | dead | requeue | cancel
+    payload: str = ""
+    number: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ServerInfo:
+    name: str
+    version: str
+
+
+def _opt_int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def _parse_version(text: str) -> tuple[int, ...]:
+    parts: list[int] = []
+    for piece in text.split(".")[:3]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits or 0))
+    return tuple(parts)
+
+
+@contextlib.contextmanager
+def translate_errors() -> Any:
+    """Turn redis-py's errors for full memory and lost connections into ours."""
+    try:
+        yield
+    except redis_errors.OutOfMemoryError as exc:
+        raise RedisOutOfMemory(f"Redis refused the write: {exc}") from exc
+    except redis_errors.ResponseError as exc:
+        if "OOM" in str(exc):
+            raise RedisOutOfMemory(f"Redis refused the write: {exc}") from exc
+        raise
+    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
+        if isinstance(exc, redis_errors.AuthenticationError):
+            raise
+        raise RedisUnavailable(f"cannot reach Redis: {exc}") from exc
+
+
+class Broker:
+    """Owns the connection pool and speaks the queue protocol."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        socket_timeout_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        max_connections: int = 50,
+        retries: int = 3,
+        redis_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.socket_timeout_s = socket_timeout_s
+        self.connect_timeout_s = connect_timeout_s
+        self._redis_options = dict(redis_options or {})
+        self.client: Redis = Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=socket_timeout_s,
+            socket_connect_timeout=connect_timeout_s,
+            retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.01), retries),
+            max_connections=max_connections,
+            **self._redis_options,
+        )
+        self.scripts = ScriptRunner()
+        self._keys: dict[str, QueueKeys] = {}
+        self.server: ServerInfo | None = None
+
+    def keys(self, queue: str) -> QueueKeys:
+        keys = self._keys.get(queue)
+        if keys is None:
+            keys = self._keys[queue] = QueueKeys(self.prefix, queue)
+        return keys
+
+    @contextlib.asynccontextmanager
+    async def blocking_client(self, name: str) -> AsyncIterator[Redis]:
+        """A dedicated connection for blocking waits: no socket timeout, no retry."""
+        client = Redis.from_url(
+            self.url,
+            decode_responses=True,
+            socket_timeout=None,
+            socket_connect_timeout=self.connect_timeout_s,
+            socket_keepalive=True,
+            retry=Retry(NoBackoff(), 0),
+            single_connection_client=True,
+            client_name=name,
+            **self._redis_options,
+        )
+        try:
+            yield client
+        finally:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    async def close(self) -> None:
+        await self.client.aclose()
+
+    # -- start-up -------------------------------------------------------------
+
+    async def check_server(self, probe_queue: str = "default") -> ServerInfo:
+        """Refuse a server that cannot run aioqueue, naming what was found."""
+        with translate_errors():
+            hello = await self.client.execute_command("HELLO")  # type: ignore[no-untyped-call]
+        info = _as_mapping(hello)
+        name = str(info.get("server", "redis"))
+        version = str(info.get("version", "0"))
+        self.server = ServerInfo(name, version)
+        if _parse_version(version) < MIN_SERVER_VERSION:
+            raise UnsupportedServer(
+                f"{name} {version} is too old: aioqueue needs Redis >= 6.2 or Valkey "
+                "(BLMOVE, LPOP with a count)"
+            )
+        keys = self.keys(probe_queue)
+        try:
+            with translate_errors():
+                await self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "BLMOVE", keys.base + "probe:a", keys.base + "probe:b", "LEFT", "RIGHT", 0.01
+                )
+        except redis_errors.ResponseError as exc:
+            raise UnsupportedServer(
+                f"{name} {version} refused BLMOVE ({exc}); aioqueue needs BLMOVE "
+                "(Redis >= 6.2, not renamed or denied by ACL)"
+            ) from exc
+        return self.server
+
+    # -- the queue protocol ---------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        job_id: str,
+        task: str,
+        args_json: str,
+        *,
+        priority: int = 0,
+        delay_ms: int = 0,
+        at_ms: int | None = None,
+        extra: Mapping[str, str | int] | None = None,
+    ) -> int:
+        """Create the job. Returns 1 queued, 2 scheduled, 0 already existed."""
+        k = self.keys(queue)
+        extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
+        with translate_errors():
+            result = await self.scripts.run(
+                self.client,
+                "enqueue",
+                [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed],
+                [job_id, task, args_json, priority, delay_ms,
+                 "" if at_ms is None else at_ms, extra_field],
+            )
+        return int(result)
+
+    async def enqueue_many(
+        self, queue: str, jobs: Sequence[tuple[str, str, str, int, int, int | None,
+                                                Mapping[str, str | int] | None]]
+    ) -> list[int]:
+        """Pipelined enqueue: one round trip for the whole chunk."""
+        k = self.keys(queue)
+        script = self.scripts.scripts["enqueue"]
+        await self._ensure_loaded("enqueue")
+        with translate_errors():
+            async with self.client.pipeline(transaction=False) as pipe:
+                for job_id, task, args_json, priority, delay_ms, at_ms, extra in jobs:
+                    extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
+                    pipe.evalsha(
+                        script.sha, 5, k.job(job_id), k.wait(priority), k.prios, k.wake,
+                        k.delayed, job_id, task, args_json, priority, delay_ms,
+                        "" if at_ms is None else at_ms, extra_field,
+                    )
+                results = await pipe.execute(raise_on_error=False)
+        out: list[int] = []
+        for r in results:
+            if isinstance(r, Exception):
+                raise BrokerError(f"enqueue failed: {r}") from r
+            out.append(int(r))
+        return out
+
+    async def _ensure_loaded(self, name: str) -> None:
+        script = self.scripts.scripts[name]
+        with translate_errors():
+            exists = await self.client.script_exists(script.sha)
+            if not exists[0]:
+                await self.client.script_load(script.source)
+
+    async def claim(
+        self,
+        client: Redis,
+        queue: str,
+        count: int,
+        lease_ms: int,
+        worker_id: str,
+        reservation_id: str | None = None,
+        promote_limit: int = 1000,
+    ) -> tuple[list[ClaimedJob], int]:
+        """Promote due jobs, then lease up to ``count``; also returns the ms
+        until the next scheduled job (-1 if none)."""
+        k = self.keys(queue)
+        raw = await self.scripts.run(
+            client,
+            "claim",
+            [k.prios, k.leases, k.wake, k.stats, k.delayed],
+            [k.base, count, lease_ms, worker_id, reservation_id or secrets.token_hex(8),
+             promote_limit],
+        )
+        jobs = []
+        for i in range(1, len(raw), 9):
+            jid, token, task, args, att, mt, to, et, rt = raw[i:i + 9]
+            jobs.append(ClaimedJob(
+                queue=queue, id=jid, token=str(token), task=task or "", args=args or "",
+                attempt=int(att), max_tries=_opt_int(mt), timeout_ms=_opt_int(to),
+                enqueued_ms=int(et or 0), result_ttl_ms=_opt_int(rt),
+            ))
+        return jobs, int(raw[0])
+
+    async def settle(
+        self,
+        queue: str,
+        settlements: Sequence[Settlement],
+        *,
+        default_result_ttl_ms: int,
+        dead_letter_ttl_ms: int,
+    ) -> list[int]:
+        k = self.keys(queue)
+        args: list[Any] = [k.base, default_result_ttl_ms, dead_letter_ttl_ms]
+        for s in settlements:
+            args += [s.job_id, s.token, s.kind, s.payload, s.number]
+        with translate_errors():
+            codes = await self.scripts.run(
+                self.client, "settle",
+                [k.leases, k.delayed, k.dead, k.prios, k.wake, k.stats], args,
+            )
+        return [int(c) for c in codes]
+
+    async def renew(
+        self, queue: str, leases: Sequence[tuple[str, str]], lease_ms: int
+    ) -> list[int]:
+        k = self.keys(queue)
+        args: list[Any] = [k.base, lease_ms]
+        for job_id, token in leases:
+            args += [job_id, token]
+        with translate_errors():
+            codes = await self.scripts.run(self.client, "renew", [k.leases], args)
+        return [int(c) for c in codes]
+
+    async def reap(
+        self, queue: str, *, limit: int, max_deliveries: int, dead_letter_ttl_ms: int
+    ) -> tuple[int, int]:
+        k = self.keys(queue)
+        with translate_errors():
+            requeued, dead = await self.scripts.run(
+                self.client, "reap",
+                [k.leases, k.dead, k.prios, k.wake, k.stats],
+                [k.base, limit, max_deliveries, dead_letter_ttl_ms],
+            )
+        return int(requeued), int(dead)
+
+    # -- reads ----------------------------------------------------------------
+
+    async def job_fields(self, queue: str, job_id: str, *fields: str) -> list[str | None]:
+        with translate_errors():
+            values: Any = await self.client.hmget(
+                self.keys(queue).job(job_id), list(fields))
+        return list(values)
+
+    async def job_record(self, queue: str, job_id: str) -> dict[str, str]:
+        with translate_errors():
+            record: Any = await self.client.hgetall(
+                self.keys(queue).job(job_id))
+        return dict(record)
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        """How many jobs are waiting, running, scheduled and dead in a queue."""
+        k = self.keys(queue)
+        with translate_errors():
+            levels: Any = await self.client.zrange(k.prios, 0, -1)
+            async with self.client.pipeline(transaction=False) as pipe:
+                for level in levels:
+                    pipe.llen(k.wait(int(level)))
+                pipe.zcard(k.leases)
+                pipe.zcard(k.delayed)
+                pipe.zcard(k.dead)
+                res = await pipe.execute()
+        waiting = sum(int(x) for x in res[: len(levels)])
+        running, scheduled, dead = (int(x) for x in res[len(levels):])
+        return {"waiting": waiting, "running": running, "scheduled": scheduled, "dead": dead}
+
+    async def next_due_ms(self, queue: str) -> int | None:
+        """Milliseconds (server time) until the next scheduled job, or None."""
+        k = self.keys(queue)
+        with translate_errors():
+            first = await self.client.zrange(k.delayed, 0, 0, withscores=True)
+            if not first:
+                return None
+            server_time: Any = await self.client.time()
+        now_ms = int(server_time[0]) * 1000 + int(server_time[1]) // 1000
+        due: Any = first[0][1]
+        return max(0, int(due) - now_ms)
+
+    async def stats(self, queue: str) -> dict[str, int]:
+        with translate_errors():
+            raw: Any = await self.client.hgetall(
+                self.keys(queue).stats)
+        return {k: int(v) for k, v in raw.items()}
+
+
+def _as_mapping(reply: Any) -> dict[str, Any]:
+    if isinstance(reply, dict):
+        return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in reply.items()}
+    if isinstance(reply, list):
+        return {str(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
+    return {}
+
+
+def error_json(error_type: str, message: str, traceback: str, attempt: int) -> str:
+    return json.dumps(
+        {"type": error_type, "message": message, "traceback": traceback, "attempt": attempt}
+    )

@@ -1,0 +1,160 @@
+"""The ``aioqueue`` command."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from .app import App
+from .errors import AioqueueError
+from .supervisor import Supervisor
+
+log = logging.getLogger("aioqueue.cli")
+
+
+class CommandError(Exception):
+    """A problem the user must fix; printed without a traceback."""
+
+
+def load_app(target: str) -> App:
+    """Import ``module:attribute`` and return the App it names."""
+    module_name, _, attr = target.partition(":")
+    if not module_name:
+        raise CommandError(f"expected MODULE:ATTRIBUTE, got {target!r}")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise CommandError(f"cannot import module {module_name!r}: "
+                           f"{type(exc).__name__}: {exc}") from exc
+    if attr:
+        obj: Any = getattr(module, attr, None)
+        if obj is None:
+            raise CommandError(f"module {module_name!r} has no attribute {attr!r}")
+    else:
+        apps = [v for v in vars(module).values() if isinstance(v, App)]
+        if len(apps) != 1:
+            raise CommandError(f"module {module_name!r} holds {len(apps)} App objects; "
+                               "name one as MODULE:ATTRIBUTE")
+        obj = apps[0]
+    if not isinstance(obj, App):
+        raise CommandError(f"{target} is a {type(obj).__name__}, not an aioqueue.App")
+    return obj
+
+
+def _queues(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [q.strip() for q in value.split(",") if q.strip()]
+
+
+def _run_worker(app: App, args: argparse.Namespace) -> int:
+    supervisor = Supervisor(
+        app, queues=_queues(args.queues), concurrency=args.concurrency, burst=args.burst,
+        handle_signals=True,
+    )
+    backend_options: dict[str, Any] = {}
+    if args.uvloop:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError as exc:
+            raise CommandError("--uvloop needs the uvloop package "
+                               "(pip install 'aioqueue[uvloop]')") from exc
+        backend_options["use_uvloop"] = True
+    anyio.run(supervisor.run, backend="asyncio", backend_options=backend_options)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    app = load_app(args.app)
+    if args.url:
+        app.url = args.url
+    return _run_worker(app, args)
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from .server import ServerProcess
+
+    directory = Path(args.dir).resolve()
+    server = ServerProcess(port=args.port, directory=directory, appendonly=True)
+    server.start()
+    print(f"aioqueue dev: {server.binary.kind} {server.binary.version} with AOF in "
+          f"{directory}", flush=True)
+    print(f"aioqueue dev: listening on {server.url}", flush=True)
+    print(f"aioqueue dev: export AIOQUEUE_URL={server.url}", flush=True)
+    try:
+        if args.app:
+            os.environ["AIOQUEUE_URL"] = server.url
+            app = load_app(args.app)
+            app.url = server.url
+            return _run_worker(app, args)
+        print("aioqueue dev: no MODULE:ATTRIBUTE given; serving until Ctrl-C", flush=True)
+        try:
+            assert server.process is not None
+            server.process.wait()
+        except KeyboardInterrupt:
+            pass
+        return 0
+    finally:
+        server.stop()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aioqueue", description=__doc__)
+    parser.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def worker_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--concurrency", type=int, default=100,
+                       help="most jobs running at once (default 100)")
+        p.add_argument("--queues", default=None,
+                       help="comma-separated queues to consume (default: the app's queue)")
+        p.add_argument("--burst", action="store_true",
+                       help="exit once the queues are empty")
+        p.add_argument("--uvloop", action="store_true", help="run on uvloop")
+
+    worker = sub.add_parser("worker", help="run a worker (supervisor) process")
+    worker.add_argument("app", metavar="MODULE:ATTR", help="where the App lives")
+    worker.add_argument("--url", default=None, help="override the app's Redis URL")
+    worker_options(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    dev = sub.add_parser("dev", help="start a local server (AOF on) and, given an app, "
+                         "a worker against it")
+    dev.add_argument("app", metavar="MODULE:ATTR", nargs="?", default=None)
+    dev.add_argument("--port", type=int, default=6390)
+    dev.add_argument("--dir", default=".aioqueue/redis",
+                     help="data directory (default .aioqueue/redis)")
+    worker_options(dev)
+    dev.set_defaults(func=cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        result: int = args.func(args)
+        return result
+    except CommandError as exc:
+        print(f"aioqueue: error: {exc}", file=sys.stderr)
+        return 2
+    except AioqueueError as exc:
+        print(f"aioqueue: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,114 @@
+-- claim: promote due scheduled jobs, then reserve up to N runnable jobs for
+-- one worker, in one round trip.
+-- Each claimed job leaves its wait list, gets a lease (deadline from server
+-- TIME) and a fencing token (its delivery count), all in this one atomic step,
+-- so no job is ever moved without being leased.
+-- A retry with the same reservation id returns the same jobs again instead of
+-- claiming more: a lost reply costs nothing.
+--
+-- KEYS[1] priority levels  zset   <q>prios
+-- KEYS[2] leases           zset   <q>leases   member = id, score = lease deadline (ms)
+-- KEYS[3] wake-up list     list   <q>wake
+-- KEYS[4] stats            hash   <q>stats
+-- KEYS[5] delayed          zset   <q>delayed  member = id, score = due time (ms)
+-- ARGV[1] queue key prefix ('<prefix>:{<queue>}:')
+-- ARGV[2] max jobs to claim
+-- ARGV[3] lease duration (ms)
+-- ARGV[4] worker id
+-- ARGV[5] reservation id
+-- ARGV[6] most scheduled jobs to promote in this call
+-- Returns: flat array: ms until the next scheduled job is due (-1 if none),
+--   then 9 entries per job:
+--   id, token, task, args, attempt, max_tries, timeout_ms, enqueued_ms, result_ttl_ms
+local Q = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local deadline = now + tonumber(ARGV[3])
+local worker = ARGV[4]
+local rsv_key = Q .. 'rsv:' .. ARGV[5]
+local out = {-1}
+
+local function emit(id, token, rec)
+  out[#out + 1] = id
+  out[#out + 1] = token
+  out[#out + 1] = rec[2]
+  out[#out + 1] = rec[3]
+  out[#out + 1] = rec[4] or '1'
+  out[#out + 1] = rec[5] or ''
+  out[#out + 1] = rec[6] or ''
+  out[#out + 1] = rec[7] or ''
+  out[#out + 1] = rec[8] or ''
+end
+
+local function next_due()
+  local nxt = redis.call('ZRANGE', KEYS[5], 0, 0, 'WITHSCORES')
+  if nxt[2] then
+    out[1] = math.max(0, tonumber(nxt[2]) - now)
+  end
+end
+
+local previous = redis.call('GET', rsv_key)
+if previous then
+  for id in string.gmatch(previous, '%S+') do
+    local jk = Q .. 'job:' .. id
+    local rec = redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'w', 'dlv')
+    if rec[1] == 'active' and rec[9] == worker and redis.call('ZSCORE', KEYS[2], id) then
+      emit(id, rec[10], rec)
+    end
+  end
+  next_due()
+  return out
+end
+
+-- the delayed-job promoter: due jobs join the back of their wait list
+local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
+for _, id in ipairs(due) do
+  redis.call('ZREM', KEYS[5], id)
+  local jk = Q .. 'job:' .. id
+  local rec = redis.call('HMGET', jk, 'st', 'p')
+  if rec[1] == 'scheduled' then
+    local p = rec[2] or '0'
+    redis.call('HSET', jk, 'st', 'queued')
+    redis.call('RPUSH', Q .. 'wait:' .. p, id)
+    redis.call('ZADD', KEYS[1], -tonumber(p), p)
+  end
+end
+
+local want = tonumber(ARGV[2])
+local claimed = {}
+local levels = redis.call('ZRANGE', KEYS[1], 0, -1)
+for _, level in ipairs(levels) do
+  local wait_key = Q .. 'wait:' .. level
+  local ids = redis.call('LPOP', wait_key, want - #claimed)
+  if ids then
+    for _, id in ipairs(ids) do
+      local jk = Q .. 'job:' .. id
+      local rec = redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt')
+      if rec[1] == 'queued' then
+        local token = redis.call('HINCRBY', jk, 'dlv', 1)
+        redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now)
+        redis.call('ZADD', KEYS[2], deadline, id)
+        claimed[#claimed + 1] = id
+        emit(id, token, rec)
+      elseif not rec[1] then
+        -- an id with no record: nothing to run, nothing to keep
+        redis.call('HINCRBY', KEYS[4], 'missing_record', 1)
+      end
+    end
+  end
+  if redis.call('LLEN', wait_key) == 0 then
+    redis.call('ZREM', KEYS[1], level)
+  end
+  if #claimed >= want then
+    break
+  end
+end
+if #claimed > 0 then
+  redis.call('SET', rsv_key, table.concat(claimed, ' '), 'PX', 60000)
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  -- nothing waits: any wake-up token left is stale
+  redis.call('DEL', KEYS[3])
+end
+next_due()
+return out

@@ -1,0 +1,52 @@
+-- reap: hand back jobs whose lease expired (their worker died, hung or lost
+-- Redis), or dead-letter them once they reached their delivery limit. Safe to
+-- run from many workers at once: each expired lease is taken exactly once.
+--
+-- KEYS[1] leases           zset   <q>leases
+-- KEYS[2] dead letters     zset   <q>dead
+-- KEYS[3] priority levels  zset   <q>prios
+-- KEYS[4] wake-up list     list   <q>wake
+-- KEYS[5] stats            hash   <q>stats
+-- ARGV[1] queue key prefix
+-- ARGV[2] max leases to reap in this call
+-- ARGV[3] default delivery limit for records without their own ('md')
+-- ARGV[4] dead-letter TTL (ms)
+-- Returns: {requeued, dead_lettered}
+local Q = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead_ttl = tonumber(ARGV[4])
+local requeued, dead = 0, 0
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - dead_ttl)
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  local jk = Q .. 'job:' .. id
+  local rec = redis.call('HMGET', jk, 'st', 'dlv', 'md', 'p')
+  if not rec[1] then
+    redis.call('HINCRBY', KEYS[5], 'missing_record', 1)
+  else
+    redis.call('HINCRBY', KEYS[5], 'lease_expired', 1)
+    local limit = tonumber(rec[3] or ARGV[3])
+    if tonumber(rec[2] or '0') >= limit then
+      local err = cjson.encode({type = 'DeliveryLimitExceeded', message = 'delivery limit: ' .. rec[2] ..
+        ' deliveries ended without a completion (worker crashed, hung or lost its lease each time)', traceback = ''})
+      redis.call('HSET', jk, 'st', 'failed', 'e', err, 'tf', now)
+      redis.call('ZADD', KEYS[2], now, id)
+      redis.call('PEXPIRE', jk, dead_ttl)
+      redis.call('HINCRBY', KEYS[5], 'failed', 1)
+      redis.call('PUBLISH', Q .. 'done:' .. id, 'failed')
+      dead = dead + 1
+    else
+      local p = rec[4] or '0'
+      redis.call('HSET', jk, 'st', 'queued')
+      redis.call('LPUSH', Q .. 'wait:' .. p, id)
+      redis.call('ZADD', KEYS[3], -tonumber(p), p)
+      if redis.call('LLEN', KEYS[4]) < 8 then
+        redis.call('RPUSH', KEYS[4], '1')
+      end
+      requeued = requeued + 1
+    end
+  end
+end
+return {requeued, dead}

@@ -1,0 +1,94 @@
+-- settle: record the outcome of a batch of jobs, each fenced by its lease token.
+-- Only the holder of the current lease may settle a job. Re-sending a settle
+-- that was already applied (lost reply) is recognised and changes nothing.
+--
+-- KEYS[1] leases           zset   <q>leases
+-- KEYS[2] delayed          zset   <q>delayed
+-- KEYS[3] dead letters     zset   <q>dead     member = id, score = time dead (ms)
+-- KEYS[4] priority levels  zset   <q>prios
+-- KEYS[5] wake-up list     list   <q>wake
+-- KEYS[6] stats            hash   <q>stats
+-- ARGV[1] queue key prefix
+-- ARGV[2] default result TTL (ms) for a job record without its own
+-- ARGV[3] dead-letter TTL (ms)
+-- ARGV[4..] groups of 5: id, token, kind, payload, number
+--   kind 'ok'      payload = result JSON           number = result TTL ms (0 = default)
+--   kind 'retry'   payload = error JSON            number = delay ms
+--   kind 'dead'    payload = error JSON            number = unused
+--   kind 'requeue' payload = ''                    number = unused (back to the front, now)
+--   kind 'cancel'  payload = reason                number = unused
+-- Returns: one code per job: 1 applied, 0 already applied by this token, -1 stale token
+local Q = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local default_ttl = tonumber(ARGV[2])
+local dead_ttl = tonumber(ARGV[3])
+local codes = {}
+
+local function make_runnable(id, jk, front)
+  local p = redis.call('HGET', jk, 'p') or '0'
+  redis.call('HSET', jk, 'st', 'queued')
+  if front then
+    redis.call('LPUSH', Q .. 'wait:' .. p, id)
+  else
+    redis.call('RPUSH', Q .. 'wait:' .. p, id)
+  end
+  redis.call('ZADD', KEYS[4], -tonumber(p), p)
+  if redis.call('LLEN', KEYS[5]) < 8 then
+    redis.call('RPUSH', KEYS[5], '1')
+  end
+end
+
+for i = 4, #ARGV, 5 do
+  local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
+  local jk = Q .. 'job:' .. id
+  local rec = redis.call('HMGET', jk, 'dlv', 'lt', 'rt')
+  if rec[1] ~= token or not redis.call('ZSCORE', KEYS[1], id) then
+    if rec[2] == token .. kind then
+      codes[#codes + 1] = 0
+    else
+      redis.call('HINCRBY', KEYS[6], 'stale_settle', 1)
+      codes[#codes + 1] = -1
+    end
+  else
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('HSET', jk, 'lt', token .. kind)
+    if kind == 'ok' then
+      redis.call('HSET', jk, 'st', 'succeeded', 'r', payload, 'tf', now)
+      local ttl = number
+      if ttl <= 0 then ttl = tonumber(rec[3]) or default_ttl end
+      redis.call('PEXPIRE', jk, ttl)
+      redis.call('HINCRBY', KEYS[6], 'succeeded', 1)
+      redis.call('PUBLISH', Q .. 'done:' .. id, 'succeeded')
+    elseif kind == 'retry' then
+      local attempt = tonumber(redis.call('HGET', jk, 'att') or '1') + 1
+      redis.call('HSET', jk, 'e', payload, 'att', attempt)
+      if number > 0 then
+        redis.call('HSET', jk, 'st', 'scheduled', 'due', now + number)
+        redis.call('ZADD', KEYS[2], now + number, id)
+        if redis.call('LLEN', KEYS[5]) < 8 then
+          redis.call('RPUSH', KEYS[5], '1')
+        end
+      else
+        make_runnable(id, jk, false)
+      end
+      redis.call('HINCRBY', KEYS[6], 'retried', 1)
+    elseif kind == 'dead' then
+      redis.call('HSET', jk, 'st', 'failed', 'e', payload, 'tf', now)
+      redis.call('ZADD', KEYS[3], now, id)
+      redis.call('PEXPIRE', jk, dead_ttl)
+      redis.call('HINCRBY', KEYS[6], 'failed', 1)
+      redis.call('PUBLISH', Q .. 'done:' .. id, 'failed')
+    elseif kind == 'requeue' then
+      make_runnable(id, jk, true)
+      redis.call('HINCRBY', KEYS[6], 'requeued', 1)
+    elseif kind == 'cancel' then
+      redis.call('HSET', jk, 'st', 'cancelled', 'e', payload, 'tf', now)
+      redis.call('PEXPIRE', jk, tonumber(rec[3]) or default_ttl)
+      redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
+      redis.call('PUBLISH', Q .. 'done:' .. id, 'cancelled')
+    end
+    codes[#codes + 1] = 1
+  end
+end
+return codes

@@ -1,0 +1,140 @@
+"""One pub/sub listener per app that wakes whoever waits on a job.
+
+Waiting for 10,000 jobs costs one connection, not 10,000. A waiter first
+subscribes (and waits for the server to confirm), then reads the job's
+status, so a job that ended before the wait began is seen at once. When the
+listener reconnects it re-subscribes and wakes every waiter to read its
+status again, so nothing that ended during the outage is missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+log = logging.getLogger("aioqueue.results")
+
+
+class Wakeup:
+    """A resettable event."""
+
+    __slots__ = ("_event",)
+
+    def __init__(self) -> None:
+        self._event = anyio.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+
+class ResultListener:
+    def __init__(self, broker: Broker, *, reconnect_cap_s: float = 2.0) -> None:
+        self._broker = broker
+        self._waiters: dict[str, set[Wakeup]] = {}
+        self._confirmed: dict[str, anyio.Event] = {}
+        self._pubsub: Any = None
+        self._ready = anyio.Event()
+        self._reconnect_cap_s = reconnect_cap_s
+        self.reconnects = 0
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    @contextlib.asynccontextmanager
+    async def watch(self, queue: str, job_id: str) -> AsyncIterator[Wakeup]:
+        channel = self._broker.keys(queue).done_channel(job_id)
+        wakeup = Wakeup()
+        waiters = self._waiters.setdefault(channel, set())
+        waiters.add(wakeup)
+        try:
+            if len(waiters) == 1:
+                confirmed = self._confirmed[channel] = anyio.Event()
+                await self._ready.wait()
+                with contextlib.suppress(Exception):
+                    await self._pubsub.subscribe(channel)
+                # an unconfirmed subscribe (connection lost) is covered by the
+                # reconnect path, which wakes every waiter
+                with anyio.move_on_after(self._broker.socket_timeout_s):
+                    await confirmed.wait()
+            else:
+                await self._confirmed[channel].wait()
+            yield wakeup
+        finally:
+            waiters.discard(wakeup)
+            if not waiters:
+                del self._waiters[channel]
+                self._confirmed.pop(channel, None)
+                if self._pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.unsubscribe(channel)
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for w in waiters:
+                w.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        failures = 0
+        while True:
+            pubsub = self._broker.client.pubsub()
+            try:
+                self._pubsub = pubsub
+                channels = list(self._waiters)
+                if channels:
+                    await pubsub.subscribe(*channels)
+                self._ready.set()
+                if not started:
+                    started = True
+                    task_status.started()
+                if failures:
+                    # we may have missed notifications while away: re-check all
+                    self._wake_all()
+                    self.reconnects += 1
+                failures = 0
+                while True:
+                    if not pubsub.subscribed:
+                        await anyio.sleep(0.05)
+                        continue
+                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    if msg is None:
+                        continue
+                    channel = msg.get("channel")
+                    if isinstance(channel, bytes):
+                        channel = channel.decode()
+                    if msg["type"] == "subscribe":
+                        event = self._confirmed.get(channel)
+                        if event is not None:
+                            event.set()
+                    elif msg["type"] == "message":
+                        for w in self._waiters.get(channel, ()):
+                            w.set()
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                failures += 1
+                self._ready = anyio.Event()
+                delay = random.uniform(0, min(self._reconnect_cap_s, 0.05 * 2**failures))
+                log.warning("result listener lost its connection (%s); reconnecting in %.2fs",
+                            exc, delay)
+                await anyio.sleep(delay)
+            finally:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,444 @@
+"""The worker process: one event loop, one task group, every role a sibling.
+
+::
+
+    Supervisor.run
+    └─ root task group
+       ├─ signal watcher   1st SIGINT/SIGTERM: graceful stop; 2nd: exit now
+       ├─ settler          sends finished jobs' outcomes in batches (one round trip each)
+       ├─ lease renewer    extends running jobs' leases in one call per interval
+       ├─ reaper           re-delivers jobs whose lease expired
+       ├─ loop-lag monitor warns when task code blocks the event loop
+       └─ work task group
+          ├─ one fetcher per queue: claim (which also promotes due delayed
+          │  jobs) when there is room; when idle, block on the queue's
+          │  wake-up list until a job arrives or the next delayed job is due
+          └─ one task per running job, bounded by ``concurrency``
+
+The settler and the renewer outlive the work group, so jobs that finish
+during the shutdown grace period are still settled and their leases renewed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import secrets
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import pydantic
+from anyio.abc import TaskStatus
+from redis import exceptions as redis_errors
+
+from .app import App
+from .broker import ClaimedJob, Settlement, error_json
+from .errors import BrokerError, ConfigurationError, Retry
+from .keys import check_name
+from .settings import WorkerSettings
+
+log = logging.getLogger("aioqueue.worker")
+
+_TRANSIENT = (BrokerError, redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+
+
+def _backoff(failures: int, cap: float) -> float:
+    """Capped exponential backoff with full jitter (no thundering herd)."""
+    import random
+
+    return random.uniform(0, min(cap, 0.05 * 2 ** min(failures, 16)))
+
+
+class Supervisor:
+    """Runs jobs from one or more queues.
+
+    :param app: the app whose tasks run here.
+    :param queues: queues to consume, in order (default: the app's queue).
+    :param concurrency: most jobs running at once.
+    :param burst: stop once the queues have nothing waiting, running, or
+        scheduled within ``settings.burst_horizon_s``.
+    :param settings: overrides ``app.worker_settings``.
+    :param handle_signals: install SIGINT/SIGTERM handlers (main thread only).
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int = 100,
+        burst: bool = False,
+        settings: WorkerSettings | None = None,
+        handle_signals: bool = False,
+        worker_id: str | None = None,
+    ) -> None:
+        if concurrency < 1:
+            raise ConfigurationError("concurrency must be >= 1")
+        self.app = app
+        self.queues = [check_name("queue", q) for q in (queues or [app.default_queue])]
+        if not self.queues:
+            raise ConfigurationError("at least one queue is needed")
+        self.concurrency = concurrency
+        self.burst = burst
+        self.settings = settings or app.worker_settings
+        self.handle_signals = handle_signals
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}")
+        self.counters: dict[str, int] = {
+            "started": 0, "succeeded": 0, "failed": 0, "retried": 0, "requeued": 0,
+            "stale_settle": 0, "lost_leases": 0, "reaped": 0, "reaped_dead": 0,
+        }
+        self._in_flight = 0
+        self._room = anyio.Event()
+        self._active: dict[str, dict[str, ClaimedJob]] = {q: {} for q in self.queues}
+        self._stop_scopes: dict[str, anyio.CancelScope] = {}
+        self._pending: dict[str, list[tuple[ClaimedJob, Settlement]]] = {}
+        self._settle_wakeup = anyio.Event()
+        self._stopping = False
+        self._stop_event = anyio.Event()
+        self._root: anyio.CancelScope | None = None
+        self._idle_scopes: set[anyio.CancelScope] = set()
+        self._drained: set[str] = set()
+
+    # -- control ------------------------------------------------------------
+
+    @property
+    def running_jobs(self) -> int:
+        return self._in_flight
+
+    def request_shutdown(self) -> None:
+        """Stop gracefully (as the first SIGTERM does); a second call stops at once."""
+        if self._stopping:
+            if self._root is not None:
+                self._root.cancel("second shutdown request")
+            return
+        log.info("worker %s: shutting down (grace %.1fs)", self.worker_id,
+                 self.settings.shutdown_grace_s)
+        self._stopping = True
+        self._stop_event.set()
+        self._signal_room()
+        for scope in list(self._idle_scopes):
+            # only an idle wait is cut: losing a wake-up token loses no job
+            scope.cancel()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until shutdown is requested (or, in burst mode, the queues are empty)."""
+        opened_here = self.app._broker is None
+        if opened_here:
+            await self.app.open(max_connections=self.concurrency + 20)
+        try:
+            await self._run(task_status)
+        finally:
+            if opened_here:
+                with anyio.CancelScope(shield=True):
+                    await self.app.close()
+
+    async def _run(self, task_status: TaskStatus[None]) -> None:
+        s = self.settings
+        log.info("worker %s: queues=%s concurrency=%d lease=%.1fs", self.worker_id,
+                 ",".join(self.queues), self.concurrency, s.lease_s)
+        async with anyio.create_task_group() as root:
+            self._root = root.cancel_scope
+            if self.handle_signals:
+                root.start_soon(self._watch_signals)
+            root.start_soon(self._settler)
+            root.start_soon(self._renewer)
+            root.start_soon(self._reaper)
+            root.start_soon(self._watch_loop_lag)
+            async with anyio.create_task_group() as work:
+                for queue in self.queues:
+                    work.start_soon(self._fetch, queue, work)
+                work.start_soon(self._grace_keeper)
+                task_status.started()
+            # every job has ended; make sure each outcome reached Redis
+            with anyio.move_on_after(max(5.0, self.app.broker.socket_timeout_s * 2)):
+                while self._in_flight:
+                    self._settle_wakeup.set()
+                    await self._wait_room()
+            root.cancel_scope.cancel("stopped")
+        log.info("worker %s: stopped (%s)", self.worker_id,
+                 ", ".join(f"{k}={v}" for k, v in self.counters.items() if v))
+
+    async def _watch_signals(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("worker %s: got %s", self.worker_id, signal.Signals(signum).name)
+                self.request_shutdown()
+
+    async def _grace_keeper(self) -> None:
+        """After the stop request, give running jobs the grace period, then
+        cancel them: they are handed straight back to their queue."""
+        await self._stop_event.wait()
+        with anyio.move_on_after(self.settings.shutdown_grace_s):
+            while self._stop_scopes:
+                await self._wait_room()
+        for scope in list(self._stop_scopes.values()):
+            scope.cancel("shutdown grace period over")
+
+    async def _wait_room(self) -> None:
+        await self._room.wait()
+
+    def _signal_room(self) -> None:
+        self._room.set()
+        self._room = anyio.Event()
+
+    # -- intake -------------------------------------------------------------
+
+    async def _fetch(self, queue: str, work: anyio.abc.TaskGroup) -> None:
+        s = self.settings
+        broker = self.app.broker
+        lease_ms = int(s.lease_s * 1000)
+        failures = 0
+        reservation: str | None = None
+        next_due_ms = -1
+        while not self._stopping:
+            async with broker.blocking_client(f"aioqueue:{self.worker_id}:{queue}") as conn:
+                try:
+                    while not self._stopping:
+                        room = self.concurrency - self._in_flight
+                        if room <= 0:
+                            await self._wait_room()
+                            continue
+                        reservation = reservation or secrets.token_hex(8)
+                        jobs, next_due_ms = await broker.claim(
+                            conn, queue, min(room, s.claim_batch), lease_ms, self.worker_id,
+                            reservation)
+                        reservation = None
+                        failures = 0
+                        if jobs:
+                            self._drained.discard(queue)
+                            for job in jobs:
+                                self._start_job(job, work)
+                            continue
+                        if self.burst and await self._burst_done(queue, next_due_ms):
+                            return
+                        await self._idle_wait(conn, queue, next_due_ms)
+                except _TRANSIENT as exc:
+                    failures += 1
+                    delay = _backoff(failures, s.reconnect_cap_s)
+                    log.warning("fetcher %s: Redis error (%s); retrying in %.2fs",
+                                queue, exc, delay)
+                    await anyio.sleep(delay)
+
+    async def _idle_wait(self, conn: Any, queue: str, next_due_ms: int) -> None:
+        timeout = self.settings.block_s
+        if next_due_ms >= 0:
+            timeout = min(timeout, next_due_ms / 1000)
+        if timeout <= 0:
+            return
+        # BLPOP's timeout has millisecond resolution (Redis >= 6)
+        timeout = max(0.001, math.ceil(timeout * 1000) / 1000)
+        with anyio.CancelScope() as scope:
+            self._idle_scopes.add(scope)
+            try:
+                if not self._stopping:
+                    await conn.blpop([self.app.broker.keys(queue).wake], timeout=timeout)
+            finally:
+                self._idle_scopes.discard(scope)
+
+    async def _burst_done(self, queue: str, next_due_ms: int) -> bool:
+        horizon_ms = self.settings.burst_horizon_s * 1000
+        if self._in_flight or (0 <= next_due_ms <= horizon_ms):
+            self._drained.discard(queue)
+            return False
+        counts = await self.app.broker.counts(queue)
+        if counts["waiting"] or counts["running"]:
+            self._drained.discard(queue)
+            return False
+        self._drained.add(queue)
+        if self._drained >= set(self.queues):
+            log.info("worker %s: burst mode, queues empty", self.worker_id)
+            self.request_shutdown()
+        return True
+
+    # -- running jobs -------------------------------------------------------
+
+    def _start_job(self, job: ClaimedJob, work: anyio.abc.TaskGroup) -> None:
+        self._in_flight += 1
+        self._active[job.queue][job.id] = job
+        self.counters["started"] += 1
+        work.start_soon(self._run_job, job)
+
+    async def _run_job(self, job: ClaimedJob) -> None:
+        started = time.monotonic()
+        settlement = await self._execute(job)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("job %s task=%s attempt=%d %.1fms -> %s", job.id, job.task, job.attempt,
+                      (time.monotonic() - started) * 1000, settlement.kind)
+        self._pending.setdefault(job.queue, []).append((job, settlement))
+        self._settle_wakeup.set()
+
+    async def _execute(self, job: ClaimedJob) -> Settlement:
+        task = self.app.tasks.get(job.task)
+        if task is None:
+            return self._dead(job, "TaskNotFound",
+                              f"no task named {job.task!r} is registered in this worker")
+        try:
+            pos, kwargs = task.codec.decode(job.args)
+        except (ValueError, TypeError, pydantic.ValidationError) as exc:
+            return self._dead(job, "InvalidPayload",
+                              f"stored arguments of task {job.task!r} failed validation: {exc}")
+        if job.timeout_ms is not None:
+            timeout = job.timeout_ms / 1000 if job.timeout_ms > 0 else None
+        else:
+            timeout = task.timeout
+        max_tries = job.max_tries or task.max_tries
+        with anyio.CancelScope() as stop_scope:
+            self._stop_scopes[job.id] = stop_scope
+            try:
+                with anyio.CancelScope(
+                    deadline=anyio.current_time() + timeout if timeout else math.inf
+                ) as timeout_scope:
+                    value = await task.fn(*pos, **kwargs)
+                if timeout_scope.cancelled_caught:
+                    return self._failure(job, task, max_tries, None, "TimeoutError",
+                                         f"timed out after {timeout} s", "")
+                try:
+                    return Settlement(job.id, job.token, "ok", task.codec.encode_result(value),
+                                      job.result_ttl_ms or 0)
+                except (pydantic.ValidationError, BrokerError, ValueError, TypeError) as exc:
+                    return self._dead(job, "InvalidResult",
+                                      f"return value of {job.task!r} cannot be stored: {exc}")
+            except Retry as exc:
+                return self._failure(job, task, max_tries, exc.delay, "Retry",
+                                     "retry requested", "", requested=True)
+            except Exception as exc:
+                if not isinstance(exc, task.retry_on):
+                    max_tries = job.attempt
+                return self._failure(job, task, max_tries, None, type(exc).__qualname__,
+                                     str(exc), traceback.format_exc())
+            finally:
+                del self._stop_scopes[job.id]
+        # only the shutdown path cancels stop_scope: hand the job straight back
+        return Settlement(job.id, job.token, "requeue")
+
+    def _dead(self, job: ClaimedJob, error_type: str, message: str, tb: str = "") -> Settlement:
+        log.error("job %s task=%s attempt=%d dead-lettered: %s: %s", job.id, job.task,
+                  job.attempt, error_type, message)
+        return Settlement(job.id, job.token, "dead", error_json(error_type, message, tb,
+                                                                job.attempt))
+
+    def _failure(self, job: ClaimedJob, task: Any, max_tries: int, delay: float | None,
+                 error_type: str, message: str, tb: str, requested: bool = False) -> Settlement:
+        if job.attempt < max_tries:
+            wait = delay if delay is not None else task.retry.delay_for(job.attempt)
+            if not requested:
+                log.warning("job %s task=%s attempt=%d/%d failed: %s: %s; retry in %.2fs",
+                            job.id, job.task, job.attempt, max_tries, error_type, message, wait)
+            return Settlement(job.id, job.token, "retry",
+                              error_json(error_type, message, tb, job.attempt),
+                              int(wait * 1000))
+        return self._dead(job, error_type, message, tb)
+
+    # -- settling -----------------------------------------------------------
+
+    async def _settler(self) -> None:
+        s = self.settings
+        failures = 0
+        while True:
+            await self._settle_wakeup.wait()
+            self._settle_wakeup = anyio.Event()
+            batches, self._pending = self._pending, {}
+            for queue, items in batches.items():
+                while True:
+                    try:
+                        codes = await self.app.broker.settle(
+                            queue, [st for _, st in items],
+                            default_result_ttl_ms=int(self.app.result_ttl_s * 1000),
+                            dead_letter_ttl_ms=int(self.app.dead_letter_ttl_s * 1000),
+                        )
+                        failures = 0
+                        break
+                    except _TRANSIENT as exc:
+                        # settle is fenced and idempotent: sending it again is safe
+                        failures += 1
+                        delay = _backoff(failures, s.reconnect_cap_s)
+                        log.warning("settle: Redis error (%s); retrying in %.2fs", exc, delay)
+                        await anyio.sleep(delay)
+                for (job, st), code in zip(items, codes, strict=True):
+                    self._finish(job, st, code)
+            self._signal_room()
+
+    def _finish(self, job: ClaimedJob, st: Settlement, code: int) -> None:
+        self._in_flight -= 1
+        self._active[job.queue].pop(job.id, None)
+        if code < 0:
+            self.counters["stale_settle"] += 1
+            log.warning("job %s: outcome %r refused, the lease (token %s) is no longer ours "
+                        "(it expired and the job was re-delivered)", job.id, st.kind, job.token)
+            return
+        key = {"ok": "succeeded", "dead": "failed", "retry": "retried",
+               "requeue": "requeued"}.get(st.kind)
+        if key:
+            self.counters[key] += 1
+
+    # -- leases -------------------------------------------------------------
+
+    async def _renewer(self) -> None:
+        s = self.settings
+        lease_ms = int(s.lease_s * 1000)
+        while True:
+            await anyio.sleep(s.renew_every_s)
+            for queue, active in self._active.items():
+                if not active:
+                    continue
+                jobs = list(active.values())
+                try:
+                    codes = await self.app.broker.renew(
+                        queue, [(j.id, j.token) for j in jobs], lease_ms)
+                except _TRANSIENT as exc:
+                    log.warning("lease renewal failed (%s); will retry", exc)
+                    continue
+                for job, code in zip(jobs, codes, strict=True):
+                    if code == 0 and job.id in active:
+                        self.counters["lost_leases"] += 1
+                        log.warning("job %s: lease lost (it expired; the job may run "
+                                    "elsewhere); its outcome will be refused", job.id)
+
+    async def _reaper(self) -> None:
+        s = self.settings
+        dead_ms = int(self.app.dead_letter_ttl_s * 1000)
+        await anyio.sleep(s.reap_grace_s)
+        while True:
+            try:
+                for queue in self.queues:
+                    while True:
+                        requeued, dead = await self.app.broker.reap(
+                            queue, limit=100, max_deliveries=s.max_deliveries,
+                            dead_letter_ttl_ms=dead_ms)
+                        self.counters["reaped"] += requeued
+                        self.counters["reaped_dead"] += dead
+                        if requeued or dead:
+                            log.warning("queue %s: %d expired lease(s) re-delivered, %d "
+                                        "dead-lettered at the delivery limit", queue,
+                                        requeued, dead)
+                        if requeued + dead < 100:
+                            break
+            except _TRANSIENT as exc:
+                log.warning("reaper: Redis error (%s)", exc)
+                # leases could not be renewed meanwhile either: give the
+                # renewer one interval after reconnecting before reaping
+                await anyio.sleep(s.reaper_interval_s)
+                with contextlib.suppress(*_TRANSIENT):
+                    await self.app.broker.client.ping()
+                    await anyio.sleep(s.reap_grace_s)
+                continue
+            await anyio.sleep(s.reaper_interval_s)
+
+    async def _watch_loop_lag(self) -> None:
+        interval = min(0.25, self.settings.lag_warn_s / 2)
+        while True:
+            before = time.monotonic()
+            await anyio.sleep(interval)
+            lag = time.monotonic() - before - interval
+            if lag > self.settings.lag_warn_s:
+                log.warning("event loop was blocked for %.2fs (lease %.1fs): a task is "
+                            "running blocking code; its lease may expire", lag,
+                            self.settings.lease_s)

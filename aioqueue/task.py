@@ -1,0 +1,377 @@
+"""Tasks: typed wrappers around the user's coroutine functions."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import random
+import secrets
+import typing
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+import pydantic
+import pydantic_core
+from pydantic import TypeAdapter
+
+from .errors import (
+    ConfigurationError,
+    PayloadNotSerializable,
+    PayloadTooLarge,
+)
+from .job import Job
+from .keys import check_name, check_task_name
+
+if TYPE_CHECKING:
+    from .app import App
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RetryPolicy:
+    """How long to wait before the next attempt of a failed job.
+
+    The n-th retry waits ``min(backoff_s * factor**(n-1), backoff_max_s)``
+    seconds; with ``jitter`` the wait is drawn uniformly from
+    ``[wait/2, wait]`` so that jobs failing together do not retry together.
+    """
+
+    backoff_s: float = 1.0
+    factor: float = 2.0
+    backoff_max_s: float = 300.0
+    jitter: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backoff_s < 0 or self.backoff_max_s < 0 or self.factor < 1:
+            raise ConfigurationError(
+                "RetryPolicy needs backoff_s >= 0, backoff_max_s >= 0, factor >= 1")
+
+    def delay_for(self, retry_number: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retry_number`` (1-based)."""
+        wait = min(self.backoff_s * self.factor ** max(0, retry_number - 1), self.backoff_max_s)
+        if self.jitter and wait > 0:
+            wait = (rng or random).uniform(wait / 2, wait)
+        return wait
+
+
+class _Unset:
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EnqueueOptions:
+    """Per-call options. Fields left UNSET take the task's default."""
+
+    queue: str = UNSET
+    delay: float | None = None
+    at: datetime | None = None
+    priority: int = UNSET
+    job_id: str | None = None
+    max_tries: int = UNSET
+    timeout: float | None = UNSET
+    result_ttl: float = UNSET
+
+
+def check_options(
+    *,
+    delay: float | None = None,
+    at: datetime | None = None,
+    priority: int | None = None,
+    max_tries: int | None = None,
+    timeout: float | None = None,
+    result_ttl: float | None = None,
+    job_id: str | None = None,
+    max_deliveries: int | None = None,
+) -> None:
+    """Refuse invalid option values before anything is written."""
+    if delay is not None and (not isinstance(delay, int | float) or delay < 0 or delay != delay):
+        raise ConfigurationError(f"delay must be a number of seconds >= 0, got {delay!r}")
+    if delay is not None and at is not None:
+        raise ConfigurationError("give delay or at, not both")
+    if at is not None and not isinstance(at, datetime):
+        raise ConfigurationError(f"at must be a datetime, got {at!r}")
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int)
+        or not MIN_PRIORITY <= priority <= MAX_PRIORITY
+    ):
+        raise ConfigurationError(
+            f"priority must be an int in [{MIN_PRIORITY}, {MAX_PRIORITY}], got {priority!r}")
+    if max_tries is not None and (not isinstance(max_tries, int) or max_tries < 1):
+        raise ConfigurationError(f"max_tries must be an int >= 1, got {max_tries!r}")
+    if max_deliveries is not None and (not isinstance(max_deliveries, int) or max_deliveries < 1):
+        raise ConfigurationError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    if result_ttl is not None and (not isinstance(result_ttl, int | float) or result_ttl <= 0):
+        raise ConfigurationError(f"result_ttl must be a number of seconds > 0, got {result_ttl!r}")
+    if job_id is not None:
+        check_name("job_id", job_id)
+
+
+def new_job_id() -> str:
+    return secrets.token_urlsafe(12)
+
+
+class ArgumentCodec:
+    """Validates a task's arguments against its signature and turns them into
+    JSON and back. Built once per task."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.signature = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"cannot resolve the annotations of {fn.__qualname__}: {exc}") from exc
+        fields: dict[str, Any] = {}
+        self.names: list[str] = []
+        self.positional_only: set[str] = set()
+        for i, (name, param) in enumerate(self.signature.parameters.items()):
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ConfigurationError(
+                    f"task {fn.__qualname__}: *args/**kwargs parameters are not supported; "
+                    "name every parameter so it can be validated")
+            if param.kind is param.POSITIONAL_ONLY:
+                self.positional_only.add(name)
+            annotation = hints.get(name, Any)
+            default = ... if param.default is param.empty else param.default
+            fields[f"p{i}"] = (annotation, pydantic.Field(default, alias=name))
+            self.names.append(name)
+        self.model: type[pydantic.BaseModel] = pydantic.create_model(
+            f"{fn.__name__}_args",
+            __config__=pydantic.ConfigDict(extra="forbid", populate_by_name=False,
+                                           arbitrary_types_allowed=False),
+            **fields,
+        )
+        ret = hints.get("return", Any)
+        self.returns: TypeAdapter[Any] = TypeAdapter(ret)
+
+    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if len(args) > len(self.names):
+            raise TypeError(f"takes {len(self.names)} positional arguments but "
+                            f"{len(args)} were given")
+        data = dict(zip(self.names, args, strict=False))
+        for key, value in kwargs.items():
+            if key in data:
+                raise TypeError(f"got multiple values for argument {key!r}")
+            if key in self.positional_only:
+                raise TypeError(f"argument {key!r} is positional-only")
+            data[key] = value
+        return data
+
+    def encode(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+        """Validate (raises ``pydantic.ValidationError``) and serialise."""
+        data = self.bind(args, kwargs)
+        model = self.model.model_validate(data)
+        try:
+            return model.model_dump_json(by_alias=True)
+        except pydantic_core.PydanticSerializationError as exc:
+            raise PayloadNotSerializable(str(exc)) from exc
+
+    def decode(self, payload: str) -> tuple[list[Any], dict[str, Any]]:
+        """Parse stored JSON and validate it again; returns call arguments."""
+        raw = json.loads(payload)
+        if isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], list):
+            # enqueued by name by a producer without the task code
+            data = self.bind(tuple(raw[0]), raw[1])
+        elif isinstance(raw, dict):
+            data = raw
+        else:
+            raise ValueError("arguments must be a JSON object or [args, kwargs]")
+        model = self.model.model_validate(data)
+        values = {name: getattr(model, f"p{i}") for i, name in enumerate(self.names)}
+        pos = [values.pop(n) for n in self.names if n in self.positional_only]
+        return pos, values
+
+    def encode_result(self, value: Any) -> str:
+        try:
+            return self.returns.dump_json(value).decode()
+        except pydantic_core.PydanticSerializationError as exc:
+            raise PayloadNotSerializable(f"result is not JSON-serialisable: {exc}") from exc
+
+
+def encode_untyped(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    """Arguments for a task this process does not know: stored as [args, kwargs]."""
+    try:
+        return pydantic_core.to_json([list(args), dict(kwargs)]).decode()
+    except pydantic_core.PydanticSerializationError as exc:
+        raise PayloadNotSerializable(str(exc)) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class BoundCall(Generic[P, R]):
+    """One call of a task, for ``enqueue_many``."""
+
+    task: Task[P, R]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class Task(Generic[P, R]):
+    """A registered task. Call it to run the function here; ``enqueue`` it to
+    run it on a worker."""
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[P, Coroutine[Any, Any, R]],
+        *,
+        name: str,
+        queue: str,
+        max_tries: int,
+        max_deliveries: int | None,
+        timeout: float | None,
+        retry: RetryPolicy,
+        retry_on: tuple[type[BaseException], ...],
+        priority: int,
+        result_ttl: float | None,
+        options: EnqueueOptions | None = None,
+        codec: ArgumentCodec | None = None,
+    ) -> None:
+        if not inspect.iscoroutinefunction(fn):
+            raise ConfigurationError(f"task {name!r} must be an 'async def' function")
+        check_task_name(name)
+        check_name("queue", queue)
+        check_options(max_tries=max_tries, timeout=timeout, priority=priority,
+                      result_ttl=result_ttl, max_deliveries=max_deliveries)
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.queue = queue
+        self.max_tries = max_tries
+        self.max_deliveries = max_deliveries
+        self.timeout = timeout
+        self.retry = retry
+        self.retry_on = retry_on
+        self.priority = priority
+        self.result_ttl = result_ttl
+        self._options = options or EnqueueOptions()
+        self.codec = codec or ArgumentCodec(fn)
+        self.__name__ = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __repr__(self) -> str:
+        return f"Task({self.name!r}, queue={self.queue!r})"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
+        """Run the function directly, in this process, without a queue."""
+        return self.fn(*args, **kwargs)
+
+    def options(
+        self,
+        *,
+        queue: str = UNSET,
+        delay: float | None = None,
+        at: datetime | None = None,
+        priority: int = UNSET,
+        job_id: str | None = None,
+        max_tries: int = UNSET,
+        timeout: float | None = UNSET,
+        result_ttl: float = UNSET,
+    ) -> Task[P, R]:
+        """A copy of this task whose next enqueues use these options."""
+        check_options(
+            delay=delay, at=at,
+            priority=None if priority is UNSET else priority,
+            max_tries=None if max_tries is UNSET else max_tries,
+            timeout=None if timeout is UNSET else timeout,
+            result_ttl=None if result_ttl is UNSET else result_ttl,
+            job_id=job_id,
+        )
+        if queue is not UNSET:
+            check_name("queue", queue)
+        changes: dict[str, Any] = {k: v for k, v in dict(
+            queue=queue, delay=delay, at=at, priority=priority, job_id=job_id,
+            max_tries=max_tries, timeout=timeout, result_ttl=result_ttl,
+        ).items() if v is not UNSET and v is not None}
+        merged = dataclasses.replace(self._options, **changes)
+        return Task(
+            self.app, self.fn, name=self.name, queue=self.queue, max_tries=self.max_tries,
+            max_deliveries=self.max_deliveries, timeout=self.timeout, retry=self.retry,
+            retry_on=self.retry_on, priority=self.priority, result_ttl=self.result_ttl,
+            options=merged, codec=self.codec,
+        )
+
+    def bind(self, *args: P.args, **kwargs: P.kwargs) -> BoundCall[P, R]:
+        """Capture one call's arguments for ``enqueue_many``."""
+        return BoundCall(self, args, kwargs)
+
+    def _record_extra(self, opts: EnqueueOptions) -> dict[str, str | int]:
+        extra: dict[str, str | int] = {}
+        if opts.max_tries is not UNSET:
+            extra["mt"] = opts.max_tries
+        if opts.timeout is not UNSET:
+            extra["to"] = 0 if opts.timeout is None else int(opts.timeout * 1000)
+        if opts.result_ttl is not UNSET:
+            extra["rt"] = int(opts.result_ttl * 1000)
+        elif self.result_ttl is not None:
+            extra["rt"] = int(self.result_ttl * 1000)
+        if self.max_deliveries is not None:
+            extra["md"] = self.max_deliveries
+        return extra
+
+    def _prepare(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> tuple[str, str, str, int, int, int | None, dict[str, str | int]]:
+        opts = self._options
+        payload = self.codec.encode(args, kwargs)
+        limit = self.app.max_payload_bytes
+        if len(payload) > limit:
+            raise PayloadTooLarge(
+                f"task {self.name!r}: arguments are {len(payload)} bytes as JSON, over the "
+                f"limit of {limit} (App(max_payload_bytes=...))")
+        queue = self.queue if opts.queue is UNSET else opts.queue
+        priority = self.priority if opts.priority is UNSET else opts.priority
+        delay_ms = int(opts.delay * 1000) if opts.delay else 0
+        at_ms = None
+        if opts.at is not None:
+            at = opts.at if opts.at.tzinfo else opts.at.replace(tzinfo=UTC)
+            at_ms = int(at.timestamp() * 1000)
+        job_id = opts.job_id or new_job_id()
+        del queue
+        return job_id, self.name, payload, priority, delay_ms, at_ms, self._record_extra(opts)
+
+    @property
+    def target_queue(self) -> str:
+        return self.queue if self._options.queue is UNSET else self._options.queue
+
+    async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
+        """Validate the arguments and enqueue one job.
+
+        :raises pydantic.ValidationError: arguments do not fit the signature
+            (nothing is written).
+        """
+        job_id, name, payload, priority, delay_ms, at_ms, extra = self._prepare(args, kwargs)
+        queue = self.target_queue
+        await self.app.broker.enqueue(
+            queue, job_id, name, payload, priority=priority, delay_ms=delay_ms,
+            at_ms=at_ms, extra=extra,
+        )
+        return Job(self.app, job_id, queue, self.codec.returns)
+
+    async def enqueue_many(
+        self, calls: Iterable[BoundCall[P, R]], *, chunk_size: int = 1000
+    ) -> list[Job[R]]:
+        """Validate every call first, then enqueue them in pipelined chunks.
+
+        Nothing is written if any call fails validation. With a ``job_id``
+        option every call would share one id, so it is refused here.
+        """
+        if self._options.job_id is not None:
+            raise ConfigurationError("enqueue_many cannot use a fixed job_id option")
+        prepared = [self._prepare(c.args, c.kwargs) for c in calls]
+        queue = self.target_queue
+        for start in range(0, len(prepared), chunk_size):
+            await self.app.broker.enqueue_many(queue, prepared[start:start + chunk_size])
+        return [Job(self.app, p[0], queue, self.codec.returns) for p in prepared]

@@ -1,0 +1,114 @@
+"""Create one virtualenv per peer under benchmarks/.venvs/<peer> and install it from PyPI.
+
+Idempotent: an existing venv is reused; if ``benchmarks/requirements/<peer>.txt`` exists the
+exact pinned versions in it are installed, otherwise the latest release is installed and the
+resulting ``pip freeze`` is written there (so later runs, and other machines, get the same
+versions). Pass ``--upgrade`` to ignore the pins and re-resolve to the latest releases.
+
+Usage (from the repo root)::
+
+    /work/venv/bin/python -m benchmarks.setup_peers [--only arq,saq] [--upgrade]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+VENVS = HERE / ".venvs"
+PINS = HERE / "requirements"
+
+# What a user would `pip install`. hiredis is added everywhere so that every redis-py based
+# peer (and aioqueue, which depends on redis[hiredis]) parses replies with the same C parser;
+# redis-py is added where the peer does not use it, because every job body does its INCR/SADD
+# through redis-py so the job body is identical for every peer.
+PEERS: dict[str, list[str]] = {
+    "arq": ["arq", "hiredis"],
+    "saq": ["saq[hiredis]", "redis", "hiredis"],
+    "streaq": ["streaq", "redis", "hiredis"],
+    "taskiq": ["taskiq", "taskiq-redis", "hiredis"],
+    "rq": ["rq", "hiredis"],
+    "bullmq": ["bullmq", "hiredis"],
+}
+# The distribution whose version is shown in the results table.
+HEADLINE = {
+    "arq": ["arq"],
+    "saq": ["saq"],
+    "streaq": ["streaq"],
+    "taskiq": ["taskiq", "taskiq-redis"],
+    "rq": ["rq"],
+    "bullmq": ["bullmq"],
+}
+
+
+def venv_python(peer: str) -> Path:
+    return VENVS / peer / "bin" / "python"
+
+
+def pip(peer: str, *args: str) -> str:
+    cmd = [str(venv_python(peer)), "-m", "pip", "--disable-pip-version-check", *args]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stdout}\n{res.stderr}")
+    return res.stdout
+
+
+def versions(peer: str) -> dict[str, str]:
+    out = pip(peer, "list", "--format=json")
+    return {d["name"].lower(): d["version"] for d in json.loads(out)}
+
+
+def setup(peer: str, upgrade: bool) -> dict[str, str]:
+    path = VENVS / peer
+    if not venv_python(peer).exists():
+        print(f"[{peer}] creating venv {path}", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(path)
+    pin_file = PINS / f"{peer}.txt"
+    if pin_file.exists() and not upgrade:
+        print(f"[{peer}] installing pinned versions from {pin_file.relative_to(HERE.parent)}",
+              flush=True)
+        pip(peer, "install", "-q", "-r", str(pin_file))
+    else:
+        print(f"[{peer}] installing latest: {' '.join(PEERS[peer])}", flush=True)
+        pip(peer, "install", "-q", "--upgrade", *PEERS[peer])
+        freeze = pip(peer, "freeze", "--all", "--exclude", "pip", "--exclude", "setuptools")
+        PINS.mkdir(exist_ok=True)
+        pin_file.write_text(f"# pinned by benchmarks/setup_peers.py for peer {peer}\n{freeze}")
+    return versions(peer)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--only", help="comma-separated subset of peers")
+    ap.add_argument("--upgrade", action="store_true", help="ignore pins, install latest")
+    args = ap.parse_args(argv)
+    peers = args.only.split(",") if args.only else list(PEERS)
+    failed = []
+    summary = {}
+    for peer in peers:
+        if peer not in PEERS:
+            ap.error(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
+        try:
+            vers = setup(peer, args.upgrade)
+        except Exception as exc:
+            print(f"[{peer}] FAILED: {exc}", file=sys.stderr, flush=True)
+            failed.append(peer)
+            continue
+        summary[peer] = {name: vers.get(name, "?") for name in HEADLINE[peer]}
+        extra = {k: vers[k] for k in ("redis", "hiredis", "coredis") if k in vers}
+        print(f"[{peer}] ok: {summary[peer]}  (clients: {extra})", flush=True)
+    VENVS.mkdir(exist_ok=True)
+    (VENVS / "versions.json").write_text(json.dumps(summary, indent=2))
+    if failed:
+        print(f"failed peers: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

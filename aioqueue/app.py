@@ -125,7 +125,8 @@ class App:
     ) -> Task[P, R] | Callable[[Callable[P, Coroutine[Any, Any, R]]], Task[P, R]]:
         """Register an ``async def`` function as a task.
 
-        :param name: name stored in jobs (default: ``module.qualname``).
+        :param name: name stored in jobs and used by ``App.enqueue(name)``
+            (default: the function's ``__qualname__``, e.g. ``"add"``).
         :param max_tries: attempts before the job is dead-lettered.
         :param max_deliveries: lease expiries (crashed or hung workers) tolerated
             before the job is dead-lettered (default: the worker setting).
@@ -137,9 +138,11 @@ class App:
         """
 
         def register(f: Callable[P, Coroutine[Any, Any, R]]) -> Task[P, R]:
-            task_name = name or f"{f.__module__}.{f.__qualname__}"
+            task_name = name or f.__qualname__
             if task_name in self.tasks:
-                raise ConfigurationError(f"a task named {task_name!r} is already registered")
+                raise ConfigurationError(
+                    f"a task named {task_name!r} is already registered; "
+                    "give one of them another name with @app.task(name=...)")
             t: Task[P, R] = Task(
                 self, f, name=task_name, queue=queue or self.default_queue,
                 max_tries=max_tries, max_deliveries=max_deliveries, timeout=timeout,
@@ -200,6 +203,15 @@ class App:
         self._listener_started = False
         if stack is not None:
             await stack.aclose()
+
+    @contextlib.asynccontextmanager
+    async def connected(self, *, max_connections: int | None = None) -> AsyncIterator[App]:
+        """``async with app:`` with a larger pool (the supervisor sizes it)."""
+        await self.open(max_connections=max_connections)
+        try:
+            yield self
+        finally:
+            await self.close()
 
     async def __aenter__(self) -> App:
         await self.open()

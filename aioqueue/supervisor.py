@@ -130,15 +130,13 @@ class Supervisor:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until shutdown is requested (or, in burst mode, the queues are empty)."""
-        opened_here = self.app._broker is None
-        if opened_here:
-            await self.app.open(max_connections=self.concurrency + 20)
-        try:
+        async with contextlib.AsyncExitStack() as stack:
+            if self.app._broker is None:
+                # size the pool from the concurrency: every running job may
+                # settle, enqueue or read while the fetchers hold their own
+                await stack.enter_async_context(
+                    self.app.connected(max_connections=self.concurrency + 20))
             await self._run(task_status)
-        finally:
-            if opened_here:
-                with anyio.CancelScope(shield=True):
-                    await self.app.close()
 
     async def _run(self, task_status: TaskStatus[None]) -> None:
         s = self.settings

@@ -195,8 +195,13 @@ class ArgumentCodec:
         return pos, values
 
     def encode_result(self, value: Any) -> str:
+        """Validate the return value against the annotation, then serialise.
+
+        :raises pydantic.ValidationError: the value does not fit the annotation.
+        """
+        checked = self.returns.validate_python(value)
         try:
-            return self.returns.dump_json(value).decode()
+            return self.returns.dump_json(checked).decode()
         except pydantic_core.PydanticSerializationError as exc:
             raise PayloadNotSerializable(f"result is not JSON-serialisable: {exc}") from exc
 

@@ -7,12 +7,13 @@ import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
 import anyio
 from anyio.abc import TaskGroup
 
 from .broker import Broker
+from .context import JobContext, LifecycleHook, Middleware
 from .errors import ConfigurationError, PayloadTooLarge, TaskNotFound
 from .job import Job
 from .keys import check_name, check_task_name
@@ -22,6 +23,21 @@ from .task import RetryPolicy, Task, check_options, encode_untyped, new_job_id
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+class TaskDecorator(Protocol):
+    """What ``@app.task(...)`` with options returns."""
+
+    @overload
+    def __call__(
+        self, fn: Callable[Concatenate[JobContext, P], Coroutine[Any, Any, R]], /
+    ) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
 
 class App:
@@ -44,6 +60,7 @@ class App:
     :param socket_timeout_s: timeout of ordinary (non-blocking) commands.
     :param max_connections: size of the connection pool (the supervisor raises
         it to fit its concurrency).
+    :param sync_concurrency: most plain ``def`` tasks running at once (threads).
     :param redis_options: extra keyword arguments for ``redis.asyncio.Redis``
         (``ssl_ca_certs``, ``username``, ``password``…).
     """
@@ -61,6 +78,7 @@ class App:
         retry: RetryPolicy | None = None,
         socket_timeout_s: float = 5.0,
         max_connections: int = 50,
+        sync_concurrency: int = 40,
         redis_options: Mapping[str, Any] | None = None,
     ) -> None:
         check_name("prefix", prefix)
@@ -77,6 +95,14 @@ class App:
         self.max_payload_bytes = max_payload_bytes
         self.default_retry = retry or RetryPolicy()
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.state: dict[str, Any] = {}
+        self.startup_hooks: list[LifecycleHook] = []
+        self.shutdown_hooks: list[LifecycleHook] = []
+        self.middlewares: list[Middleware] = []
+        if sync_concurrency < 1:
+            raise ConfigurationError("sync_concurrency must be >= 1")
+        self.sync_concurrency = sync_concurrency
+        self._sync_limiter: anyio.CapacityLimiter | None = None
         self._broker_options = dict(
             socket_timeout_s=socket_timeout_s, max_connections=max_connections,
             redis_options=redis_options,
@@ -91,7 +117,15 @@ class App:
     # -- registry ---------------------------------------------------------
 
     @overload
+    def task(
+        self, fn: Callable[Concatenate[JobContext, P], Coroutine[Any, Any, R]], /
+    ) -> Task[P, R]: ...
+
+    @overload
     def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
     def task(
@@ -104,13 +138,14 @@ class App:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
+        fail_on: tuple[type[BaseException], ...] = (),
         priority: int = 0,
         result_ttl: float | None = None,
-    ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], Task[P, R]]: ...
+    ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]
         self,
-        fn: Callable[P, Coroutine[Any, Any, R]] | None = None,
+        fn: Callable[..., Any] | None = None,
         /,
         *,
         name: str | None = None,
@@ -120,10 +155,17 @@ class App:
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
         retry_on: tuple[type[BaseException], ...] = (Exception,),
+        fail_on: tuple[type[BaseException], ...] = (),
         priority: int = 0,
         result_ttl: float | None = None,
-    ) -> Task[P, R] | Callable[[Callable[P, Coroutine[Any, Any, R]]], Task[P, R]]:
-        """Register an ``async def`` function as a task.
+    ) -> Any:
+        """Register a function as a task.
+
+        ``async def`` functions run on the worker's event loop; plain ``def``
+        functions run in a worker thread (``App(sync_concurrency=)`` threads at
+        most), so blocking code does not stall other jobs. A first parameter
+        annotated :class:`JobContext` receives the job's context and is not
+        part of the enqueue signature.
 
         :param name: name stored in jobs and used by ``App.enqueue(name)``
             (default: the function's ``__qualname__``, e.g. ``"add"``).
@@ -133,21 +175,22 @@ class App:
         :param timeout: seconds one attempt may run; a timeout is a failure.
         :param retry: backoff between attempts (default: the app's).
         :param retry_on: exception types that are retried; others fail at once.
+        :param fail_on: exception types that fail at once even if in ``retry_on``.
         :param priority: default priority; higher runs first.
         :param result_ttl: seconds the result is kept (default: the app's).
         """
 
-        def register(f: Callable[P, Coroutine[Any, Any, R]]) -> Task[P, R]:
+        def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f.__qualname__
             if task_name in self.tasks:
                 raise ConfigurationError(
                     f"a task named {task_name!r} is already registered; "
                     "give one of them another name with @app.task(name=...)")
-            t: Task[P, R] = Task(
+            t: Task[Any, Any] = Task(
                 self, f, name=task_name, queue=queue or self.default_queue,
                 max_tries=max_tries, max_deliveries=max_deliveries, timeout=timeout,
-                retry=retry or self.default_retry, retry_on=retry_on, priority=priority,
-                result_ttl=result_ttl,
+                retry=retry or self.default_retry, retry_on=retry_on, fail_on=fail_on,
+                priority=priority, result_ttl=result_ttl,
             )
             self.tasks[task_name] = t
             return t
@@ -156,7 +199,30 @@ class App:
             return register(fn)
         return register
 
+    def on_startup(self, hook: LifecycleHook) -> LifecycleHook:
+        """Run ``await hook(app)`` once when a worker process starts, before any
+        job (create shared clients here and keep them in ``app.state``)."""
+        self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: LifecycleHook) -> LifecycleHook:
+        """Run ``await hook(app)`` once when a worker process stops, after the
+        last job; hooks run in reverse order of registration."""
+        self.shutdown_hooks.append(hook)
+        return hook
+
+    def middleware(self, mw: Middleware) -> Middleware:
+        """Run ``await mw(ctx, call_next)`` around every job in a worker."""
+        self.middlewares.append(mw)
+        return mw
+
     # -- connection -------------------------------------------------------
+
+    @property
+    def sync_limiter(self) -> anyio.CapacityLimiter:
+        if self._sync_limiter is None:
+            self._sync_limiter = anyio.CapacityLimiter(self.sync_concurrency)
+        return self._sync_limiter
 
     @property
     def broker(self) -> Broker:

@@ -318,6 +318,48 @@ class Broker:
             )
         return int(requeued), int(dead)
 
+    async def progress(self, queue: str, job_id: str, token: str, payload: str) -> bool:
+        k = self.keys(queue)
+        with translate_errors():
+            code = await self.scripts.run(
+                self.client, "progress", [k.job(job_id)], [k.done_channel(job_id), token, payload])
+        return int(code) == 1
+
+    async def cancel(self, queue: str, job_id: str, reason: str, default_result_ttl_ms: int) -> str:
+        k = self.keys(queue)
+        with translate_errors():
+            outcome = await self.scripts.run(
+                self.client, "cancel", [k.job(job_id), k.delayed, k.leases, k.stats],
+                [k.base, job_id, reason, default_result_ttl_ms])
+        return str(outcome)
+
+    async def replay(self, queue: str, job_ids: Sequence[str]) -> int:
+        k = self.keys(queue)
+        with translate_errors():
+            count = await self.scripts.run(
+                self.client, "replay", [k.dead, k.prios, k.wake, k.stats], [k.base, *job_ids])
+        return int(count)
+
+    async def dead_ids(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[str]:
+        """Dead-lettered ids, oldest first."""
+        with translate_errors():
+            ids: Any = await self.client.zrange(
+                self.keys(queue).dead, offset, offset + limit - 1 if limit > 0 else -1)
+        return list(ids)
+
+    async def purge_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
+        """Delete dead-lettered jobs (all of them when ``job_ids`` is None)."""
+        k = self.keys(queue)
+        purged = 0
+        while True:
+            with translate_errors():
+                count = int(await self.scripts.run(
+                    self.client, "purge", [k.dead],
+                    [k.base, *(job_ids if job_ids is not None else ["*"])]))
+            purged += count
+            if job_ids is not None or count == 0:
+                return purged
+
     # -- reads ----------------------------------------------------------------
 
     async def job_fields(self, queue: str, job_id: str, *fields: str) -> list[str | None]:

@@ -17,14 +17,17 @@ key                    type    holds
 ``dead``               zset    dead-lettered ids, score = time dead (ms)
 ``stats``              hash    counters (succeeded, failed, stale_settle…)
 ``rsv:<reservation>``  string  ids of one claim, for an idempotent re-claim
-``done:<id>``          pubsub  channel told when the job ends
+``done:<id>``          pubsub  the job's events: active, progress, retrying, end
+``cancel``             pubsub  ids of running jobs whose cancellation was asked
 =====================  ======  ===========================================
 
 Job record fields: ``t`` task, ``a`` arguments JSON, ``st`` status, ``et``
 enqueued (ms), ``p`` priority, ``att`` attempt, ``dlv`` deliveries (the lease
 token), ``mt`` max tries, ``md`` delivery limit, ``to`` timeout (ms), ``rt``
 result TTL (ms), ``due``, ``ts`` started, ``tf`` finished (ms), ``w`` worker,
-``r`` result JSON, ``e`` last error JSON, ``lt`` last settle (token+kind).
+``r`` result JSON, ``e`` last error JSON, ``eh`` every attempt's error (JSON
+list), ``lx`` lease expiries, ``cx`` cancellation requested (reason), ``pg``
+progress JSON, ``lt`` last settle (token+kind).
 Absent optional fields mean "the task's default".
 """
 
@@ -73,6 +76,10 @@ class QueueKeys:
 
     def done_channel(self, job_id: str) -> str:
         return f"{self.base}done:{job_id}"
+
+    @property
+    def cancel_channel(self) -> str:
+        return f"{self.base}cancel"
 
     @property
     def prios(self) -> str:

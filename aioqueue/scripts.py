@@ -17,7 +17,9 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
-SCRIPT_NAMES = ("enqueue", "claim", "settle", "renew", "reap")
+SCRIPT_NAMES = (
+    "enqueue", "claim", "settle", "renew", "reap", "cancel", "progress", "replay", "purge",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@
        ├─ settler          sends finished jobs' outcomes in batches (one round trip each)
        ├─ lease renewer    extends running jobs' leases in one call per interval
        ├─ reaper           re-delivers jobs whose lease expired
+       ├─ cancel listener  cancels running jobs whose cancellation was asked
        ├─ loop-lag monitor warns when task code blocks the event loop
        └─ work task group
           ├─ one fetcher per queue: claim (which also promotes due delayed
@@ -22,6 +23,7 @@ during the shutdown grace period are still settled and their leases renewed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -40,9 +42,11 @@ from redis import exceptions as redis_errors
 
 from .app import App
 from .broker import ClaimedJob, Settlement, error_json
+from .context import CallNext, JobContext, make_context
 from .errors import BrokerError, ConfigurationError, Retry
 from .keys import check_name
 from .settings import WorkerSettings
+from .task import Task
 
 log = logging.getLogger("aioqueue.worker")
 
@@ -93,12 +97,13 @@ class Supervisor:
             f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}")
         self.counters: dict[str, int] = {
             "started": 0, "succeeded": 0, "failed": 0, "retried": 0, "requeued": 0,
-            "stale_settle": 0, "lost_leases": 0, "reaped": 0, "reaped_dead": 0,
+            "cancelled": 0, "stale_settle": 0, "lost_leases": 0, "reaped": 0, "reaped_dead": 0,
         }
         self._in_flight = 0
         self._room = anyio.Event()
         self._active: dict[str, dict[str, ClaimedJob]] = {q: {} for q in self.queues}
         self._stop_scopes: dict[str, anyio.CancelScope] = {}
+        self._cancel_requested: dict[str, str] = {}
         self._pending: dict[str, list[tuple[ClaimedJob, Settlement]]] = {}
         self._settle_wakeup = anyio.Event()
         self._stopping = False
@@ -136,7 +141,17 @@ class Supervisor:
                 # settle, enqueue or read while the fetchers hold their own
                 await stack.enter_async_context(
                     self.app.connected(max_connections=self.concurrency + 20))
-            await self._run(task_status)
+            for hook in self.app.startup_hooks:
+                await hook(self.app)
+            try:
+                await self._run(task_status)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    for hook in reversed(self.app.shutdown_hooks):
+                        try:
+                            await hook(self.app)
+                        except Exception:
+                            log.exception("on_shutdown hook %r failed", hook)
 
     async def _run(self, task_status: TaskStatus[None]) -> None:
         s = self.settings
@@ -149,6 +164,7 @@ class Supervisor:
             root.start_soon(self._settler)
             root.start_soon(self._renewer)
             root.start_soon(self._reaper)
+            root.start_soon(self._listen_for_cancels)
             root.start_soon(self._watch_loop_lag)
             async with anyio.create_task_group() as work:
                 for queue in self.queues:
@@ -288,13 +304,19 @@ class Supervisor:
         else:
             timeout = task.timeout
         max_tries = job.max_tries or task.max_tries
+        ctx = None
+        if task.codec.wants_context or self.app.middlewares:
+            ctx = make_context(self.app, job, self.worker_id, max_tries)
         with anyio.CancelScope() as stop_scope:
             self._stop_scopes[job.id] = stop_scope
             try:
                 with anyio.CancelScope(
                     deadline=anyio.current_time() + timeout if timeout else math.inf
                 ) as timeout_scope:
-                    value = await task.fn(*pos, **kwargs)
+                    if self.app.middlewares and ctx is not None:
+                        value = await self._through_middleware(ctx, task, pos, kwargs)
+                    else:
+                        value = await task.invoke(ctx, pos, kwargs)
                 if timeout_scope.cancelled_caught:
                     return self._failure(job, task, max_tries, None, "TimeoutError",
                                          f"timed out after {timeout} s", "")
@@ -308,14 +330,68 @@ class Supervisor:
                 return self._failure(job, task, max_tries, exc.delay, "Retry",
                                      "retry requested", "", requested=True)
             except Exception as exc:
-                if not isinstance(exc, task.retry_on):
+                if isinstance(exc, task.fail_on) or not isinstance(exc, task.retry_on):
                     max_tries = job.attempt
                 return self._failure(job, task, max_tries, None, type(exc).__qualname__,
-                                     str(exc), traceback.format_exc())
+                                     str(exc), traceback.format_exc(), error=exc)
             finally:
                 del self._stop_scopes[job.id]
-        # only the shutdown path cancels stop_scope: hand the job straight back
+        reason = self._cancel_requested.pop(job.id, None)
+        if reason is not None:
+            log.info("job %s task=%s cancelled: %s", job.id, job.task, reason)
+            return Settlement(job.id, job.token, "cancel", reason)
+        # otherwise only the shutdown path cancels stop_scope: hand the job straight back
         return Settlement(job.id, job.token, "requeue")
+
+    async def _through_middleware(self, ctx: JobContext, task: Task[Any, Any],
+                                  pos: list[Any], kwargs: dict[str, Any]) -> Any:
+        async def innermost() -> Any:
+            return await task.invoke(ctx, pos, kwargs)
+
+        chain: CallNext = innermost
+        for mw in reversed(self.app.middlewares):
+            chain = functools.partial(mw, ctx, chain)
+        return await chain()
+
+    def _cancel_running(self, job_id: str, reason: str) -> None:
+        scope = self._stop_scopes.get(job_id)
+        if scope is not None and job_id not in self._cancel_requested:
+            self._cancel_requested[job_id] = reason or "cancelled"
+            scope.cancel("job cancelled")
+
+    async def _listen_for_cancels(self) -> None:
+        """Cancel requests arrive on each queue's cancel channel; a missed one
+        is caught by the next lease renewal, which reports the flag."""
+        channels = [self.app.broker.keys(q).cancel_channel for q in self.queues]
+        failures = 0
+        while True:
+            pubsub = self.app.broker.client.pubsub()
+            try:
+                await pubsub.subscribe(*channels)
+                failures = 0
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is not None and msg.get("type") == "message":
+                        data = msg["data"]
+                        job_id = data.decode() if isinstance(data, bytes) else str(data)
+                        if job_id in self._stop_scopes:
+                            reason = (await self.app.broker.job_fields(
+                                self._queue_of(job_id), job_id, "cx"))[0]
+                            self._cancel_running(job_id, reason or "cancelled")
+            except _TRANSIENT as exc:
+                failures += 1
+                delay = _backoff(failures, self.settings.reconnect_cap_s)
+                log.warning("cancel listener: Redis error (%s); retrying in %.2fs", exc, delay)
+                await anyio.sleep(delay)
+            finally:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _queue_of(self, job_id: str) -> str:
+        for queue, active in self._active.items():
+            if job_id in active:
+                return queue
+        return self.queues[0]
 
     def _dead(self, job: ClaimedJob, error_type: str, message: str, tb: str = "") -> Settlement:
         log.error("job %s task=%s attempt=%d dead-lettered: %s: %s", job.id, job.task,
@@ -324,9 +400,11 @@ class Supervisor:
                                                                 job.attempt))
 
     def _failure(self, job: ClaimedJob, task: Any, max_tries: int, delay: float | None,
-                 error_type: str, message: str, tb: str, requested: bool = False) -> Settlement:
+                 error_type: str, message: str, tb: str, requested: bool = False,
+                 error: BaseException | None = None) -> Settlement:
         if job.attempt < max_tries:
-            wait = delay if delay is not None else task.retry.delay_for(job.attempt)
+            wait = delay if delay is not None else task.retry.delay_for(job.attempt,
+                                                                        error=error)
             if not requested:
                 log.warning("job %s task=%s attempt=%d/%d failed: %s: %s; retry in %.2fs",
                             job.id, job.task, job.attempt, max_tries, error_type, message, wait)
@@ -373,7 +451,7 @@ class Supervisor:
                         "(it expired and the job was re-delivered)", job.id, st.kind, job.token)
             return
         key = {"ok": "succeeded", "dead": "failed", "retry": "retried",
-               "requeue": "requeued"}.get(st.kind)
+               "requeue": "requeued", "cancel": "cancelled"}.get(st.kind)
         if key:
             self.counters[key] += 1
 
@@ -395,7 +473,9 @@ class Supervisor:
                     log.warning("lease renewal failed (%s); will retry", exc)
                     continue
                 for job, code in zip(jobs, codes, strict=True):
-                    if code == 0 and job.id in active:
+                    if code == 2:
+                        self._cancel_running(job.id, "cancelled")
+                    elif code == 0 and job.id in active:
                         self.counters["lost_leases"] += 1
                         log.warning("job %s: lease lost (it expired; the job may run "
                                     "elsewhere); its outcome will be refused", job.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import json
 import random
@@ -13,10 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
+import anyio
+import anyio.to_thread
 import pydantic
 import pydantic_core
 from pydantic import TypeAdapter
 
+from .context import JobContext, make_context
 from .errors import (
     ConfigurationError,
     PayloadNotSerializable,
@@ -47,14 +51,30 @@ class RetryPolicy:
     factor: float = 2.0
     backoff_max_s: float = 300.0
     jitter: bool = True
+    custom: Callable[[int, BaseException | None], float] | None = None
+    """``custom(retry_number, exception) -> seconds`` replaces the formula."""
+
+    @classmethod
+    def fixed(cls, seconds: float, *, jitter: bool = False) -> RetryPolicy:
+        """The same wait before every retry."""
+        return cls(backoff_s=seconds, factor=1.0, backoff_max_s=seconds, jitter=jitter)
+
+    @classmethod
+    def exponential(cls, first_s: float = 1.0, *, factor: float = 2.0, cap_s: float = 300.0,
+                    jitter: bool = True) -> RetryPolicy:
+        """``first_s``, then times ``factor`` each retry, capped at ``cap_s``."""
+        return cls(backoff_s=first_s, factor=factor, backoff_max_s=cap_s, jitter=jitter)
 
     def __post_init__(self) -> None:
         if self.backoff_s < 0 or self.backoff_max_s < 0 or self.factor < 1:
             raise ConfigurationError(
                 "RetryPolicy needs backoff_s >= 0, backoff_max_s >= 0, factor >= 1")
 
-    def delay_for(self, retry_number: int, rng: random.Random | None = None) -> float:
+    def delay_for(self, retry_number: int, rng: random.Random | None = None,
+                  error: BaseException | None = None) -> float:
         """Seconds to wait before retry number ``retry_number`` (1-based)."""
+        if self.custom is not None:
+            return max(0.0, float(self.custom(retry_number, error)))
         wait = min(self.backoff_s * self.factor ** max(0, retry_number - 1), self.backoff_max_s)
         if self.jitter and wait > 0:
             wait = (rng or random).uniform(wait / 2, wait)
@@ -137,7 +157,14 @@ class ArgumentCodec:
         fields: dict[str, Any] = {}
         self.names: list[str] = []
         self.positional_only: set[str] = set()
-        for i, (name, param) in enumerate(self.signature.parameters.items()):
+        params = list(self.signature.parameters.items())
+        self.wants_context = bool(params) and hints.get(params[0][0]) is JobContext
+        if self.wants_context:
+            params = params[1:]
+        for name, param in params:
+            if hints.get(name) is JobContext:
+                raise ConfigurationError(
+                    f"task {fn.__qualname__}: the JobContext parameter must come first")
             if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
                 raise ConfigurationError(
                     f"task {fn.__qualname__}: *args/**kwargs parameters are not supported; "
@@ -146,7 +173,7 @@ class ArgumentCodec:
                 self.positional_only.add(name)
             annotation = hints.get(name, Any)
             default = ... if param.default is param.empty else param.default
-            fields[f"p{i}"] = (annotation, pydantic.Field(default, alias=name))
+            fields[f"p{len(self.names)}"] = (annotation, pydantic.Field(default, alias=name))
             self.names.append(name)
         self.model: type[pydantic.BaseModel] = pydantic.create_model(
             f"{fn.__name__}_args",
@@ -230,7 +257,7 @@ class Task(Generic[P, R]):
     def __init__(
         self,
         app: App,
-        fn: Callable[P, Coroutine[Any, Any, R]],
+        fn: Callable[..., Any],
         *,
         name: str,
         queue: str,
@@ -241,11 +268,12 @@ class Task(Generic[P, R]):
         retry_on: tuple[type[BaseException], ...],
         priority: int,
         result_ttl: float | None,
+        fail_on: tuple[type[BaseException], ...] = (),
         options: EnqueueOptions | None = None,
         codec: ArgumentCodec | None = None,
     ) -> None:
-        if not inspect.iscoroutinefunction(fn):
-            raise ConfigurationError(f"task {name!r} must be an 'async def' function")
+        if not callable(fn):
+            raise ConfigurationError(f"task {name!r} must be a function")
         check_task_name(name)
         check_name("queue", queue)
         check_options(max_tries=max_tries, timeout=timeout, priority=priority,
@@ -259,6 +287,8 @@ class Task(Generic[P, R]):
         self.timeout = timeout
         self.retry = retry
         self.retry_on = retry_on
+        self.fail_on = fail_on
+        self.is_async = inspect.iscoroutinefunction(fn)
         self.priority = priority
         self.result_ttl = result_ttl
         self._options = options or EnqueueOptions()
@@ -270,8 +300,24 @@ class Task(Generic[P, R]):
         return f"Task({self.name!r}, queue={self.queue!r})"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, R]:
-        """Run the function directly, in this process, without a queue."""
-        return self.fn(*args, **kwargs)
+        """Run the function directly, in this process, without a queue.
+
+        A task that takes a ``JobContext`` gets a local one (job id ``"local"``,
+        progress reports go nowhere). A plain ``def`` task runs in a thread.
+        """
+        return self.invoke(None, list(args), dict(kwargs))
+
+    async def invoke(self, ctx: JobContext | None, args: list[Any],
+                     kwargs: dict[str, Any]) -> R:
+        """Call the function with ``ctx`` prepended when it takes one."""
+        if self.codec.wants_context:
+            args = [ctx or make_context(self.app, None, "local", self.max_tries), *args]
+        if self.is_async:
+            result: R = await self.fn(*args, **kwargs)
+            return result
+        call = functools.partial(self.fn, *args, **kwargs)
+        return await anyio.to_thread.run_sync(
+            call, abandon_on_cancel=True, limiter=self.app.sync_limiter)
 
     def options(
         self,
@@ -305,7 +351,7 @@ class Task(Generic[P, R]):
             self.app, self.fn, name=self.name, queue=self.queue, max_tries=self.max_tries,
             max_deliveries=self.max_deliveries, timeout=self.timeout, retry=self.retry,
             retry_on=self.retry_on, priority=self.priority, result_ttl=self.result_ttl,
-            options=merged, codec=self.codec,
+            fail_on=self.fail_on, options=merged, codec=self.codec,
         )
 
     def bind(self, *args: P.args, **kwargs: P.kwargs) -> BoundCall[P, R]:

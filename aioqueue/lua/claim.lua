@@ -89,6 +89,7 @@ for _, level in ipairs(levels) do
         redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now)
         redis.call('ZADD', KEYS[2], deadline, id)
         claimed[#claimed + 1] = id
+        redis.call('PUBLISH', Q .. 'done:' .. id, 'active')
         emit(id, token, rec)
       elseif not rec[1] then
         -- an id with no record: nothing to run, nothing to keep
@@ -104,7 +105,7 @@ for _, level in ipairs(levels) do
   end
 end
 if #claimed > 0 then
-  redis.call('SET', rsv_key, table.concat(claimed, ' '), 'PX', 60000)
+  redis.call('SET', rsv_key, table.concat(claimed, ' '), 'PX', tonumber(ARGV[3]))
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   -- nothing waits: any wake-up token left is stale

@@ -9,7 +9,7 @@
 -- KEYS[5] stats            hash   <q>stats
 -- ARGV[1] queue key prefix
 -- ARGV[2] max leases to reap in this call
--- ARGV[3] default delivery limit for records without their own ('md')
+-- ARGV[3] default limit of lease expiries for records without their own ('md')
 -- ARGV[4] dead-letter TTL (ms)
 -- Returns: {requeued, dead_lettered}
 local Q = ARGV[1]
@@ -22,16 +22,20 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumb
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local jk = Q .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'st', 'dlv', 'md', 'p')
+  local rec = redis.call('HMGET', jk, 'st', 'dlv', 'md', 'p', 'lx')
   if not rec[1] then
     redis.call('HINCRBY', KEYS[5], 'missing_record', 1)
   else
     redis.call('HINCRBY', KEYS[5], 'lease_expired', 1)
     local limit = tonumber(rec[3] or ARGV[3])
-    if tonumber(rec[2] or '0') >= limit then
-      local err = cjson.encode({type = 'DeliveryLimitExceeded', message = 'delivery limit: ' .. rec[2] ..
-        ' deliveries ended without a completion (worker crashed, hung or lost its lease each time)', traceback = ''})
-      redis.call('HSET', jk, 'st', 'failed', 'e', err, 'tf', now)
+    local expiries = redis.call('HINCRBY', jk, 'lx', 1)
+    if expiries >= limit then
+      local err = {type = 'DeliveryLimitExceeded', message = 'delivery limit: ' .. expiries ..
+        ' deliveries ended without a completion (the worker crashed, hung or lost its lease each time)',
+        traceback = '', attempt = tonumber(redis.call('HGET', jk, 'att') or '1')}
+      local history = cjson.decode(redis.call('HGET', jk, 'eh') or '[]')
+      history[#history + 1] = err
+      redis.call('HSET', jk, 'st', 'failed', 'e', cjson.encode(err), 'eh', cjson.encode(history), 'tf', now)
       redis.call('ZADD', KEYS[2], now, id)
       redis.call('PEXPIRE', jk, dead_ttl)
       redis.call('HINCRBY', KEYS[5], 'failed', 1)

@@ -16,7 +16,8 @@
 --   kind 'retry'   payload = error JSON            number = delay ms
 --   kind 'dead'    payload = error JSON            number = unused
 --   kind 'requeue' payload = ''                    number = unused (back to the front, now)
---   kind 'cancel'  payload = reason                number = unused
+--   kind 'cancel'  payload = reason (text)         number = unused
+-- Every retry and dead outcome appends its error to the record's history ('eh').
 -- Returns: one code per job: 1 applied, 0 already applied by this token, -1 stale token
 local Q = ARGV[1]
 local t = redis.call('TIME')
@@ -24,6 +25,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local default_ttl = tonumber(ARGV[2])
 local dead_ttl = tonumber(ARGV[3])
 local codes = {}
+
+local function add_error(jk, payload)
+  local history = cjson.decode(redis.call('HGET', jk, 'eh') or '[]')
+  history[#history + 1] = cjson.decode(payload)
+  redis.call('HSET', jk, 'e', payload, 'eh', cjson.encode(history))
+end
 
 local function make_runnable(id, jk, front)
   local p = redis.call('HGET', jk, 'p') or '0'
@@ -62,7 +69,8 @@ for i = 4, #ARGV, 5 do
       redis.call('PUBLISH', Q .. 'done:' .. id, 'succeeded')
     elseif kind == 'retry' then
       local attempt = tonumber(redis.call('HGET', jk, 'att') or '1') + 1
-      redis.call('HSET', jk, 'e', payload, 'att', attempt)
+      add_error(jk, payload)
+      redis.call('HSET', jk, 'att', attempt)
       if number > 0 then
         redis.call('HSET', jk, 'st', 'scheduled', 'due', now + number)
         redis.call('ZADD', KEYS[2], now + number, id)
@@ -73,8 +81,10 @@ for i = 4, #ARGV, 5 do
         make_runnable(id, jk, false)
       end
       redis.call('HINCRBY', KEYS[6], 'retried', 1)
+      redis.call('PUBLISH', Q .. 'done:' .. id, 'retrying')
     elseif kind == 'dead' then
-      redis.call('HSET', jk, 'st', 'failed', 'e', payload, 'tf', now)
+      add_error(jk, payload)
+      redis.call('HSET', jk, 'st', 'failed', 'tf', now)
       redis.call('ZADD', KEYS[3], now, id)
       redis.call('PEXPIRE', jk, dead_ttl)
       redis.call('HINCRBY', KEYS[6], 'failed', 1)
@@ -83,7 +93,8 @@ for i = 4, #ARGV, 5 do
       make_runnable(id, jk, true)
       redis.call('HINCRBY', KEYS[6], 'requeued', 1)
     elseif kind == 'cancel' then
-      redis.call('HSET', jk, 'st', 'cancelled', 'e', payload, 'tf', now)
+      redis.call('HSET', jk, 'st', 'cancelled', 'tf', now, 'e',
+        cjson.encode({type = 'Cancelled', message = payload, traceback = ''}))
       redis.call('PEXPIRE', jk, tonumber(rec[3]) or default_ttl)
       redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
       redis.call('PUBLISH', Q .. 'done:' .. id, 'cancelled')

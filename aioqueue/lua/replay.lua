@@ -1,0 +1,31 @@
+-- replay: give dead-lettered jobs fresh attempts under the same id. The
+-- delivery count (the fencing token) keeps growing so no old lease holder can
+-- settle the replayed job; attempts, lease expiries and cancel flags restart.
+--
+-- KEYS[1] dead letters     zset   <q>dead
+-- KEYS[2] priority levels  zset   <q>prios
+-- KEYS[3] wake-up list     list   <q>wake
+-- KEYS[4] stats            hash   <q>stats
+-- ARGV[1] queue key prefix
+-- ARGV[2..] job ids
+-- Returns: number of jobs made runnable again (ids not in dead letters are skipped)
+local Q = ARGV[1]
+local replayed = 0
+for i = 2, #ARGV do
+  local id = ARGV[i]
+  local jk = Q .. 'job:' .. id
+  if redis.call('ZREM', KEYS[1], id) == 1 and redis.call('HGET', jk, 'st') == 'failed' then
+    local p = redis.call('HGET', jk, 'p') or '0'
+    redis.call('PERSIST', jk)
+    redis.call('HDEL', jk, 'att', 'lx', 'cx', 'e', 'r', 'ts', 'tf', 'w', 'pg', 'due')
+    redis.call('HSET', jk, 'st', 'queued')
+    redis.call('RPUSH', Q .. 'wait:' .. p, id)
+    redis.call('ZADD', KEYS[2], -tonumber(p), p)
+    if redis.call('LLEN', KEYS[3]) < 8 then
+      redis.call('RPUSH', KEYS[3], '1')
+    end
+    redis.call('HINCRBY', KEYS[4], 'replayed', 1)
+    replayed = replayed + 1
+  end
+end
+return replayed

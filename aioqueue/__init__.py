@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from .app import App as App
+from .context import JobContext as JobContext
 from .errors import AioqueueError as AioqueueError
 from .errors import BrokerError as BrokerError
 from .errors import ConfigurationError as ConfigurationError
@@ -18,13 +19,18 @@ from .errors import PayloadNotSerializable as PayloadNotSerializable
 from .errors import PayloadTooLarge as PayloadTooLarge
 from .errors import RedisOutOfMemory as RedisOutOfMemory
 from .errors import RedisUnavailable as RedisUnavailable
+from .errors import ResultExpired as ResultExpired
 from .errors import ResultTimeout as ResultTimeout
 from .errors import Retry as Retry
 from .errors import TaskNotFound as TaskNotFound
 from .errors import UnsupportedServer as UnsupportedServer
+from .job import CancelOutcome as CancelOutcome
 from .job import Job as Job
+from .job import JobEvent as JobEvent
 from .job import JobInfo as JobInfo
 from .job import JobStatus as JobStatus
+from .job import Progress as Progress
+from .job import gather as gather
 from .settings import WorkerSettings as WorkerSettings
 from .supervisor import Supervisor as Supervisor
 from .task import BoundCall as BoundCall
@@ -38,10 +44,13 @@ __all__ = [
     "App",
     "BoundCall",
     "BrokerError",
+    "CancelOutcome",
     "ConfigurationError",
     "Job",
     "JobCancelled",
+    "JobContext",
     "JobError",
+    "JobEvent",
     "JobFailed",
     "JobInfo",
     "JobNotFound",
@@ -50,8 +59,10 @@ __all__ = [
     "PayloadError",
     "PayloadNotSerializable",
     "PayloadTooLarge",
+    "Progress",
     "RedisOutOfMemory",
     "RedisUnavailable",
+    "ResultExpired",
     "ResultTimeout",
     "Retry",
     "RetryPolicy",
@@ -60,6 +71,7 @@ __all__ = [
     "TaskNotFound",
     "UnsupportedServer",
     "WorkerSettings",
+    "gather",
 ]
 
 logging.getLogger("aioqueue").addHandler(logging.NullHandler())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
@@ -15,7 +15,7 @@ from anyio.abc import TaskGroup
 from .broker import Broker
 from .context import JobContext, LifecycleHook, Middleware
 from .errors import ConfigurationError, PayloadTooLarge, TaskNotFound
-from .job import Job
+from .job import Job, JobInfo, parse_info
 from .keys import check_name, check_task_name
 from .results import ResultListener, Wakeup
 from .settings import WorkerSettings
@@ -364,7 +364,67 @@ class App:
         await self.broker.enqueue(
             queue, jid, task_name, payload, priority=priority,
             delay_ms=int((delay or 0) * 1000), at_ms=at_ms, extra=extra)
-        return Job(self, jid, queue)
+        return Job(self, jid, queue, enqueued=True)
+
+    # -- operating --------------------------------------------------------
+
+    async def dead_letters(
+        self, queue: str | None = None, *, limit: int = 100, offset: int = 0
+    ) -> list[JobInfo]:
+        """Dead-lettered jobs of a queue, oldest first, with their payload and
+        every attempt's error and traceback."""
+        queue = queue or self.default_queue
+        infos = []
+        for job_id in await self.broker.dead_ids(queue, offset=offset, limit=limit):
+            record = await self.broker.job_record(queue, job_id)
+            if record:
+                infos.append(parse_info(job_id, queue, record))
+        return infos
+
+    async def replay_dead(
+        self, job_ids: Sequence[str] | None = None, *, queue: str | None = None,
+        new_ids: bool = False,
+    ) -> list[str]:
+        """Give dead-lettered jobs fresh attempts (all of them when ``job_ids``
+        is None). With ``new_ids`` each is enqueued again as a new job and the
+        dead one is purged; otherwise it runs again under its own id.
+        Returns the ids that will run."""
+        queue = queue or self.default_queue
+        replayed: list[str] = []
+        while True:
+            ids = list(job_ids) if job_ids is not None else await self.broker.dead_ids(
+                queue, limit=500)
+            if not ids:
+                return replayed
+            if new_ids:
+                for old in ids:
+                    rec = await self.broker.job_record(queue, old)
+                    if not rec or await self.broker.client.zscore(
+                            self.broker.keys(queue).dead, old) is None:
+                        continue
+                    fresh = new_job_id()
+                    extra: dict[str, str | int] = {
+                        k: rec[k] for k in ("mt", "md", "to", "rt") if k in rec}
+                    await self.broker.enqueue(queue, fresh, rec.get("t", ""), rec.get("a", "{}"),
+                                              priority=int(rec.get("p", "0")), extra=extra)
+                    await self.broker.purge_dead(queue, [old])
+                    replayed.append(fresh)
+            else:
+                await self.broker.replay(queue, ids)
+                replayed.extend(ids)
+            if job_ids is not None:
+                return replayed
+
+    async def purge_dead(
+        self, job_ids: Sequence[str] | None = None, *, queue: str | None = None
+    ) -> int:
+        """Delete dead-lettered jobs (all of them when ``job_ids`` is None)."""
+        return await self.broker.purge_dead(queue or self.default_queue, job_ids)
+
+    async def queue_info(self, queue: str | None = None) -> dict[str, int]:
+        """Counts (waiting, running, scheduled, dead) and counters of a queue."""
+        queue = queue or self.default_queue
+        return {**await self.broker.counts(queue), **await self.broker.stats(queue)}
 
     def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
         """A handle on an existing job, by id."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 
@@ -117,15 +117,19 @@ class Broker:
         self.socket_timeout_s = socket_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self._redis_options = dict(redis_options or {})
-        self.client: Redis = Redis.from_url(
+        # a blocking pool: when all connections are busy a caller waits for one
+        # instead of failing, so 10,000 concurrent waiters share a bounded pool
+        pool = BlockingConnectionPool.from_url(
             url,
             decode_responses=True,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=connect_timeout_s,
             retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.01), retries),
             max_connections=max_connections,
+            timeout=None,
             **self._redis_options,
         )
+        self.client: Redis = Redis(connection_pool=pool)
         self.scripts = ScriptRunner()
         self._keys: dict[str, QueueKeys] = {}
         self.server: ServerInfo | None = None
@@ -158,6 +162,7 @@ class Broker:
 
     async def close(self) -> None:
         await self.client.aclose()
+        await self.client.connection_pool.disconnect()
 
     # -- start-up -------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import os
 import sys
@@ -81,6 +82,64 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _run_worker(app, args)
 
 
+def _open_app(args: argparse.Namespace) -> App:
+    app = load_app(args.app)
+    if getattr(args, "url", None):
+        app.url = args.url
+    return app
+
+
+def cmd_dead(args: argparse.Namespace) -> int:
+    app = _open_app(args)
+
+    async def run() -> int:
+        async with app:
+            queue = args.queue or app.default_queue
+            if args.action == "list":
+                infos = await app.dead_letters(queue, limit=args.limit)
+                for info in infos:
+                    err = info.error or {}
+                    print(f"{info.id}\t{info.task}\tattempts={info.attempt}\t"
+                          f"{err.get('type', '?')}: {err.get('message', '')}")
+                    if args.verbose:
+                        print(f"  args: {json.dumps(info.task_args)}")
+                        for e in info.errors:
+                            print(f"  attempt {e.get('attempt')}: {e.get('type')}: "
+                                  f"{e.get('message')}")
+                            if e.get("traceback"):
+                                print("    " + str(e["traceback"]).rstrip().replace(
+                                    "\n", "\n    "))
+                print(f"{len(infos)} dead-lettered job(s) shown in queue {queue!r}")
+            elif args.action == "replay":
+                if not args.ids and not args.all:
+                    raise CommandError("give job ids to replay, or --all")
+                ids = await app.replay_dead(args.ids or None, queue=queue,
+                                            new_ids=args.new_ids)
+                print(f"replayed {len(ids)} job(s): {' '.join(ids)}")
+            else:
+                if not args.ids and not args.all:
+                    raise CommandError("give job ids to purge, or --all")
+                count = await app.purge_dead(args.ids or None, queue=queue)
+                print(f"purged {count} job(s)")
+        return 0
+
+    return anyio.run(run)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    app = _open_app(args)
+
+    async def run() -> int:
+        async with app:
+            queues = _queues(args.queues) or [app.default_queue]
+            for queue in queues:
+                info = await app.queue_info(queue)
+                print(f"{queue}: " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
+        return 0
+
+    return anyio.run(run)
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from .server import ServerProcess
 
@@ -128,6 +187,26 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--url", default=None, help="override the app's Redis URL")
     worker_options(worker)
     worker.set_defaults(func=cmd_worker)
+
+    dead = sub.add_parser("dead", help="list, replay or purge dead-lettered jobs")
+    dead.add_argument("action", choices=["list", "replay", "purge"])
+    dead.add_argument("app", metavar="MODULE:ATTR")
+    dead.add_argument("ids", nargs="*", help="job ids (replay/purge)")
+    dead.add_argument("--all", action="store_true", help="every dead-lettered job")
+    dead.add_argument("--queue", default=None)
+    dead.add_argument("--url", default=None)
+    dead.add_argument("--limit", type=int, default=100)
+    dead.add_argument("--new-ids", action="store_true",
+                      help="replay as new jobs with new ids (the dead ones are purged)")
+    dead.add_argument("-v", "--verbose", action="store_true",
+                      help="show arguments and every attempt's error and traceback")
+    dead.set_defaults(func=cmd_dead)
+
+    info = sub.add_parser("info", help="show queue counts and counters")
+    info.add_argument("app", metavar="MODULE:ATTR")
+    info.add_argument("--queues", default=None)
+    info.add_argument("--url", default=None)
+    info.set_defaults(func=cmd_info)
 
     dev = sub.add_parser("dev", help="start a local server (AOF on) and, given an app, "
                          "a worker against it")

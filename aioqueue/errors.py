@@ -17,6 +17,7 @@
     │   ├── JobFailed             the job ended dead-lettered; carries type, message, traceback
     │   ├── JobCancelled          the job was cancelled
     │   ├── JobNotFound           no record: never enqueued, or its result TTL passed
+    │   │   └── ResultExpired     the job was enqueued by this handle; its record expired
     │   └── ResultTimeout         ``result(timeout=)`` ran out (also a ``TimeoutError``)
     └── Retry                     raised by task code to ask for a retry (not an error)
 
@@ -109,6 +110,11 @@ class JobCancelled(JobError):
 
 class JobNotFound(JobError, LookupError):
     """No record of the job: it was never enqueued, or its record expired."""
+
+
+class ResultExpired(JobNotFound):
+    """The job was enqueued (by this handle) but its record and result expired
+    after their TTL."""
 
 
 class ResultTimeout(JobError, TimeoutError):

@@ -25,15 +25,26 @@ log = logging.getLogger("aioqueue.results")
 
 
 class Wakeup:
-    """A resettable event."""
+    """A resettable event that also keeps the messages that set it."""
 
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "messages")
 
     def __init__(self) -> None:
         self._event = anyio.Event()
+        self.messages: list[str] = []
 
     def set(self) -> None:
         self._event.set()
+
+    def push(self, message: str) -> None:
+        if len(self.messages) < 1000:
+            self.messages.append(message)
+        self._event.set()
+
+    def drain(self) -> list[str]:
+        messages, self.messages = self.messages, []
+        self.clear()
+        return messages
 
     def clear(self) -> None:
         if self._event.is_set():
@@ -124,8 +135,10 @@ class ResultListener:
                         if event is not None:
                             event.set()
                     elif msg["type"] == "message":
+                        data = msg.get("data")
+                        text = data.decode() if isinstance(data, bytes) else str(data)
                         for w in self._waiters.get(channel, ()):
-                            w.set()
+                            w.push(text)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:

@@ -101,9 +101,11 @@ class Supervisor:
         }
         self._in_flight = 0
         self._room = anyio.Event()
-        self._active: dict[str, dict[str, ClaimedJob]] = {q: {} for q in self.queues}
-        self._stop_scopes: dict[str, anyio.CancelScope] = {}
-        self._cancel_requested: dict[str, str] = {}
+        # keyed by (job id, token): a job whose lease this worker lost may be
+        # delivered to it again while the first delivery still runs
+        self._active: dict[str, dict[tuple[str, str], ClaimedJob]] = {q: {} for q in self.queues}
+        self._stop_scopes: dict[tuple[str, str], anyio.CancelScope] = {}
+        self._cancel_requested: dict[tuple[str, str], str] = {}
         self._pending: dict[str, list[tuple[ClaimedJob, Settlement]]] = {}
         self._settle_wakeup = anyio.Event()
         self._stopping = False
@@ -276,7 +278,7 @@ class Supervisor:
 
     def _start_job(self, job: ClaimedJob, work: anyio.abc.TaskGroup) -> None:
         self._in_flight += 1
-        self._active[job.queue][job.id] = job
+        self._active[job.queue][job.id, job.token] = job
         self.counters["started"] += 1
         work.start_soon(self._run_job, job)
 
@@ -308,7 +310,7 @@ class Supervisor:
         if task.codec.wants_context or self.app.middlewares:
             ctx = make_context(self.app, job, self.worker_id, max_tries)
         with anyio.CancelScope() as stop_scope:
-            self._stop_scopes[job.id] = stop_scope
+            self._stop_scopes[job.id, job.token] = stop_scope
             try:
                 with anyio.CancelScope(
                     deadline=anyio.current_time() + timeout if timeout else math.inf
@@ -335,8 +337,8 @@ class Supervisor:
                 return self._failure(job, task, max_tries, None, type(exc).__qualname__,
                                      str(exc), traceback.format_exc(), error=exc)
             finally:
-                del self._stop_scopes[job.id]
-        reason = self._cancel_requested.pop(job.id, None)
+                del self._stop_scopes[job.id, job.token]
+        reason = self._cancel_requested.pop((job.id, job.token), None)
         if reason is not None:
             log.info("job %s task=%s cancelled: %s", job.id, job.task, reason)
             return Settlement(job.id, job.token, "cancel", reason)
@@ -354,10 +356,10 @@ class Supervisor:
         return await chain()
 
     def _cancel_running(self, job_id: str, reason: str) -> None:
-        scope = self._stop_scopes.get(job_id)
-        if scope is not None and job_id not in self._cancel_requested:
-            self._cancel_requested[job_id] = reason or "cancelled"
-            scope.cancel("job cancelled")
+        for key, scope in list(self._stop_scopes.items()):
+            if key[0] == job_id and key not in self._cancel_requested:
+                self._cancel_requested[key] = reason or "cancelled"
+                scope.cancel("job cancelled")
 
     async def _listen_for_cancels(self) -> None:
         """Cancel requests arrive on each queue's cancel channel; a missed one
@@ -374,7 +376,7 @@ class Supervisor:
                     if msg is not None and msg.get("type") == "message":
                         data = msg["data"]
                         job_id = data.decode() if isinstance(data, bytes) else str(data)
-                        if job_id in self._stop_scopes:
+                        if any(key[0] == job_id for key in self._stop_scopes):
                             reason = (await self.app.broker.job_fields(
                                 self._queue_of(job_id), job_id, "cx"))[0]
                             self._cancel_running(job_id, reason or "cancelled")
@@ -389,7 +391,7 @@ class Supervisor:
 
     def _queue_of(self, job_id: str) -> str:
         for queue, active in self._active.items():
-            if job_id in active:
+            if any(key[0] == job_id for key in active):
                 return queue
         return self.queues[0]
 
@@ -444,7 +446,7 @@ class Supervisor:
 
     def _finish(self, job: ClaimedJob, st: Settlement, code: int) -> None:
         self._in_flight -= 1
-        self._active[job.queue].pop(job.id, None)
+        self._active[job.queue].pop((job.id, job.token), None)
         if code < 0:
             self.counters["stale_settle"] += 1
             log.warning("job %s: outcome %r refused, the lease (token %s) is no longer ours "
@@ -475,7 +477,7 @@ class Supervisor:
                 for job, code in zip(jobs, codes, strict=True):
                     if code == 2:
                         self._cancel_running(job.id, "cancelled")
-                    elif code == 0 and job.id in active:
+                    elif code == 0 and (job.id, job.token) in active:
                         self.counters["lost_leases"] += 1
                         log.warning("job %s: lease lost (it expired; the job may run "
                                     "elsewhere); its outcome will be refused", job.id)

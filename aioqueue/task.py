@@ -409,7 +409,7 @@ class Task(Generic[P, R]):
             queue, job_id, name, payload, priority=priority, delay_ms=delay_ms,
             at_ms=at_ms, extra=extra,
         )
-        return Job(self.app, job_id, queue, self.codec.returns)
+        return Job(self.app, job_id, queue, self.codec.returns, enqueued=True)
 
     async def enqueue_many(
         self, calls: Iterable[BoundCall[P, R]], *, chunk_size: int = 1000
@@ -425,4 +425,4 @@ class Task(Generic[P, R]):
         queue = self.target_queue
         for start in range(0, len(prepared), chunk_size):
             await self.app.broker.enqueue_many(queue, prepared[start:start + chunk_size])
-        return [Job(self.app, p[0], queue, self.codec.returns) for p in prepared]
+        return [Job(self.app, p[0], queue, self.codec.returns, enqueued=True) for p in prepared]

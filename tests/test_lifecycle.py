@@ -88,18 +88,9 @@ async def test_priorities_run_higher_first_fifo_within_level(
         for label, prio in [("low1", -5), ("mid1", 0), ("high1", 9), ("mid2", 0),
                             ("high2", 9), ("low2", -5)]:
             await visit.options(priority=prio).enqueue(label)
-        async with running(app, concurrency=1, burst=True) as sup:
-            await sup_done(sup)
+        with anyio.fail_after(10):
+            await aioqueue.Supervisor(app, concurrency=1, burst=True).run()
     assert order == ["high1", "high2", "mid1", "mid2", "low1", "low2"]
-
-
-async def sup_done(sup: aioqueue.Supervisor, timeout: float = 10) -> None:
-    with anyio.fail_after(timeout):
-        while sup.counters["succeeded"] + sup.counters["failed"] < sup.counters["started"] \
-                or sup.running_jobs:
-            await anyio.sleep(0.01)
-        while sup.counters["started"] == 0:
-            await anyio.sleep(0.01)
 
 
 async def test_retry_with_backoff_then_dead_letter(

@@ -27,10 +27,11 @@ log = logging.getLogger("aioqueue.results")
 class Wakeup:
     """A resettable event that also keeps the messages that set it."""
 
-    __slots__ = ("_event", "messages")
+    __slots__ = ("_event", "_listener", "messages")
 
-    def __init__(self) -> None:
+    def __init__(self, listener: ResultListener | None = None) -> None:
         self._event = anyio.Event()
+        self._listener = listener
         self.messages: list[str] = []
 
     def set(self) -> None:
@@ -51,7 +52,14 @@ class Wakeup:
             self._event = anyio.Event()
 
     async def wait(self) -> None:
-        await self._event.wait()
+        if self._listener is None:
+            await self._event.wait()
+            return
+        self._listener.parked += 1
+        try:
+            await self._event.wait()
+        finally:
+            self._listener.parked -= 1
 
 
 class ResultListener:
@@ -63,6 +71,9 @@ class ResultListener:
         self._ready = anyio.Event()
         self._reconnect_cap_s = reconnect_cap_s
         self.reconnects = 0
+        self.parked = 0
+        """Waiters that have read the job's state and now wait for a message."""
+        self._last_resubscribe = -1.0
 
     @property
     def waiting(self) -> int:
@@ -71,7 +82,7 @@ class ResultListener:
     @contextlib.asynccontextmanager
     async def watch(self, queue: str, job_id: str) -> AsyncIterator[Wakeup]:
         channel = self._broker.keys(queue).done_channel(job_id)
-        wakeup = Wakeup()
+        wakeup = Wakeup(self)
         waiters = self._waiters.setdefault(channel, set())
         waiters.add(wakeup)
         try:
@@ -95,6 +106,12 @@ class ResultListener:
                 if self._pubsub is not None:
                     with contextlib.suppress(Exception):
                         await self._pubsub.unsubscribe(channel)
+
+    def _note_resubscribe(self) -> None:
+        now = anyio.current_time()
+        if now - self._last_resubscribe > 0.5:
+            self.reconnects += 1
+        self._last_resubscribe = now
 
     def _wake_all(self) -> None:
         for waiters in self._waiters.values():
@@ -133,6 +150,13 @@ class ResultListener:
                     if msg["type"] == "subscribe":
                         event = self._confirmed.get(channel)
                         if event is not None:
+                            if event.is_set():
+                                # a confirmation for a channel confirmed before:
+                                # redis-py reconnected and re-subscribed on its
+                                # own, so messages may have been lost meanwhile
+                                self._note_resubscribe()
+                                for w in self._waiters.get(channel, ()):
+                                    w.set()
                             event.set()
                     elif msg["type"] == "message":
                         data = msg.get("data")

@@ -186,13 +186,8 @@ class Job(Generic[R]):
         async with self.app.results.watch(self.queue, self.id) as changed:
             last: JobEvent | None = None
             while True:
-                info = await self.info()
-                current = JobEvent(info.status, info.progress)
-                if current != last:
-                    yield current
-                    last = current
-                if info.status.is_final:
-                    return
+                # messages first, in the order they were published; then the
+                # record, which is the truth after any gap
                 for message in changed.drain():
                     if message.startswith("progress "):
                         raw = message.removeprefix("progress ")
@@ -200,6 +195,13 @@ class Job(Generic[R]):
                         if event != last:
                             yield event
                             last = event
+                info = await self.info()
+                current = JobEvent(info.status, info.progress)
+                if current != last:
+                    yield current
+                    last = current
+                if info.status.is_final:
+                    return
                 if not changed.messages:
                     await changed.wait()
 

@@ -19,10 +19,11 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.backoff import ExponentialWithJitterBackoff
 
 from .errors import (
     BrokerError,
@@ -31,6 +32,7 @@ from .errors import (
     UnsupportedServer,
 )
 from .keys import QueueKeys
+from .lane import CommandLane
 from .scripts import ScriptRunner
 
 MIN_SERVER_VERSION = (6, 2, 0)
@@ -130,6 +132,15 @@ class Broker:
             **self._redis_options,
         )
         self.client: Redis = Redis(connection_pool=pool)
+        # the hot path: scripts and record reads, on raw connections
+        self._lane_options = dict(
+            decode_responses=True, socket_timeout=None,
+            socket_connect_timeout=connect_timeout_s, socket_keepalive=True,
+            **self._redis_options,
+        )
+        lane_pool = ConnectionPool.from_url(url, **self._lane_options)
+        self.lane = CommandLane(lane_pool.make_connection, size=max_connections,
+                                timeout_s=socket_timeout_s, retries=retries)
         self.scripts = ScriptRunner()
         self._keys: dict[str, QueueKeys] = {}
         self.server: ServerInfo | None = None
@@ -141,26 +152,21 @@ class Broker:
         return keys
 
     @contextlib.asynccontextmanager
-    async def blocking_client(self, name: str) -> AsyncIterator[Redis]:
-        """A dedicated connection for blocking waits: no socket timeout, no retry."""
-        client = Redis.from_url(
-            self.url,
-            decode_responses=True,
-            socket_timeout=None,
-            socket_connect_timeout=self.connect_timeout_s,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),
-            single_connection_client=True,
-            client_name=name,
-            **self._redis_options,
-        )
+    async def blocking_client(self, name: str) -> AsyncIterator[CommandLane]:
+        """A dedicated connection for one fetcher: its blocking waits have no
+        socket timeout (the wait itself is bounded) and nothing is retried
+        behind the caller's back."""
+        options = {**self._lane_options, "client_name": name}
+        lane = CommandLane(ConnectionPool.from_url(self.url, **options).make_connection,
+                           size=1, timeout_s=self.socket_timeout_s, retries=0)
         try:
-            yield client
+            yield lane
         finally:
-            with contextlib.suppress(Exception):
-                await client.aclose()
+            with anyio.CancelScope(shield=True):
+                await lane.close()
 
     async def close(self) -> None:
+        await self.lane.close()
         await self.client.aclose()
         await self.client.connection_pool.disconnect()
 
@@ -211,7 +217,7 @@ class Broker:
         extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
         with translate_errors():
             result = await self.scripts.run(
-                self.client,
+                self.lane,
                 "enqueue",
                 [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed],
                 [job_id, task, args_json, priority, delay_ms,
@@ -223,37 +229,37 @@ class Broker:
         self, queue: str, jobs: Sequence[tuple[str, str, str, int, int, int | None,
                                                 Mapping[str, str | int] | None]]
     ) -> list[int]:
-        """Pipelined enqueue: one round trip for the whole chunk."""
+        """Pipelined enqueue: one round trip for the whole chunk. Enqueue is
+        idempotent by id, so after a NOSCRIPT the chunk is simply sent again."""
         k = self.keys(queue)
         script = self.scripts.scripts["enqueue"]
-        await self._ensure_loaded("enqueue")
-        with translate_errors():
-            async with self.client.pipeline(transaction=False) as pipe:
-                for job_id, task, args_json, priority, delay_ms, at_ms, extra in jobs:
-                    extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
-                    pipe.evalsha(
-                        script.sha, 5, k.job(job_id), k.wait(priority), k.prios, k.wake,
-                        k.delayed, job_id, task, args_json, priority, delay_ms,
-                        "" if at_ms is None else at_ms, extra_field,
-                    )
-                results = await pipe.execute(raise_on_error=False)
+        commands = []
+        for job_id, task, args_json, priority, delay_ms, at_ms, extra in jobs:
+            extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
+            commands.append((
+                "EVALSHA", script.sha, 5, k.job(job_id), k.wait(priority), k.prios, k.wake,
+                k.delayed, job_id, task, args_json, priority, delay_ms,
+                "" if at_ms is None else at_ms, extra_field,
+            ))
+        for _ in range(2):
+            with translate_errors():
+                results = await self.lane.execute_many(commands)
+            if not any(isinstance(r, redis_errors.NoScriptError) for r in results):
+                break
+            with translate_errors():
+                await self.scripts.load(self.lane, "enqueue")
         out: list[int] = []
         for r in results:
             if isinstance(r, Exception):
+                if "OOM" in str(r):
+                    raise RedisOutOfMemory(f"Redis refused the write: {r}") from r
                 raise BrokerError(f"enqueue failed: {r}") from r
             out.append(int(r))
         return out
 
-    async def _ensure_loaded(self, name: str) -> None:
-        script = self.scripts.scripts[name]
-        with translate_errors():
-            exists = await self.client.script_exists(script.sha)
-            if not exists[0]:
-                await self.client.script_load(script.source)
-
     async def claim(
         self,
-        client: Redis,
+        client: CommandLane,
         queue: str,
         count: int,
         lease_ms: int,
@@ -295,7 +301,7 @@ class Broker:
             args += [s.job_id, s.token, s.kind, s.payload, s.number]
         with translate_errors():
             codes = await self.scripts.run(
-                self.client, "settle",
+                self.lane, "settle",
                 [k.leases, k.delayed, k.dead, k.prios, k.wake, k.stats], args,
             )
         return [int(c) for c in codes]
@@ -308,7 +314,7 @@ class Broker:
         for job_id, token in leases:
             args += [job_id, token]
         with translate_errors():
-            codes = await self.scripts.run(self.client, "renew", [k.leases], args)
+            codes = await self.scripts.run(self.lane, "renew", [k.leases], args)
         return [int(c) for c in codes]
 
     async def reap(
@@ -317,7 +323,7 @@ class Broker:
         k = self.keys(queue)
         with translate_errors():
             requeued, dead = await self.scripts.run(
-                self.client, "reap",
+                self.lane, "reap",
                 [k.leases, k.dead, k.prios, k.wake, k.stats],
                 [k.base, limit, max_deliveries, dead_letter_ttl_ms],
             )
@@ -327,14 +333,14 @@ class Broker:
         k = self.keys(queue)
         with translate_errors():
             code = await self.scripts.run(
-                self.client, "progress", [k.job(job_id)], [k.done_channel(job_id), token, payload])
+                self.lane, "progress", [k.job(job_id)], [k.done_channel(job_id), token, payload])
         return int(code) == 1
 
     async def cancel(self, queue: str, job_id: str, reason: str, default_result_ttl_ms: int) -> str:
         k = self.keys(queue)
         with translate_errors():
             outcome = await self.scripts.run(
-                self.client, "cancel", [k.job(job_id), k.delayed, k.leases, k.stats],
+                self.lane, "cancel", [k.job(job_id), k.delayed, k.leases, k.stats],
                 [k.base, job_id, reason, default_result_ttl_ms])
         return str(outcome)
 
@@ -342,7 +348,7 @@ class Broker:
         k = self.keys(queue)
         with translate_errors():
             count = await self.scripts.run(
-                self.client, "replay", [k.dead, k.prios, k.wake, k.stats], [k.base, *job_ids])
+                self.lane, "replay", [k.dead, k.prios, k.wake, k.stats], [k.base, *job_ids])
         return int(count)
 
     async def dead_ids(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[str]:
@@ -359,7 +365,7 @@ class Broker:
         while True:
             with translate_errors():
                 count = int(await self.scripts.run(
-                    self.client, "purge", [k.dead],
+                    self.lane, "purge", [k.dead],
                     [k.base, *(job_ids if job_ids is not None else ["*"])]))
             purged += count
             if job_ids is not None or count == 0:
@@ -369,14 +375,14 @@ class Broker:
 
     async def job_fields(self, queue: str, job_id: str, *fields: str) -> list[str | None]:
         with translate_errors():
-            values: Any = await self.client.hmget(
-                self.keys(queue).job(job_id), list(fields))
+            values: Any = await self.lane.execute("HMGET", self.keys(queue).job(job_id), *fields)
         return list(values)
 
     async def job_record(self, queue: str, job_id: str) -> dict[str, str]:
         with translate_errors():
-            record: Any = await self.client.hgetall(
-                self.keys(queue).job(job_id))
+            record: Any = await self.lane.execute("HGETALL", self.keys(queue).job(job_id))
+        if isinstance(record, list):  # RESP2: flat pairs
+            return {record[i]: record[i + 1] for i in range(0, len(record) - 1, 2)}
         return dict(record)
 
     async def counts(self, queue: str) -> dict[str, int]:

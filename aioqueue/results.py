@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,7 @@ class ResultListener:
         self._pubsub: Any = None
         self._ready = anyio.Event()
         self._reconnect_cap_s = reconnect_cap_s
+        self._home_channel = f"{broker.prefix}:listener:{secrets.token_hex(8)}"
         self.reconnects = 0
         self.parked = 0
         """Waiters that have read the job's state and now wait for a message."""
@@ -125,9 +127,9 @@ class ResultListener:
             pubsub = self._broker.client.pubsub()
             try:
                 self._pubsub = pubsub
-                channels = list(self._waiters)
-                if channels:
-                    await pubsub.subscribe(*channels)
+                # subscribing before anyone waits opens the one connection now:
+                # concurrent first subscribes would each open their own
+                await pubsub.subscribe(self._home_channel, *self._waiters)
                 self._ready.set()
                 if not started:
                     started = True
@@ -138,9 +140,6 @@ class ResultListener:
                     self.reconnects += 1
                 failures = 0
                 while True:
-                    if not pubsub.subscribed:
-                        await anyio.sleep(0.05)
-                        continue
                     msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
                     if msg is None:
                         continue

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
+
+from .lane import CommandLane
 
 SCRIPT_NAMES = (
     "enqueue", "claim", "settle", "renew", "reap", "cancel", "progress", "replay", "purge",
@@ -42,12 +43,15 @@ class ScriptRunner:
         self.reloads = 0
 
     async def run(
-        self, client: Redis, name: str, keys: list[str], args: list[Any]
+        self, lane: CommandLane, name: str, keys: list[str], args: list[Any]
     ) -> Any:
         script = self.scripts[name]
         try:
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
+            return await lane.execute("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
-            self.reloads += 1
-            await client.script_load(script.source)
-            return await client.evalsha(script.sha, len(keys), *keys, *args)
+            await self.load(lane, name)
+            return await lane.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    async def load(self, lane: CommandLane, name: str) -> None:
+        self.reloads += 1
+        await lane.execute("SCRIPT", "LOAD", self.scripts[name].source)

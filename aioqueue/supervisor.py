@@ -45,6 +45,7 @@ from .broker import ClaimedJob, Settlement, error_json
 from .context import CallNext, JobContext, make_context
 from .errors import BrokerError, ConfigurationError, Retry
 from .keys import check_name
+from .lane import CommandLane
 from .settings import WorkerSettings
 from .task import Task
 
@@ -106,6 +107,7 @@ class Supervisor:
         self._active: dict[str, dict[tuple[str, str], ClaimedJob]] = {q: {} for q in self.queues}
         self._stop_scopes: dict[tuple[str, str], anyio.CancelScope] = {}
         self._cancel_requested: dict[tuple[str, str], str] = {}
+        self._lost: set[tuple[str, str]] = set()
         self._pending: dict[str, list[tuple[ClaimedJob, Settlement]]] = {}
         self._settle_wakeup = anyio.Event()
         self._stopping = False
@@ -243,7 +245,7 @@ class Supervisor:
                                 queue, exc, delay)
                     await anyio.sleep(delay)
 
-    async def _idle_wait(self, conn: Any, queue: str, next_due_ms: int) -> None:
+    async def _idle_wait(self, conn: CommandLane, queue: str, next_due_ms: int) -> None:
         timeout = self.settings.block_s
         if next_due_ms >= 0:
             timeout = min(timeout, next_due_ms / 1000)
@@ -255,7 +257,9 @@ class Supervisor:
             self._idle_scopes.add(scope)
             try:
                 if not self._stopping:
-                    await conn.blpop([self.app.broker.keys(queue).wake], timeout=timeout)
+                    await conn.execute(
+                        "BLPOP", self.app.broker.keys(queue).wake, timeout,
+                        timeout_s=timeout + self.app.broker.socket_timeout_s)
             finally:
                 self._idle_scopes.discard(scope)
 
@@ -447,6 +451,7 @@ class Supervisor:
     def _finish(self, job: ClaimedJob, st: Settlement, code: int) -> None:
         self._in_flight -= 1
         self._active[job.queue].pop((job.id, job.token), None)
+        self._lost.discard((job.id, job.token))
         if code < 0:
             self.counters["stale_settle"] += 1
             log.warning("job %s: outcome %r refused, the lease (token %s) is no longer ours "
@@ -465,9 +470,9 @@ class Supervisor:
         while True:
             await anyio.sleep(s.renew_every_s)
             for queue, active in self._active.items():
-                if not active:
+                jobs = [j for key, j in active.items() if key not in self._lost]
+                if not jobs:
                     continue
-                jobs = list(active.values())
                 try:
                     codes = await self.app.broker.renew(
                         queue, [(j.id, j.token) for j in jobs], lease_ms)
@@ -478,6 +483,8 @@ class Supervisor:
                     if code == 2:
                         self._cancel_running(job.id, "cancelled")
                     elif code == 0 and (job.id, job.token) in active:
+                        # counted once; its outcome will be refused (stale token)
+                        self._lost.add((job.id, job.token))
                         self.counters["lost_leases"] += 1
                         log.warning("job %s: lease lost (it expired; the job may run "
                                     "elsewhere); its outcome will be refused", job.id)

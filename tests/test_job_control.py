@@ -103,10 +103,12 @@ async def test_cancel_request_missed_by_pubsub_is_caught_by_renewal(
 
 async def test_progress_and_events(make_app: Callable[..., aioqueue.App]) -> None:
     app = make_app()
+    go = anyio.Event()
     step = anyio.Event()
 
     @app.task
     async def resize(ctx: JobContext, images: int) -> int:
+        await go.wait()
         for i in range(1, images + 1):
             await ctx.progress(i / images, f"resized {i}/{images}")
             if i == 1:
@@ -123,6 +125,10 @@ async def test_progress_and_events(make_app: Callable[..., aioqueue.App]) -> Non
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(follow)
+            with anyio.fail_after(5):
+                while app.results.parked < 1:  # the follower is subscribed and waiting
+                    await anyio.sleep(0.01)
+            go.set()
             with anyio.fail_after(5):
                 while True:
                     info = await job.info()

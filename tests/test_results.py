@@ -53,9 +53,10 @@ async def test_ten_thousand_waiters_share_a_bounded_pool(
                 while not results:
                     peak = max(peak, await _clients_named(redis_url, "producer"))
                     await anyio.sleep(0.1)
-        # Then every result arrived, over at most the pool's 10 connections
+        # Then every result arrived over at most the 10 command connections,
+        # the one listener and one connection for occasional admin commands
         assert results == [i * i for i in range(n)]
-        assert 1 <= peak <= 10
+        assert 1 <= peak <= 10 + 2
         assert producer.results.waiting == 0
 
 

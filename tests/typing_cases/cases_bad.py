@@ -17,5 +17,5 @@ async def produce() -> None:
     await add.enqueue(1)  # E: call-arg
     await add.enqueue(1, 2, z=3)  # E: call-arg
     await add.options(priority=1).enqueue(1, "b")  # E: arg-type
-    text: str = await (await add.enqueue(1, 2)).result()  # E: assignment
+    text: str = await (await add.enqueue(1, 2)).result()  # noqa: F841  # E: assignment
     add.bind("x", 1)  # E: arg-type

@@ -153,7 +153,7 @@ class Workers:
             self.procs.append(subprocess.Popen(
                 driver_cmd(self.peer, "worker", self.url, "--concurrency", str(self.concurrency)),
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
-                env=env, cwd=PEERS_DIR,
+                env=env, cwd=PEERS_DIR, start_new_session=True,
             ))
         for p in self.procs:
             line = _readline(p, 60)
@@ -188,9 +188,11 @@ class Workers:
         return reports
 
     def kill(self) -> None:
+        # each worker is the leader of its own process group: also end what it forked
+        # (rq's work horses and scheduler process would otherwise outlive it)
         for p in self.procs:
-            if p.poll() is None:
-                p.kill()
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, signal.SIGKILL)
             p.wait()
             if p.stdout:
                 p.stdout.close()
@@ -217,6 +219,7 @@ def drain(peer: str, server: RedisServer, n: int, workers: int, concurrency: int
     polls = 0
     deadline = time.monotonic() + max(60.0, n / 25)
     ok = False
+    exited = False
     try:
         while time.monotonic() < deadline:
             polls += 1
@@ -224,6 +227,7 @@ def drain(peer: str, server: RedisServer, n: int, workers: int, concurrency: int
                 ok = True
                 break
             if not w.alive():
+                exited = True
                 break
             time.sleep(0.02)
         if ok:
@@ -238,8 +242,8 @@ def drain(peer: str, server: RedisServer, n: int, workers: int, concurrency: int
     if not ok:
         err = w.stderr()
         out["error"] = (f"drain with {workers} worker(s): {count}/{n} jobs ran before "
-                        f"{'the worker exited' if not w.alive() else 'the timeout'}"
-                        + (f" ({err.splitlines()[-1]})" if err else ""))
+                        f"{'a worker exited' if exited else 'the timeout'}"
+                        + (f" (worker stderr: {' | '.join(err.splitlines()[-3:])})" if err else ""))
         return out
     first = float(server.client.get(FIRST) or 0)
     last = float(server.client.get(LAST) or 0)
@@ -262,6 +266,8 @@ def online(peer: str, server: RedisServer, args: argparse.Namespace) -> dict[str
             str(args.rate), "--rt-jobs", str(args.rt_jobs), "--delay-jobs", str(args.delay_jobs),
             timeout=120 + args.lat_jobs / 20,
         )
+        if out.get("error") and w.stderr():
+            out["error"] += f" (worker stderr: {' | '.join(w.stderr().splitlines()[-3:])})"
     finally:
         w.stop()
     return out
@@ -337,7 +343,7 @@ def fmt_num(v: float, kind: str) -> str:
     if kind == "rate" or kind == "int":
         return f"{v:,.0f}"
     if kind == "ms":
-        return f"{v:,.1f}" if v < 100 else f"{v:,.0f}"
+        return f"{v:,.1f}" if abs(v) < 100 else f"{v:,.0f}"
     return f"{v:.2f}"
 
 
@@ -477,20 +483,19 @@ def chart(summary: dict[str, dict[str, Any]], path: Path) -> bool:
     return True
 
 
-def peer_versions(peers: list[str]) -> dict[str, str]:
+def peer_versions(infos: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Version label per peer, as reported by the driver from inside its own venv."""
     vers: dict[str, str] = {}
-    vfile = VENVS / "versions.json"
-    data = json.loads(vfile.read_text()) if vfile.exists() else {}
-    for p in peers:
-        if p in data:
-            vers[p] = " + ".join(f"{v}" if k == p else f"{k} {v}" for k, v in data[p].items())
-        elif p == "aioqueue":
-            with contextlib.suppress(Exception):
-                from importlib.metadata import version
-
-                vers[p] = version("aioqueue")
-        elif p == "floor":
-            vers[p] = f"(redis-py {redis.__version__})"
+    for p, info in infos.items():
+        v = dict(info.get("versions", {}))
+        label = [f"{v.pop(p)}"] if p in v else []
+        redis_v = v.pop("redis", None)
+        v.pop("hiredis", None)
+        label += [f"{k} {x}" for k, x in v.items()]
+        if redis_v:
+            label.append(f"redis-py {redis_v}")
+        vers[p] = label[0] + (f" ({', '.join(label[1:])})" if label[1:] else "") if label \
+            else ""
     return vers
 
 
@@ -554,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "elapsed_s": round(elapsed, 1),
     }
-    versions = peer_versions(list(summary))
+    versions = peer_versions(infos)
     md = render(summary, infos, versions, meta)
     print()
     print(md)

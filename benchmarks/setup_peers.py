@@ -29,7 +29,8 @@ PINS = HERE / "requirements"
 # through redis-py so the job body is identical for every peer.
 PEERS: dict[str, list[str]] = {
     "arq": ["arq", "hiredis"],
-    "saq": ["saq[hiredis]", "redis", "hiredis"],
+    # saq 0.26.4 imports typing_extensions without declaring it; a user has to add it too.
+    "saq": ["saq[hiredis]", "redis", "hiredis", "typing_extensions"],
     "streaq": ["streaq", "redis", "hiredis"],
     "taskiq": ["taskiq", "taskiq-redis", "hiredis"],
     "rq": ["rq", "hiredis"],
@@ -103,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         extra = {k: vers[k] for k in ("redis", "hiredis", "coredis") if k in vers}
         print(f"[{peer}] ok: {summary[peer]}  (clients: {extra})", flush=True)
     VENVS.mkdir(exist_ok=True)
-    (VENVS / "versions.json").write_text(json.dumps(summary, indent=2))
+    vfile = VENVS / "versions.json"
+    known = json.loads(vfile.read_text()) if vfile.exists() else {}
+    vfile.write_text(json.dumps({**known, **summary}, indent=2))
     if failed:
         print(f"failed peers: {', '.join(failed)}", file=sys.stderr)
         return 1

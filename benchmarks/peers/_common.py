@@ -56,7 +56,7 @@ async def body(job_no: int, ref: float) -> int:
     global _aclient
     start = time.time()
     if _aclient is None:
-        _aclient = aredis.Redis.from_url(bench_url())
+        _aclient = aredis.Redis.from_url(bench_url(), max_connections=1000)
     pipe = _aclient.pipeline(transaction=False)
     pipe.incr(COUNT)
     pipe.sadd(DONE, job_no)
@@ -103,6 +103,7 @@ class Adapter:
     has_delay = True
     sync_worker = False  # run_worker_sync instead of run_worker
     notes: dict[str, str] = {}  # column -> reason, shown as a footnote
+    dists: tuple[str, ...] = ()  # distributions whose versions the report shows
 
     async def open(self, url: str) -> None:
         """Connect the producer side."""
@@ -165,6 +166,8 @@ async def mode_enqueue(a: Adapter, url: str, n: int, batch_size: int) -> dict[st
     # warm-up: connections, script loading, imports on first use
     for i in range(3):
         await a.enqueue(i, 0.0)
+    if a.concurrent_enqueue:  # open the connections 100 in-flight calls need
+        await asyncio.gather(*(a.enqueue(i, 0.0) for i in range(100)))
     if a.has_batch:
         await a.enqueue_batch([(i, 0.0) for i in range(3)])
 
@@ -316,6 +319,18 @@ def mode_worker(a: Adapter, url: str, concurrency: int) -> None:
     stop(0, None)
 
 
+def _versions(dists: tuple[str, ...]) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for d in (*dists, "redis", "hiredis"):
+        try:
+            out[d] = version(d)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
 def main(a: Adapter) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("mode", choices=["enqueue", "fill", "worker", "online", "info"])
@@ -336,6 +351,7 @@ def main(a: Adapter) -> None:
             "has_result": a.has_result,
             "has_delay": a.has_delay,
             "notes": a.notes,
+            "versions": _versions(a.dists),
         }
     elif args.mode == "enqueue":
         out = asyncio.run(mode_enqueue(a, args.url, args.jobs, args.batch_size))

@@ -20,6 +20,7 @@ ACTIVE = "floor:active"
 
 class Floor(Adapter):
     name = "floor"
+    dists = ()
     has_batch = True
     has_result = False
     has_delay = False

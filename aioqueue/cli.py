@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -65,11 +66,9 @@ def _run_worker(app: App, args: argparse.Namespace) -> int:
     )
     backend_options: dict[str, Any] = {}
     if args.uvloop:
-        try:
-            import uvloop  # noqa: F401
-        except ImportError as exc:
+        if importlib.util.find_spec("uvloop") is None:
             raise CommandError("--uvloop needs the uvloop package "
-                               "(pip install 'aioqueue[uvloop]')") from exc
+                               "(pip install 'aioqueue[uvloop]')")
         backend_options["use_uvloop"] = True
     anyio.run(supervisor.run, backend="asyncio", backend_options=backend_options)
     return 0

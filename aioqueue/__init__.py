@@ -31,6 +31,7 @@ from .job import JobInfo as JobInfo
 from .job import JobStatus as JobStatus
 from .job import Progress as Progress
 from .job import gather as gather
+from .schedule import Schedule as Schedule
 from .settings import WorkerSettings as WorkerSettings
 from .supervisor import Supervisor as Supervisor
 from .task import BoundCall as BoundCall
@@ -66,6 +67,7 @@ __all__ = [
     "ResultTimeout",
     "Retry",
     "RetryPolicy",
+    "Schedule",
     "Supervisor",
     "Task",
     "TaskNotFound",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
@@ -18,11 +18,13 @@ from .errors import ConfigurationError, PayloadTooLarge, TaskNotFound
 from .job import Job, JobInfo, parse_info
 from .keys import check_name, check_task_name
 from .results import ResultListener, Wakeup
+from .schedule import MissedPolicy, Schedule, make_schedule
 from .settings import WorkerSettings
 from .task import RetryPolicy, Task, check_options, encode_untyped, new_job_id
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class TaskDecorator(Protocol):
@@ -96,6 +98,7 @@ class App:
         self.default_retry = retry or RetryPolicy()
         self.tasks: dict[str, Task[Any, Any]] = {}
         self.state: dict[str, Any] = {}
+        self.schedules: dict[str, Schedule] = {}
         self.startup_hooks: list[LifecycleHook] = []
         self.shutdown_hooks: list[LifecycleHook] = []
         self.middlewares: list[Middleware] = []
@@ -198,6 +201,60 @@ class App:
         if fn is not None:
             return register(fn)
         return register
+
+    def schedule(
+        self,
+        task: Task[P, Any],
+        *,
+        cron: str | None = None,
+        every: timedelta | float | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        tz: str | tzinfo = "UTC",
+        missed: MissedPolicy = "run_once",
+    ) -> Schedule:
+        """Run ``task(*args, **kwargs)`` periodically: on a cron expression
+        (evaluated in ``tz``, DST-aware) or every fixed interval (aligned to
+        the epoch, so all supervisors agree). Each tick is enqueued exactly
+        once across all supervisors consuming the task's queue, as a job with
+        the id ``cron.<name>.<tick ms>``.
+
+        :param name: the schedule's identity (default: the task's name); give
+            one when a task has several schedules.
+        :param missed: ``"run_once"`` (default) fires the latest missed tick
+            once when a supervisor comes back; ``"skip"`` drops missed ticks.
+        """
+        sched = make_schedule(task, cron=cron, every=every, args=args, kwargs=kwargs or {},
+                              name=name, tz=tz, missed=missed)
+        if sched.name in self.schedules:
+            raise ConfigurationError(f"a schedule named {sched.name!r} already exists; "
+                                     "give this one another name=")
+        self.schedules[sched.name] = sched
+        return sched
+
+    def cron(
+        self,
+        cron: str | None = None,
+        *,
+        every: timedelta | float | None = None,
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+        name: str | None = None,
+        tz: str | tzinfo = "UTC",
+        missed: MissedPolicy = "run_once",
+    ) -> Callable[[T], T]:
+        """Decorator form of :meth:`schedule`, placed above ``@app.task``
+        (or directly on an ``async def``, which is then registered as a task)."""
+
+        def decorate(target: T) -> T:
+            task: Task[Any, Any] = (
+                target if isinstance(target, Task) else self.task(target))  # type: ignore[call-overload]
+            self.schedule(task, cron=cron, every=every, args=args, kwargs=kwargs, name=name,
+                          tz=tz, missed=missed)
+            return target
+
+        return decorate
 
     def on_startup(self, hook: LifecycleHook) -> LifecycleHook:
         """Run ``await hook(app)`` once when a worker process starts, before any

@@ -225,6 +225,47 @@ class Broker:
             )
         return int(result)
 
+    async def fire_tick(self, queue: str, schedule_name: str, tick_ms: int, job_id: str,
+                        task: str, args_json: str, priority: int,
+                        extra: Mapping[str, str | int] | None = None) -> bool:
+        """Enqueue a schedule's tick unless a supervisor already fired it (or
+        a later tick). True if this call enqueued it."""
+        k = self.keys(queue)
+        extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
+        with translate_errors():
+            result = await self.scripts.run(
+                self.lane, "enqueue",
+                [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed, k.schedules],
+                [job_id, task, args_json, priority, 0, "", extra_field, schedule_name, tick_ms],
+            )
+        return int(result) == 1
+
+    async def mark_tick(self, queue: str, schedule_name: str, tick_ms: int,
+                        *, only_new: bool) -> None:
+        """Record a tick as handled without a job (first start, or skipped)."""
+        flag = "NX" if only_new else "GT"
+        with translate_errors():
+            await self.lane.execute("ZADD", self.keys(queue).schedules, flag, tick_ms,
+                                    schedule_name)
+
+    async def last_ticks(self, queue: str) -> dict[str, int]:
+        with translate_errors():
+            raw: Any = await self.lane.execute(
+                "ZRANGE", self.keys(queue).schedules, 0, -1, "WITHSCORES")
+        if raw and isinstance(raw[0], list):  # RESP3 pairs
+            return {str(m): int(float(sc)) for m, sc in raw}
+        return {str(raw[i]): int(float(raw[i + 1])) for i in range(0, len(raw), 2)}
+
+    async def forget_schedules(self, queue: str, names: Sequence[str]) -> None:
+        if names:
+            with translate_errors():
+                await self.lane.execute("ZREM", self.keys(queue).schedules, *names)
+
+    async def server_time_ms(self) -> int:
+        with translate_errors():
+            sec, usec = await self.lane.execute("TIME")
+        return int(sec) * 1000 + int(usec) // 1000
+
     async def enqueue_many(
         self, queue: str, jobs: Sequence[tuple[str, str, str, int, int, int | None,
                                                 Mapping[str, str | int] | None]]

@@ -139,6 +139,32 @@ def cmd_info(args: argparse.Namespace) -> int:
     return anyio.run(run)
 
 
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    app = _open_app(args)
+
+    def fmt(ms: int | None) -> str:
+        if ms is None:
+            return "-"
+        return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+    async def run() -> int:
+        async with app:
+            now_ms = await app.broker.server_time_ms()
+            last: dict[str, dict[str, int]] = {}
+            for sched in app.schedules.values():
+                if sched.queue not in last:
+                    last[sched.queue] = await app.broker.last_ticks(sched.queue)
+                print(f"{sched.name}\ttask={sched.task.name}\t{sched.describe()}\t"
+                      f"missed={sched.missed}\tlast={fmt(last[sched.queue].get(sched.name))}"
+                      f"\tnext={fmt(sched.next_after(now_ms))}")
+            print(f"{len(app.schedules)} schedule(s)")
+        return 0
+
+    return anyio.run(run)
+
+
 def cmd_dev(args: argparse.Namespace) -> int:
     from .server import ServerProcess
 
@@ -206,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--queues", default=None)
     info.add_argument("--url", default=None)
     info.set_defaults(func=cmd_info)
+
+    schedules = sub.add_parser("schedules", help="list periodic schedules and next fire times")
+    schedules.add_argument("app", metavar="MODULE:ATTR")
+    schedules.add_argument("--url", default=None)
+    schedules.set_defaults(func=cmd_schedules)
 
     dev = sub.add_parser("dev", help="start a local server (AOF on) and, given an app, "
                          "a worker against it")

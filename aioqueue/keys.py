@@ -16,6 +16,7 @@ key                    type    holds
 ``delayed``            zset    scheduled ids, score = due time (ms)
 ``dead``               zset    dead-lettered ids, score = time dead (ms)
 ``stats``              hash    counters (succeeded, failed, stale_settle…)
+``schedules``          zset    periodic schedules, score = last fired tick (ms)
 ``rsv:<reservation>``  string  ids of one claim, for an idempotent re-claim
 ``done:<id>``          pubsub  the job's events: active, progress, retrying, end
 ``cancel``             pubsub  ids of running jobs whose cancellation was asked
@@ -100,6 +101,10 @@ class QueueKeys:
     @property
     def dead(self) -> str:
         return f"{self.base}dead"
+
+    @property
+    def schedules(self) -> str:
+        return f"{self.base}schedules"
 
     @property
     def stats(self) -> str:

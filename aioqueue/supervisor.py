@@ -9,6 +9,7 @@
        ├─ lease renewer    extends running jobs' leases in one call per interval
        ├─ reaper           re-delivers jobs whose lease expired
        ├─ cancel listener  cancels running jobs whose cancellation was asked
+       ├─ scheduler        enqueues periodic ticks (exactly once across supervisors)
        ├─ loop-lag monitor warns when task code blocks the event loop
        └─ work task group
           ├─ one fetcher per queue: claim (which also promotes due delayed
@@ -169,6 +170,7 @@ class Supervisor:
             root.start_soon(self._renewer)
             root.start_soon(self._reaper)
             root.start_soon(self._listen_for_cancels)
+            root.start_soon(self._run_schedules)
             root.start_soon(self._watch_loop_lag)
             async with anyio.create_task_group() as work:
                 for queue in self.queues:
@@ -518,6 +520,65 @@ class Supervisor:
                     await anyio.sleep(s.reap_grace_s)
                 continue
             await anyio.sleep(s.reaper_interval_s)
+
+    async def _run_schedules(self) -> None:
+        """Wake at each tick of the schedules of our queues and fire it; the
+        enqueue script's guard makes exactly one supervisor succeed."""
+        schedules = [s for s in self.app.schedules.values() if s.queue in self.queues]
+        if not schedules:
+            return
+        broker = self.app.broker
+        handled: dict[str, int] = {}
+        failures = 0
+        while True:
+            try:
+                if not handled:
+                    await self._prepare_schedules(schedules, handled)
+                now_ms = await broker.server_time_ms()
+                for sched in schedules:
+                    tick = sched.latest_at_or_before(now_ms)
+                    if tick <= handled[sched.name]:
+                        continue
+                    late = now_ms - tick > sched.grace_s * 1000
+                    if late and sched.missed == "skip":
+                        await broker.mark_tick(sched.queue, sched.name, tick, only_new=False)
+                        log.info("schedule %s: skipped missed tick %d", sched.name, tick)
+                    else:
+                        task = sched.task
+                        fired = await broker.fire_tick(
+                            sched.queue, sched.name, tick, sched.job_id(tick), task.name,
+                            sched.args_json, task.priority, task._record_extra(task._options))
+                        if fired:
+                            log.info("schedule %s: enqueued tick %d%s", sched.name, tick,
+                                     " (missed, run once)" if late else "")
+                    handled[sched.name] = tick
+                failures = 0
+                now_ms = await broker.server_time_ms()
+                wake_ms = min(s.next_after(now_ms) for s in schedules)
+                await anyio.sleep(min(1.0, max(0.0, (wake_ms - now_ms) / 1000)))
+            except _TRANSIENT as exc:
+                failures += 1
+                delay = _backoff(failures, self.settings.reconnect_cap_s)
+                log.warning("scheduler: Redis error (%s); retrying in %.2fs", exc, delay)
+                await anyio.sleep(delay)
+
+    async def _prepare_schedules(self, schedules: list[Any], handled: dict[str, int]) -> None:
+        """First start of a schedule: its latest past tick counts as handled
+        (a new schedule does not fire at once). Schedules no longer in the
+        code are forgotten."""
+        broker = self.app.broker
+        now_ms = await broker.server_time_ms()
+        for queue in {s.queue for s in schedules}:
+            known = await broker.last_ticks(queue)
+            current = {s.name for s in self.app.schedules.values() if s.queue == queue}
+            await broker.forget_schedules(queue, [n for n in known if n not in current])
+        for sched in schedules:
+            first = sched.latest_at_or_before(now_ms)
+            await broker.mark_tick(sched.queue, sched.name, first, only_new=True)
+            last = (await broker.last_ticks(sched.queue)).get(sched.name, first)
+            # a tick after the recorded one, missed while nobody ran, is handled
+            # by the loop according to the schedule's policy
+            handled[sched.name] = last
 
     async def _watch_loop_lag(self) -> None:
         interval = min(0.25, self.settings.lag_warn_s / 2)

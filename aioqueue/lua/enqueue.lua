@@ -7,6 +7,7 @@
 -- KEYS[3] priority levels  zset    <q>prios        member = priority, score = -priority
 -- KEYS[4] wake-up list     list    <q>wake         tokens that wake idle fetchers
 -- KEYS[5] delayed          zset    <q>delayed      member = id, score = due time (ms)
+-- KEYS[6] (optional) schedules zset <q>schedules   member = schedule, score = last tick (ms)
 -- ARGV[1] job id
 -- ARGV[2] task name
 -- ARGV[3] arguments (JSON object)
@@ -14,9 +15,19 @@
 -- ARGV[5] delay in ms relative to server TIME (0 = none)
 -- ARGV[6] absolute due time in epoch ms ('' = none)
 -- ARGV[7] extra record fields as alternating name/value, joined by \31 ('' = none)
--- Returns: 1 created and queued, 2 created and scheduled, 0 id already exists.
+-- ARGV[8] (with KEYS[6]) schedule name, ARGV[9] its tick (ms): enqueue only if
+--   no supervisor fired this tick or a later one, so each tick runs once
+-- Returns: 1 created and queued, 2 created and scheduled, 0 id already exists
+--   (or the tick was already fired).
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
+end
+if KEYS[6] then
+  local last = redis.call('ZSCORE', KEYS[6], ARGV[8])
+  if last and tonumber(last) >= tonumber(ARGV[9]) then
+    return 0
+  end
+  redis.call('ZADD', KEYS[6], ARGV[9], ARGV[8])
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)

@@ -37,6 +37,14 @@ from .supervisor import Supervisor as Supervisor
 from .task import BoundCall as BoundCall
 from .task import RetryPolicy as RetryPolicy
 from .task import Task as Task
+from .workflow import Chain as Chain
+from .workflow import Chord as Chord
+from .workflow import Group as Group
+from .workflow import Signature as Signature
+from .workflow import Workflow as Workflow
+from .workflow import chain as chain
+from .workflow import chord as chord
+from .workflow import group as group
 
 __version__ = "0.1.0"
 
@@ -45,8 +53,11 @@ __all__ = [
     "App",
     "BoundCall",
     "BrokerError",
+    "Chain",
+    "Chord",
     "CancelOutcome",
     "ConfigurationError",
+    "Group",
     "Job",
     "JobCancelled",
     "JobContext",
@@ -68,12 +79,17 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "Schedule",
+    "Signature",
     "Supervisor",
     "Task",
     "TaskNotFound",
     "UnsupportedServer",
     "WorkerSettings",
+    "Workflow",
+    "chain",
+    "chord",
     "gather",
+    "group",
 ]
 
 logging.getLogger("aioqueue").addHandler(logging.NullHandler())

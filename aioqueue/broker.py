@@ -225,6 +225,20 @@ class Broker:
             )
         return int(result)
 
+    async def create_workflow(self, queue: str, wf_id: str, kind: str, size: int,
+                              continue_on_error: bool, callback_spec: str,
+                              first_jobs: Sequence[tuple[str, str, str]],
+                              chain_specs: Sequence[str]) -> bool:
+        k = self.keys(queue)
+        args: list[Any] = [k.base, wf_id, kind, size, "1" if continue_on_error else "0",
+                           callback_spec, len(first_jobs)]
+        for job in first_jobs:
+            args.extend(job)
+        args.extend(chain_specs)
+        with translate_errors():
+            created = await self.scripts.run(self.lane, "workflow", [k.workflow(wf_id)], args)
+        return int(created) == 1
+
     async def fire_tick(self, queue: str, schedule_name: str, tick_ms: int, job_id: str,
                         task: str, args_json: str, priority: int,
                         extra: Mapping[str, str | int] | None = None) -> bool:
@@ -359,14 +373,15 @@ class Broker:
         return [int(c) for c in codes]
 
     async def reap(
-        self, queue: str, *, limit: int, max_deliveries: int, dead_letter_ttl_ms: int
+        self, queue: str, *, limit: int, max_deliveries: int, dead_letter_ttl_ms: int,
+        result_ttl_ms: int = 86_400_000,
     ) -> tuple[int, int]:
         k = self.keys(queue)
         with translate_errors():
             requeued, dead = await self.scripts.run(
                 self.lane, "reap",
                 [k.leases, k.dead, k.prios, k.wake, k.stats],
-                [k.base, limit, max_deliveries, dead_letter_ttl_ms],
+                [k.base, limit, max_deliveries, dead_letter_ttl_ms, result_ttl_ms],
             )
         return int(requeued), int(dead)
 

@@ -17,6 +17,10 @@ key                    type    holds
 ``dead``               zset    dead-lettered ids, score = time dead (ms)
 ``stats``              hash    counters (succeeded, failed, stale_settle…)
 ``schedules``          zset    periodic schedules, score = last fired tick (ms)
+``wf:<id>``            hash    a workflow: kind, status, counts, result/error
+``wfr:<id>``           hash    group member results by index
+``wfc:<id>``           list    remaining chain steps
+``wfm:<id>``           list    member job ids
 ``rsv:<reservation>``  string  ids of one claim, for an idempotent re-claim
 ``done:<id>``          pubsub  the job's events: active, progress, retrying, end
 ``cancel``             pubsub  ids of running jobs whose cancellation was asked
@@ -74,6 +78,12 @@ class QueueKeys:
 
     def wait(self, priority: int) -> str:
         return f"{self.base}wait:{priority}"
+
+    def workflow(self, wf_id: str) -> str:
+        return f"{self.base}wf:{wf_id}"
+
+    def workflow_members(self, wf_id: str) -> str:
+        return f"{self.base}wfm:{wf_id}"
 
     def done_channel(self, job_id: str) -> str:
         return f"{self.base}done:{job_id}"

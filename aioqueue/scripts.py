@@ -20,6 +20,7 @@ from .lane import CommandLane
 
 SCRIPT_NAMES = (
     "enqueue", "claim", "settle", "renew", "reap", "cancel", "progress", "replay", "purge",
+    "workflow",
 )
 
 
@@ -30,8 +31,20 @@ class LuaScript:
     sha: str
 
 
+def _read(*parts: str) -> str:
+    return resources.files("aioqueue").joinpath("lua", *parts).read_text("utf-8")
+
+
 def load_script(name: str) -> LuaScript:
-    source = resources.files("aioqueue").joinpath("lua", f"{name}.lua").read_text("utf-8")
+    """Read ``lua/<name>.lua``; a line ``-- @include <file>`` is replaced by
+    ``lua/includes/<file>`` so shared Lua functions are written once."""
+    lines = []
+    for line in _read(f"{name}.lua").splitlines():
+        if line.startswith("-- @include "):
+            lines.append(_read("includes", line.removeprefix("-- @include ").strip()))
+        else:
+            lines.append(line)
+    source = "\n".join(lines) + "\n"
     return LuaScript(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 

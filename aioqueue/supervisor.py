@@ -501,7 +501,8 @@ class Supervisor:
                     while True:
                         requeued, dead = await self.app.broker.reap(
                             queue, limit=100, max_deliveries=s.max_deliveries,
-                            dead_letter_ttl_ms=dead_ms)
+                            dead_letter_ttl_ms=dead_ms,
+                            result_ttl_ms=int(self.app.result_ttl_s * 1000))
                         self.counters["reaped"] += requeued
                         self.counters["reaped_dead"] += dead
                         if requeued or dead:

@@ -31,6 +31,7 @@ from .keys import check_name, check_task_name
 
 if TYPE_CHECKING:
     from .app import App
+    from .workflow import Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -353,6 +354,12 @@ class Task(Generic[P, R]):
             retry_on=self.retry_on, priority=self.priority, result_ttl=self.result_ttl,
             fail_on=self.fail_on, options=merged, codec=self.codec,
         )
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """This task with some arguments, for ``chain``/``group``/``chord``."""
+        from .workflow import Signature
+
+        return Signature(self, args, kwargs)
 
     def bind(self, *args: P.args, **kwargs: P.kwargs) -> BoundCall[P, R]:
         """Capture one call's arguments for ``enqueue_many``."""

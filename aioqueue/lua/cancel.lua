@@ -14,6 +14,8 @@
 -- ARGV[4] default result TTL (ms) for a record without its own
 -- Returns: 'cancelled' (was queued or scheduled), 'requested' (running: the worker
 --   will cancel it), 'finished' (already ended: nothing done), 'missing' (no record)
+-- @include push_job.lua
+-- @include advance_workflow.lua
 local Q = ARGV[1]
 local id = ARGV[2]
 local rec = redis.call('HMGET', KEYS[1], 'st', 'p', 'rt')
@@ -36,8 +38,9 @@ else
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'st', 'cancelled', 'e', cjson.encode({type = 'Cancelled', message = ARGV[3],
-  traceback = ''}), 'tf', now)
+local err = cjson.encode({type = 'Cancelled', message = ARGV[3], traceback = ''})
+redis.call('HSET', KEYS[1], 'st', 'cancelled', 'e', err, 'tf', now)
+advance_workflow(Q, now, KEYS[1], 'cancel', err, tonumber(ARGV[4]))
 redis.call('PEXPIRE', KEYS[1], tonumber(rec[3]) or tonumber(ARGV[4]))
 redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
 redis.call('PUBLISH', Q .. 'done:' .. id, 'cancelled')

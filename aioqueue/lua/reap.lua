@@ -11,7 +11,10 @@
 -- ARGV[2] max leases to reap in this call
 -- ARGV[3] default limit of lease expiries for records without their own ('md')
 -- ARGV[4] dead-letter TTL (ms)
+-- ARGV[5] result TTL (ms) for workflow records that end here
 -- Returns: {requeued, dead_lettered}
+-- @include push_job.lua
+-- @include advance_workflow.lua
 local Q = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -40,6 +43,7 @@ for _, id in ipairs(ids) do
       redis.call('PEXPIRE', jk, dead_ttl)
       redis.call('HINCRBY', KEYS[5], 'failed', 1)
       redis.call('PUBLISH', Q .. 'done:' .. id, 'failed')
+      advance_workflow(Q, now, jk, 'dead', cjson.encode(err), tonumber(ARGV[5]))
       dead = dead + 1
     else
       local p = rec[4] or '0'

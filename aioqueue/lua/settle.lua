@@ -18,7 +18,10 @@
 --   kind 'requeue' payload = ''                    number = unused (back to the front, now)
 --   kind 'cancel'  payload = reason (text)         number = unused
 -- Every retry and dead outcome appends its error to the record's history ('eh').
+-- A member of a workflow advances its workflow in the same step (advance_workflow).
 -- Returns: one code per job: 1 applied, 0 already applied by this token, -1 stale token
+-- @include push_job.lua
+-- @include advance_workflow.lua
 local Q = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -67,6 +70,7 @@ for i = 4, #ARGV, 5 do
       redis.call('PEXPIRE', jk, ttl)
       redis.call('HINCRBY', KEYS[6], 'succeeded', 1)
       redis.call('PUBLISH', Q .. 'done:' .. id, 'succeeded')
+      advance_workflow(Q, now, jk, 'ok', payload, default_ttl)
     elseif kind == 'retry' then
       local attempt = tonumber(redis.call('HGET', jk, 'att') or '1') + 1
       add_error(jk, payload)
@@ -89,12 +93,14 @@ for i = 4, #ARGV, 5 do
       redis.call('PEXPIRE', jk, dead_ttl)
       redis.call('HINCRBY', KEYS[6], 'failed', 1)
       redis.call('PUBLISH', Q .. 'done:' .. id, 'failed')
+      advance_workflow(Q, now, jk, 'dead', payload, default_ttl)
     elseif kind == 'requeue' then
       make_runnable(id, jk, true)
       redis.call('HINCRBY', KEYS[6], 'requeued', 1)
     elseif kind == 'cancel' then
-      redis.call('HSET', jk, 'st', 'cancelled', 'tf', now, 'e',
-        cjson.encode({type = 'Cancelled', message = payload, traceback = ''}))
+      local err = cjson.encode({type = 'Cancelled', message = payload, traceback = ''})
+      redis.call('HSET', jk, 'st', 'cancelled', 'tf', now, 'e', err)
+      advance_workflow(Q, now, jk, 'cancel', err, default_ttl)
       redis.call('PEXPIRE', jk, tonumber(rec[3]) or default_ttl)
       redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
       redis.call('PUBLISH', Q .. 'done:' .. id, 'cancelled')

@@ -6,7 +6,14 @@ sets ``app.url`` from ``--url``. Environment:
 * ``AQ_HISTORY``: file that ``slow`` appends ``start <marker> <pid>`` and
   ``end <marker> <pid>`` lines to (the execution history, kept outside Redis);
 * ``AQ_GRACE``: shutdown grace period in seconds (default 0.5);
-* ``AQ_PREFIX`` / ``AQ_QUEUE``: key prefix and default queue (optional).
+* ``AQ_PREFIX`` / ``AQ_QUEUE``: key prefix and default queue (optional);
+* ``AQ_HISTORY_DIR``: directory where ``rec``, ``poison`` and ``block`` append
+  ``start|end <job id> <token> <pid>`` lines to ``<pid>.log`` (one file per
+  worker process, O_APPEND, one write per line: read by
+  :mod:`tests.harness.checker`);
+* ``AQ_LEASE``, ``AQ_MAX_DELIVERIES``, ``AQ_SOCKET_TIMEOUT``, ``AQ_REAPER_GRACE``:
+  override the lease (s), the delivery limit, the command socket timeout (s)
+  and the reaper's grace after a Redis error (s).
 
 Tests build producer apps with the same task names through :func:`build_app`.
 """
@@ -14,6 +21,7 @@ Tests build producer apps with the same task names through :func:`build_app`.
 from __future__ import annotations
 
 import os
+import time
 
 import anyio
 
@@ -21,15 +29,18 @@ import aioqueue
 
 
 def settings() -> aioqueue.WorkerSettings:
+    lease = float(os.environ.get("AQ_LEASE", "1.0"))
+    grace = os.environ.get("AQ_REAPER_GRACE")
     return aioqueue.WorkerSettings(
-        lease_s=1.0,
-        renew_interval_s=0.25,
+        lease_s=lease,
+        renew_interval_s=lease / 4,
+        reaper_grace_s=float(grace) if grace else None,
         reaper_interval_s=0.05,
         block_s=0.2,
         shutdown_grace_s=float(os.environ.get("AQ_GRACE", "0.5")),
         burst_horizon_s=0.5,
         reconnect_cap_s=0.2,
-        max_deliveries=5,
+        max_deliveries=int(os.environ.get("AQ_MAX_DELIVERIES", "5")),
     )
 
 
@@ -45,11 +56,26 @@ def _record(event: str, marker: str) -> None:
         os.close(fd)
 
 
-def build_app(url: str | None = None) -> aioqueue.App:
+def _log(event: str, ctx: aioqueue.JobContext) -> None:
+    """Append one line to this process's history file (outside Redis)."""
+    directory = os.environ.get("AQ_HISTORY_DIR")
+    if not directory:
+        return
+    path = os.path.join(directory, f"{os.getpid()}.log")
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, f"{event} {ctx.job_id} {ctx.token} {os.getpid()}\n".encode())
+    finally:
+        os.close(fd)
+
+
+def build_app(url: str | None = None, *, prefix: str | None = None,
+              queue: str | None = None) -> aioqueue.App:
     app = aioqueue.App(
         url,
-        prefix=os.environ.get("AQ_PREFIX", "aioqueue"),
-        queue=os.environ.get("AQ_QUEUE", "default"),
+        socket_timeout_s=float(os.environ.get("AQ_SOCKET_TIMEOUT", "5.0")),
+        prefix=prefix or os.environ.get("AQ_PREFIX", "aioqueue"),
+        queue=queue or os.environ.get("AQ_QUEUE", "default"),
         worker=settings(),
     )
 
@@ -64,6 +90,30 @@ def build_app(url: str | None = None) -> aioqueue.App:
     @app.task(name="quick")
     async def quick(n: int) -> int:
         return n * 2
+
+    @app.task(name="rec")
+    async def rec(ctx: aioqueue.JobContext, n: int, seconds: float = 0.0) -> int:
+        """Record start/end in the per-worker history; returns ``n``."""
+        _log("start", ctx)
+        if seconds:
+            await anyio.sleep(seconds)
+        _log("end", ctx)
+        return n
+
+    @app.task(name="poison")
+    async def poison(ctx: aioqueue.JobContext) -> None:
+        """Kills its worker process every time it runs."""
+        _log("start", ctx)
+        os._exit(3)
+
+    @app.task(name="block")
+    async def block(ctx: aioqueue.JobContext, seconds: float) -> str:
+        """Blocks the event loop on its first delivery (token 1) only."""
+        _log("start", ctx)
+        if ctx.token == "1":
+            time.sleep(seconds)
+        _log("end", ctx)
+        return ctx.token
 
     return app
 

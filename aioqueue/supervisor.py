@@ -109,6 +109,7 @@ class Supervisor:
         self._stop_scopes: dict[tuple[str, str], anyio.CancelScope] = {}
         self._cancel_requested: dict[tuple[str, str], str] = {}
         self._lost: set[tuple[str, str]] = set()
+        self._shutdown_cancelled: set[tuple[str, str]] = set()
         self._pending: dict[str, list[tuple[ClaimedJob, Settlement]]] = {}
         self._settle_wakeup = anyio.Event()
         self._stopping = False
@@ -199,7 +200,8 @@ class Supervisor:
         with anyio.move_on_after(self.settings.shutdown_grace_s):
             while self._stop_scopes:
                 await self._wait_room()
-        for scope in list(self._stop_scopes.values()):
+        for key, scope in list(self._stop_scopes.items()):
+            self._shutdown_cancelled.add(key)
             scope.cancel("shutdown grace period over")
 
     async def _wait_room(self) -> None:
@@ -315,19 +317,19 @@ class Supervisor:
         ctx = None
         if task.codec.wants_context or self.app.middlewares:
             ctx = make_context(self.app, job, self.worker_id, max_tries)
-        with anyio.CancelScope() as stop_scope:
-            self._stop_scopes[job.id, job.token] = stop_scope
+        key = (job.id, job.token)
+        # one scope per job (each costs CPU on the hot path): its deadline is
+        # the timeout; a cancel request or the shutdown cancels it explicitly
+        # and says so in _cancel_requested / _shutdown_cancelled
+        with anyio.CancelScope(
+            deadline=anyio.current_time() + timeout if timeout else math.inf
+        ) as scope:
+            self._stop_scopes[key] = scope
             try:
-                with anyio.CancelScope(
-                    deadline=anyio.current_time() + timeout if timeout else math.inf
-                ) as timeout_scope:
-                    if self.app.middlewares and ctx is not None:
-                        value = await self._through_middleware(ctx, task, pos, kwargs)
-                    else:
-                        value = await task.invoke(ctx, pos, kwargs)
-                if timeout_scope.cancelled_caught:
-                    return self._failure(job, task, max_tries, None, "TimeoutError",
-                                         f"timed out after {timeout} s", "")
+                if self.app.middlewares and ctx is not None:
+                    value = await self._through_middleware(ctx, task, pos, kwargs)
+                else:
+                    value = await task.invoke(ctx, pos, kwargs)
                 try:
                     return Settlement(job.id, job.token, "ok", task.codec.encode_result(value),
                                       job.result_ttl_ms or 0)
@@ -343,13 +345,17 @@ class Supervisor:
                 return self._failure(job, task, max_tries, None, type(exc).__qualname__,
                                      str(exc), traceback.format_exc(), error=exc)
             finally:
-                del self._stop_scopes[job.id, job.token]
-        reason = self._cancel_requested.pop((job.id, job.token), None)
+                del self._stop_scopes[key]
+        reason = self._cancel_requested.pop(key, None)
         if reason is not None:
             log.info("job %s task=%s cancelled: %s", job.id, job.task, reason)
             return Settlement(job.id, job.token, "cancel", reason)
-        # otherwise only the shutdown path cancels stop_scope: hand the job straight back
-        return Settlement(job.id, job.token, "requeue")
+        if key in self._shutdown_cancelled:
+            # the shutdown grace period ended: hand the job straight back
+            self._shutdown_cancelled.discard(key)
+            return Settlement(job.id, job.token, "requeue")
+        return self._failure(job, task, max_tries, None, "TimeoutError",
+                             f"timed out after {timeout} s", "")
 
     async def _through_middleware(self, ctx: JobContext, task: Task[Any, Any],
                                   pos: list[Any], kwargs: dict[str, Any]) -> Any:

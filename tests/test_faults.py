@@ -331,7 +331,7 @@ async def test_lease_lost_job_redelivered_to_same_worker(
     runs: list[int] = []
 
     @app.task
-    async def stubborn() -> int:
+    async def stubborn(ctx: aioqueue.JobContext) -> int:
         run = len(runs) + 1
         runs.append(run)
         if run == 1:
@@ -341,12 +341,12 @@ async def test_lease_lost_job_redelivered_to_same_worker(
             client = app.broker.client
 
             async def redelivered() -> bool:
-                await client.zadd(keys.leases, {job.id: 0}, xx=True)
-                return await client.hget(keys.job(job.id), "dlv") == "2"
+                await client.zadd(keys.leases, {ctx.job_id: 0}, xx=True)
+                return await client.hget(keys.job(ctx.job_id), "dlv") == "2"
 
             await wait_until(redelivered, 10, what="the re-delivery")
             # ...and this first run only ends after the second one succeeded
-            await wait_until(lambda: _status_is(client, keys, job.id, "succeeded"), 10,
+            await wait_until(lambda: _status_is(client, keys, ctx.job_id, "succeeded"), 10,
                              what="the second delivery to succeed")
         return run
 

@@ -27,9 +27,12 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from .errors import (
     BrokerError,
+    RedisAuthError,
     RedisOutOfMemory,
+    RedisPermissionDenied,
     RedisUnavailable,
     UnsupportedServer,
+    WrongKeyType,
 )
 from .keys import QueueKeys
 from .lane import CommandLane
@@ -84,20 +87,62 @@ def _parse_version(text: str) -> tuple[int, ...]:
 
 
 @contextlib.contextmanager
-def translate_errors() -> Any:
-    """Turn redis-py's errors for full memory and lost connections into ours."""
+def translate_errors(where: str = "") -> Any:
+    """Turn redis-py's errors for full memory, wrong key types, refused
+    credentials or permissions and lost connections into ours. ``where``
+    (e.g. a queue's key prefix) is named in the message."""
+    at = f" ({where})" if where else ""
     try:
         yield
     except redis_errors.OutOfMemoryError as exc:
         raise RedisOutOfMemory(f"Redis refused the write: {exc}") from exc
+    except redis_errors.NoPermissionError as exc:
+        raise RedisPermissionDenied(f"Redis denied a command{at}: {exc}") from exc
     except redis_errors.ResponseError as exc:
-        if "OOM" in str(exc):
+        text = str(exc)
+        if text.startswith("OOM") or "OOM command not allowed" in text:
             raise RedisOutOfMemory(f"Redis refused the write: {exc}") from exc
+        if text.startswith("WRONGTYPE") or "WRONGTYPE" in text:
+            raise WrongKeyType(
+                f"a key{at} holds the wrong type of value for aioqueue (was it written by "
+                f"something else?): {exc}") from exc
+        if text.startswith(("NOAUTH", "WRONGPASS")):
+            raise RedisAuthError(f"Redis refused the credentials: {exc}") from exc
+        if text.startswith("NOPERM"):
+            raise RedisPermissionDenied(f"Redis denied a command{at}: {exc}") from exc
         raise
+    except redis_errors.AuthenticationError as exc:
+        raise RedisAuthError(f"Redis refused the credentials: {exc}") from exc
     except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-        if isinstance(exc, redis_errors.AuthenticationError):
-            raise
         raise RedisUnavailable(f"cannot reach Redis: {exc}") from exc
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def _payload(value: Any) -> str:
+    """Stored arguments: bytes that are not UTF-8 (a binary pickle, say) are
+    replaced by text that fails JSON parsing, so the job is dead-lettered as
+    InvalidPayload instead of crashing the reply parser (and the worker)."""
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return "<stored arguments are not UTF-8 text>"
+    return "" if value is None else str(value)
+
+
+def redact(url: str) -> str:
+    """The URL without its password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, hostpart = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user + ':***' if ':' in creds else user}@{hostpart}"
 
 
 class Broker:
@@ -155,8 +200,9 @@ class Broker:
     async def blocking_client(self, name: str) -> AsyncIterator[CommandLane]:
         """A dedicated connection for one fetcher: its blocking waits have no
         socket timeout (the wait itself is bounded) and nothing is retried
-        behind the caller's back."""
-        options = {**self._lane_options, "client_name": name}
+        behind the caller's back. Replies stay bytes: a claim decodes them
+        itself, so a record that is not UTF-8 cannot crash the fetcher."""
+        options = {**self._lane_options, "client_name": name, "decode_responses": False}
         lane = CommandLane(ConnectionPool.from_url(self.url, **options).make_connection,
                            size=1, timeout_s=self.socket_timeout_s, retries=0)
         try:
@@ -174,8 +220,27 @@ class Broker:
 
     async def check_server(self, probe_queue: str = "default") -> ServerInfo:
         """Refuse a server that cannot run aioqueue, naming what was found."""
-        with translate_errors():
-            hello = await self.client.execute_command("HELLO")  # type: ignore[no-untyped-call]
+        where = redact(self.url)
+        try:
+            with translate_errors():
+                hello = await self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "HELLO")
+        except RedisUnavailable as exc:
+            hint = ""
+            cause = str(exc.__cause__ or exc)
+            if self.url.startswith("rediss://"):
+                hint = (" (TLS handshake failed? the server may not speak TLS on this port, "
+                        "or its certificate is not trusted: check ssl_ca_certs)")
+            elif "closed" in cause or "reset" in cause.lower():
+                hint = " (if the server expects TLS, use a rediss:// URL)"
+            raise RedisUnavailable(f"cannot reach Redis at {where}: {cause}{hint}") from exc
+        except RedisAuthError as exc:
+            raise RedisAuthError(
+                f"Redis at {where} refused the credentials (check the username and "
+                f"password in the URL or redis_options): {exc.__cause__ or exc}") from exc
+        except RedisPermissionDenied as exc:
+            raise RedisPermissionDenied(
+                f"Redis at {where} denied HELLO to this user: {exc.__cause__ or exc}") from exc
         info = _as_mapping(hello)
         name = str(info.get("server", "redis"))
         version = str(info.get("version", "0"))
@@ -191,6 +256,10 @@ class Broker:
                 await self.client.execute_command(  # type: ignore[no-untyped-call]
                     "BLMOVE", keys.base + "probe:a", keys.base + "probe:b", "LEFT", "RIGHT", 0.01
                 )
+        except RedisPermissionDenied as exc:
+            raise RedisPermissionDenied(
+                f"the ACL user cannot run BLMOVE on {keys.base}*: {exc.__cause__ or exc}; "
+                "see the README for the commands a worker and a producer need") from exc
         except redis_errors.ResponseError as exc:
             raise UnsupportedServer(
                 f"{name} {version} refused BLMOVE ({exc}); aioqueue needs BLMOVE "
@@ -215,7 +284,7 @@ class Broker:
         """Create the job. Returns 1 queued, 2 scheduled, 0 already existed."""
         k = self.keys(queue)
         extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
-        with translate_errors():
+        with translate_errors(k.base):
             result = await self.scripts.run(
                 self.lane,
                 "enqueue",
@@ -308,6 +377,9 @@ class Broker:
             if isinstance(r, Exception):
                 if "OOM" in str(r):
                     raise RedisOutOfMemory(f"Redis refused the write: {r}") from r
+                if "WRONGTYPE" in str(r):
+                    raise WrongKeyType(f"a key ({k.base}) holds the wrong type of value for "
+                                       f"aioqueue: {r}") from r
                 raise BrokerError(f"enqueue failed: {r}") from r
             out.append(int(r))
         return out
@@ -325,18 +397,20 @@ class Broker:
         """Promote due jobs, then lease up to ``count``; also returns the ms
         until the next scheduled job (-1 if none)."""
         k = self.keys(queue)
-        raw = await self.scripts.run(
-            client,
-            "claim",
-            [k.prios, k.leases, k.wake, k.stats, k.delayed],
-            [k.base, count, lease_ms, worker_id, reservation_id or secrets.token_hex(8),
-             promote_limit],
-        )
+        with translate_errors(k.base):
+            raw = await self.scripts.run(
+                client,
+                "claim",
+                [k.prios, k.leases, k.wake, k.stats, k.delayed],
+                [k.base, count, lease_ms, worker_id, reservation_id or secrets.token_hex(8),
+                 promote_limit],
+            )
         jobs = []
         for i in range(1, len(raw), 9):
             jid, token, task, args, att, mt, to, et, rt = raw[i:i + 9]
             jobs.append(ClaimedJob(
-                queue=queue, id=jid, token=str(token), task=task or "", args=args or "",
+                queue=queue, id=_text(jid), token=_text(token), task=_text(task),
+                args=_payload(args),
                 attempt=int(att), max_tries=_opt_int(mt), timeout_ms=_opt_int(to),
                 enqueued_ms=int(et or 0), result_ttl_ms=_opt_int(rt),
             ))

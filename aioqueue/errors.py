@@ -12,7 +12,10 @@
     │   ├── RedisUnavailable      cannot reach Redis (after the client's bounded retries)
     │   ├── UnsupportedServer     server too old or without BLMOVE (names the version found)
     │   ├── RedisOutOfMemory      the server refused a write (maxmemory with noeviction)
-    │   └── MalformedJobRecord    a record in Redis that aioqueue cannot parse
+    │   ├── MalformedJobRecord    a record in Redis that aioqueue cannot parse
+    │   ├── WrongKeyType          a queue key holds another type (WRONGTYPE): not ours
+    │   ├── RedisAuthError        wrong or missing username/password
+    │   └── RedisPermissionDenied an ACL user lacks a command, key or channel
     ├── JobError
     │   ├── JobFailed             the job ended dead-lettered; carries type, message, traceback
     │   ├── JobCancelled          the job was cancelled
@@ -130,3 +133,16 @@ class Retry(AioqueueError):
     def __init__(self, delay: float | None = None) -> None:
         super().__init__(f"retry requested (delay={delay})")
         self.delay = delay
+
+
+class WrongKeyType(BrokerError):
+    """A key of a queue holds another type of value than aioqueue keeps there
+    (Redis answered WRONGTYPE): something else wrote it."""
+
+
+class RedisAuthError(BrokerError):
+    """Redis refused the credentials (wrong or missing username or password)."""
+
+
+class RedisPermissionDenied(BrokerError):
+    """Redis denied a command, key or channel to this ACL user (NOPERM)."""

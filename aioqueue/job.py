@@ -113,8 +113,28 @@ def _progress(raw: str | None) -> Progress | None:
     return Progress(float(data.get("fraction", 0.0)), str(data.get("message", "")))
 
 
+def _json_or_text(raw: str | None) -> Any:
+    """Stored JSON, or the raw text when it is not JSON (a corrupt record must
+    still be listable, e.g. among dead letters)."""
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _error(raw: str | None) -> dict[str, Any] | None:
+    value = _json_or_text(raw)
+    if value is None or isinstance(value, dict):
+        return value
+    return {"type": "MalformedError", "message": str(value), "traceback": ""}
+
+
 def parse_info(job_id: str, queue: str, rec: dict[str, str]) -> JobInfo:
-    """Build a JobInfo from a raw record; MalformedJobRecord if unreadable."""
+    """Build a JobInfo from a raw record; MalformedJobRecord if its
+    bookkeeping fields are unreadable (stored arguments and errors that are
+    not JSON are shown as text)."""
     try:
         return JobInfo(
             id=job_id,
@@ -128,10 +148,10 @@ def parse_info(job_id: str, queue: str, rec: dict[str, str]) -> JobInfo:
             started_ms=_int_or_none(rec.get("ts")),
             finished_ms=_int_or_none(rec.get("tf")),
             worker=rec.get("w"),
-            error=json.loads(rec["e"]) if rec.get("e") else None,
-            errors=json.loads(rec["eh"]) if rec.get("eh") else [],
+            error=_error(rec.get("e")),
+            errors=[e for e in (_json_or_text(rec.get("eh")) or []) if isinstance(e, dict)],
             progress=_progress(rec.get("pg")),
-            task_args=json.loads(rec["a"]) if rec.get("a") else None,
+            task_args=_json_or_text(rec.get("a")),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise MalformedJobRecord(f"job {job_id}: unreadable record: {exc}") from exc

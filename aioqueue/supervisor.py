@@ -110,6 +110,9 @@ class Supervisor:
         self._cancel_requested: dict[tuple[str, str], str] = {}
         self._lost: set[tuple[str, str]] = set()
         self._shutdown_cancelled: set[tuple[str, str]] = set()
+        # outcomes on their way to Redis: a renewal racing the settle sees
+        # the lease gone, which is not a lost lease
+        self._settling: set[tuple[str, str]] = set()
         self._pending: dict[str, list[tuple[ClaimedJob, Settlement]]] = {}
         self._settle_wakeup = anyio.Event()
         self._stopping = False
@@ -296,6 +299,7 @@ class Supervisor:
         if log.isEnabledFor(logging.DEBUG):
             log.debug("job %s task=%s attempt=%d %.1fms -> %s", job.id, job.task, job.attempt,
                       (time.monotonic() - started) * 1000, settlement.kind)
+        self._settling.add((job.id, job.token))
         self._pending.setdefault(job.queue, []).append((job, settlement))
         self._settle_wakeup.set()
 
@@ -460,6 +464,7 @@ class Supervisor:
         self._in_flight -= 1
         self._active[job.queue].pop((job.id, job.token), None)
         self._lost.discard((job.id, job.token))
+        self._settling.discard((job.id, job.token))
         if code < 0:
             self.counters["stale_settle"] += 1
             log.warning("job %s: outcome %r refused, the lease (token %s) is no longer ours "
@@ -490,7 +495,8 @@ class Supervisor:
                 for job, code in zip(jobs, codes, strict=True):
                     if code == 2:
                         self._cancel_running(job.id, "cancelled")
-                    elif code == 0 and (job.id, job.token) in active:
+                    elif code == 0 and (job.id, job.token) in active \
+                            and (job.id, job.token) not in self._settling:
                         # counted once; its outcome will be refused (stale token)
                         self._lost.add((job.id, job.token))
                         self.counters["lost_leases"] += 1

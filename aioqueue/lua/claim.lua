@@ -20,7 +20,13 @@
 -- Returns: flat array: ms until the next scheduled job is due (-1 if none),
 --   then 9 entries per job:
 --   id, token, task, args, attempt, max_tries, timeout_ms, enqueued_ms, result_ttl_ms
+-- @include check_types.lua
 local Q = ARGV[1]
+local wrong = check_types({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'hash',
+  KEYS[5], 'zset'})
+if wrong then
+  return wrong
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local deadline = now + tonumber(ARGV[3])
@@ -63,14 +69,22 @@ end
 -- the delayed-job promoter: due jobs join the back of their wait list
 local due = redis.call('ZRANGEBYSCORE', KEYS[5], '-inf', now, 'LIMIT', 0, tonumber(ARGV[6]))
 for _, id in ipairs(due) do
-  redis.call('ZREM', KEYS[5], id)
   local jk = Q .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'st', 'p')
-  if rec[1] == 'scheduled' then
+  if check_types({jk, 'hash'}) then
+    -- not a record of ours: drop the id, count it
+    redis.call('ZREM', KEYS[5], id)
+    redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
+  else
+    local rec = redis.call('HMGET', jk, 'st', 'p')
     local p = rec[2] or '0'
-    redis.call('HSET', jk, 'st', 'queued')
-    redis.call('RPUSH', Q .. 'wait:' .. p, id)
-    redis.call('ZADD', KEYS[1], -tonumber(p), p)
+    if rec[1] ~= 'scheduled' then
+      redis.call('ZREM', KEYS[5], id)
+    elseif not check_types({Q .. 'wait:' .. p, 'list'}) then
+      redis.call('ZREM', KEYS[5], id)
+      redis.call('HSET', jk, 'st', 'queued')
+      redis.call('RPUSH', Q .. 'wait:' .. p, id)
+      redis.call('ZADD', KEYS[1], -tonumber(p), p)
+    end
   end
 end
 
@@ -79,11 +93,20 @@ local claimed = {}
 local levels = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, level in ipairs(levels) do
   local wait_key = Q .. 'wait:' .. level
-  local ids = redis.call('LPOP', wait_key, want - #claimed)
+  local ids = false
+  if not check_types({wait_key, 'list'}) then
+    ids = redis.call('LPOP', wait_key, want - #claimed)
+  end
   if ids then
     for _, id in ipairs(ids) do
       local jk = Q .. 'job:' .. id
-      local rec = redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt')
+      local rec = {}
+      if check_types({jk, 'hash'}) then
+        redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
+        rec = {'not ours'}
+      else
+        rec = redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt')
+      end
       if rec[1] == 'queued' then
         local token = redis.call('HINCRBY', jk, 'dlv', 1)
         redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now)
@@ -97,7 +120,7 @@ for _, level in ipairs(levels) do
       end
     end
   end
-  if redis.call('LLEN', wait_key) == 0 then
+  if not check_types({wait_key, 'list'}) and redis.call('LLEN', wait_key) == 0 then
     redis.call('ZREM', KEYS[1], level)
   end
   if #claimed >= want then

@@ -19,6 +19,12 @@
 --   no supervisor fired this tick or a later one, so each tick runs once
 -- Returns: 1 created and queued, 2 created and scheduled, 0 id already exists
 --   (or the tick was already fired).
+-- @include check_types.lua
+local wrong = check_types({KEYS[1], 'hash', KEYS[2], 'list', KEYS[3], 'zset', KEYS[4], 'list',
+  KEYS[5], 'zset'})
+if wrong then
+  return wrong
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end

@@ -14,6 +14,7 @@
 -- ARGV[5] result TTL (ms) for workflow records that end here
 -- Returns: {requeued, dead_lettered}
 -- @include push_job.lua
+-- @include make_runnable.lua
 -- @include advance_workflow.lua
 local Q = ARGV[1]
 local t = redis.call('TIME')
@@ -46,13 +47,7 @@ for _, id in ipairs(ids) do
       advance_workflow(Q, now, jk, 'dead', cjson.encode(err), tonumber(ARGV[5]))
       dead = dead + 1
     else
-      local p = rec[4] or '0'
-      redis.call('HSET', jk, 'st', 'queued')
-      redis.call('LPUSH', Q .. 'wait:' .. p, id)
-      redis.call('ZADD', KEYS[3], -tonumber(p), p)
-      if redis.call('LLEN', KEYS[4]) < 8 then
-        redis.call('RPUSH', KEYS[4], '1')
-      end
+      make_runnable(Q, id, jk, true)
       requeued = requeued + 1
     end
   end

@@ -9,21 +9,16 @@
 -- ARGV[1] queue key prefix
 -- ARGV[2..] job ids
 -- Returns: number of jobs made runnable again (ids not in dead letters are skipped)
+-- @include make_runnable.lua
 local Q = ARGV[1]
 local replayed = 0
 for i = 2, #ARGV do
   local id = ARGV[i]
   local jk = Q .. 'job:' .. id
   if redis.call('ZREM', KEYS[1], id) == 1 and redis.call('HGET', jk, 'st') == 'failed' then
-    local p = redis.call('HGET', jk, 'p') or '0'
     redis.call('PERSIST', jk)
     redis.call('HDEL', jk, 'att', 'lx', 'cx', 'e', 'r', 'ts', 'tf', 'w', 'pg', 'due')
-    redis.call('HSET', jk, 'st', 'queued')
-    redis.call('RPUSH', Q .. 'wait:' .. p, id)
-    redis.call('ZADD', KEYS[2], -tonumber(p), p)
-    if redis.call('LLEN', KEYS[3]) < 8 then
-      redis.call('RPUSH', KEYS[3], '1')
-    end
+    make_runnable(Q, id, jk, false)
     redis.call('HINCRBY', KEYS[4], 'replayed', 1)
     replayed = replayed + 1
   end

@@ -21,6 +21,7 @@
 -- A member of a workflow advances its workflow in the same step (advance_workflow).
 -- Returns: one code per job: 1 applied, 0 already applied by this token, -1 stale token
 -- @include push_job.lua
+-- @include make_runnable.lua
 -- @include advance_workflow.lua
 local Q = ARGV[1]
 local t = redis.call('TIME')
@@ -33,20 +34,6 @@ local function add_error(jk, payload)
   local history = cjson.decode(redis.call('HGET', jk, 'eh') or '[]')
   history[#history + 1] = cjson.decode(payload)
   redis.call('HSET', jk, 'e', payload, 'eh', cjson.encode(history))
-end
-
-local function make_runnable(id, jk, front)
-  local p = redis.call('HGET', jk, 'p') or '0'
-  redis.call('HSET', jk, 'st', 'queued')
-  if front then
-    redis.call('LPUSH', Q .. 'wait:' .. p, id)
-  else
-    redis.call('RPUSH', Q .. 'wait:' .. p, id)
-  end
-  redis.call('ZADD', KEYS[4], -tonumber(p), p)
-  if redis.call('LLEN', KEYS[5]) < 8 then
-    redis.call('RPUSH', KEYS[5], '1')
-  end
 end
 
 for i = 4, #ARGV, 5 do
@@ -82,7 +69,7 @@ for i = 4, #ARGV, 5 do
           redis.call('RPUSH', KEYS[5], '1')
         end
       else
-        make_runnable(id, jk, false)
+        make_runnable(Q, id, jk, false)
       end
       redis.call('HINCRBY', KEYS[6], 'retried', 1)
       redis.call('PUBLISH', Q .. 'done:' .. id, 'retrying')
@@ -95,7 +82,7 @@ for i = 4, #ARGV, 5 do
       redis.call('PUBLISH', Q .. 'done:' .. id, 'failed')
       advance_workflow(Q, now, jk, 'dead', payload, default_ttl)
     elseif kind == 'requeue' then
-      make_runnable(id, jk, true)
+      make_runnable(Q, id, jk, true)
       redis.call('HINCRBY', KEYS[6], 'requeued', 1)
     elseif kind == 'cancel' then
       local err = cjson.encode({type = 'Cancelled', message = payload, traceback = ''})

@@ -1,0 +1,320 @@
+"""Soak test: continuous load under a seeded random nemesis.
+
+::
+
+    python benchmarks/soak.py --seconds 60 [--seed 1] [--workers 3] [--rate 200]
+
+Starts its own server (AOF on, ``appendfsync everysec``) and a TCP fault proxy
+in front of it; worker processes (``benchmarks.soak_app``) connect through the
+proxy, producers directly. Producers enqueue continuously: 80% immediate, 20%
+delayed 0.1-2 s, priorities -5/0/5, 5% of jobs failing for good, 1% slow
+(2-4 s: several leases, kept by renewals). A failed enqueue is an unknown
+outcome, retried under the same job id until acknowledged.
+
+The nemesis picks a fault every 1.5-4 s (seeded): worker SIGKILL, SIGTERM or
+SIGSTOP (0.5-2.5 s), Redis SIGKILL + restart or SIGSTOP (0.5-2 s), CLIENT
+KILL of a fetcher's blocking connection, a cut of every proxied connection,
+or a lost claim/settle reply. Killed and stopped workers are restarted.
+
+At the end every fault is healed, the queue must drain, and
+:func:`tests.harness.checker.check` judges the histories; the table shows
+jobs, faults by type, lost (must be 0), duplicates (each explained by a
+counted lease expiry), stale acks, orphans recovered and latency. Exit status
+1 if the checker found a violation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import aioqueue  # noqa: E402
+from aioqueue.scripts import load_script  # noqa: E402
+from aioqueue.server import ServerProcess  # noqa: E402
+from benchmarks import soak_app  # noqa: E402
+from tests.harness.checker import check, read_history, snapshot  # noqa: E402
+from tests.harness.proxy import FaultProxy  # noqa: E402
+
+
+class Worker:
+    def __init__(self, url: str, env: dict[str, str], log_dir: Path, index: int) -> None:
+        self.url, self.env, self.log_dir, self.index = url, env, log_dir, index
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.stopped = False
+        self.starts = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        log = open(self.log_dir / f"worker{self.index}.{self.starts}.log", "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "aioqueue", "worker", "benchmarks.soak_app:app",
+             "--url", self.url, "--concurrency", "50"],
+            env={**os.environ, "PYTHONPATH": str(REPO), **self.env}, cwd=REPO,
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        self.stopped = False
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.alive():
+            assert self.proc is not None
+            os.kill(self.proc.pid, sig)
+
+    def ensure(self) -> None:
+        if self.stopped:
+            self.signal(signal.SIGCONT)
+            self.stopped = False
+        if not self.alive():
+            self.start()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+class Soak:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.rng = random.Random(args.seed)
+        self.tmp = Path(tempfile.mkdtemp(prefix="aioqueue-soak-"))
+        self.history = self.tmp / "history"
+        self.history.mkdir()
+        self.server = ServerProcess(directory=self.tmp / "redis", appendonly=True,
+                                    appendfsync="everysec")
+        self.faults: collections.Counter[str] = collections.Counter()
+        self.acked: list[str] = []
+        self.unknown: list[str] = []
+        self.planned_fail: set[str] = set()
+        self.enqueue_errors = 0
+        self.running = True
+        self.redis_paused = False
+
+    async def run(self) -> int:
+        self.server.start()
+        async with FaultProxy.for_url(self.server.url) as proxy:
+            self.proxy = proxy
+            env = {"AQ_HISTORY_DIR": str(self.history)}
+            self.workers = [Worker(proxy.url, env, self.tmp, i)
+                            for i in range(self.args.workers)]
+            for w in self.workers:
+                w.start()
+            self.app = soak_app.build_app(self.server.url)
+            async with self.app:
+                started = time.monotonic()
+                async with anyio.create_task_group() as tg:
+                    for i in range(self.args.producers):
+                        tg.start_soon(self.producer, i)
+                    tg.start_soon(self.nemesis)
+                    tg.start_soon(self.nanny)
+                    await anyio.sleep(self.args.seconds)
+                    self.running = False
+                    tg.cancel_scope.cancel()
+                self.heal()
+                load_s = time.monotonic() - started
+                drained = await self.drain()
+                for w in self.workers:
+                    w.signal(signal.SIGTERM)
+                await anyio.sleep(1.0)
+                for w in self.workers:
+                    w.kill()
+                return await self.report(load_s, drained)
+
+    def heal(self) -> None:
+        self.server.resume()
+        self.redis_paused = False
+        if self.server.process is None or self.server.process.poll() is not None:
+            self.server.start()
+        self.proxy.set_mode("pass")
+        self.proxy.traps.clear()
+        for w in self.workers:
+            w.ensure()
+
+    async def producer(self, index: int) -> None:
+        rng = random.Random(self.args.seed * 1000 + index)
+        task = self.app.get_task("work")
+        per_s = self.args.rate / self.args.producers
+        n = 0
+        while True:
+            n += 1
+            job_id = f"p{index}-{n}"
+            options: dict[str, Any] = {"job_id": job_id,
+                                       "priority": rng.choice((-5, 0, 0, 0, 5))}
+            if rng.random() < 0.2:
+                options["delay"] = rng.uniform(0.1, 2.0)
+            fail = rng.random() < 0.05
+            seconds = rng.uniform(2.0, 4.0) if rng.random() < 0.01 else 0.0
+            while True:
+                try:
+                    with anyio.fail_after(10):
+                        await task.options(**options).enqueue(n, fail=fail, seconds=seconds)
+                    self.acked.append(job_id)
+                    if fail:
+                        self.planned_fail.add(job_id)
+                    break
+                except (aioqueue.BrokerError, TimeoutError):
+                    self.enqueue_errors += 1
+                    self.unknown.append(job_id)
+                    await anyio.sleep(0.1)
+            await anyio.sleep(rng.expovariate(per_s))
+
+    async def nanny(self) -> None:
+        """Restart workers that died (the nemesis kills them; so may a bug)."""
+        while True:
+            await anyio.sleep(0.5)
+            for w in self.workers:
+                if not w.alive():
+                    w.start()
+
+    async def nemesis(self) -> None:
+        kinds = ["worker_sigkill", "worker_sigterm", "worker_sigstop", "redis_sigkill",
+                 "redis_sigstop", "client_kill", "proxy_cut", "lost_claim_reply",
+                 "lost_settle_reply"]
+        await anyio.sleep(2.0)
+        while True:
+            await anyio.sleep(self.rng.uniform(1.5, 4.0))
+            kind = self.rng.choice(kinds)
+            self.faults[kind] += 1
+            worker = self.rng.choice(self.workers)
+            if kind == "worker_sigkill":
+                worker.signal(signal.SIGKILL)
+            elif kind == "worker_sigterm":
+                worker.signal(signal.SIGTERM)
+            elif kind == "worker_sigstop":
+                worker.signal(signal.SIGSTOP)
+                worker.stopped = True
+                await anyio.sleep(self.rng.uniform(0.5, 2.5))
+                worker.signal(signal.SIGCONT)
+                worker.stopped = False
+            elif kind == "redis_sigkill":
+                await anyio.to_thread.run_sync(self.server.restart)
+            elif kind == "redis_sigstop":
+                self.server.pause()
+                self.redis_paused = True
+                await anyio.sleep(self.rng.uniform(0.5, 2.0))
+                self.server.resume()
+                self.redis_paused = False
+            elif kind == "client_kill":
+                try:
+                    clients = await self.app.broker.client.client_list()
+                    fetchers = [c for c in clients if c.get("name", "").startswith("aioqueue:")]
+                    if fetchers:
+                        victim = self.rng.choice(fetchers)
+                        await self.app.broker.client.execute_command(
+                            "CLIENT", "KILL", "ID", victim["id"])
+                except aioqueue.BrokerError:
+                    pass
+                except Exception:  # redis-py errors during a restart
+                    pass
+            elif kind == "proxy_cut":
+                self.proxy.reset_all()
+            elif kind == "lost_claim_reply":
+                self.proxy.lose_reply(load_script("claim").sha, reply_contains="p")
+            elif kind == "lost_settle_reply":
+                self.proxy.lose_reply(load_script("settle").sha)
+
+    async def drain(self) -> bool:
+        broker = self.app.broker
+        deadline = time.monotonic() + self.args.drain_s
+        while time.monotonic() < deadline:
+            try:
+                counts = await broker.counts("soak")
+                if not (counts["waiting"] or counts["running"] or counts["scheduled"]):
+                    return True
+            except aioqueue.BrokerError:
+                pass
+            await anyio.sleep(0.2)
+        return False
+
+    async def report(self, load_s: float, drained: bool) -> int:
+        client = self.app.broker.client
+        snap = await snapshot(client, "soak", "soak")
+        runs = read_history(self.history)
+        result = check(self.acked, runs, snap, unknown=self.unknown, workers_killed=True)
+        latencies = []
+        for record in snap.records.values():
+            if record.get("st") == "succeeded" and record.get("tf") and record.get("et"):
+                ready = max(int(record["et"]), int(record.get("due") or 0))
+                latencies.append(int(record["tf"]) - ready)
+        latencies.sort()
+
+        def pct(p: float) -> str:
+            if not latencies:
+                return "-"
+            return f"{latencies[min(len(latencies) - 1, int(p * len(latencies)))]} ms"
+
+        stats = snap.stats
+        failed_ok = sum(1 for j in self.planned_fail
+                        if snap.records.get(j, {}).get("st") == "failed")
+        rows = [
+            ("seconds of load (seed)", f"{load_s:.0f} ({self.args.seed})"),
+            ("workers / producers", f"{self.args.workers} / {self.args.producers}"),
+            ("jobs acknowledged", str(len(set(self.acked)))),
+            ("  succeeded", str(sum(1 for r in snap.records.values()
+                                    if r.get("st") == "succeeded"))),
+            ("  failed (planned 5%)", f"{stats.get('failed', 0)} ({failed_ok} planned)"),
+            ("enqueue errors retried (unknown outcome)", str(self.enqueue_errors)),
+            ("faults injected", str(sum(self.faults.values()))),
+            *((f"  {k}", str(v)) for k, v in sorted(self.faults.items())),
+            ("LOST (must be 0)", str(len(result.lost))),
+            ("duplicates (extra deliveries run)", f"{result.duplicates} in "
+             f"{result.duplicate_jobs} jobs, explained by {stats.get('lease_expired', 0)} "
+             f"lease expiries + {stats.get('requeued', 0)} hand-backs"),
+            ("stale acks refused", str(stats.get("stale_settle", 0))),
+            ("orphans recovered (expired leases reaped)", str(stats.get("lease_expired", 0))),
+            ("worker restarts", str(sum(w.starts - 1 for w in self.workers))),
+            ("drained after faults healed", "yes" if drained else "NO"),
+            ("latency p50 / p99 / max", f"{pct(0.5)} / {pct(0.99)} / "
+             f"{latencies[-1] if latencies else '-'} ms"),
+            ("latency mean", f"{statistics.fmean(latencies):.0f} ms" if latencies else "-"),
+            ("checker", "ok" if result.ok else "VIOLATIONS"),
+        ]
+        width = max(len(k) for k, _ in rows)
+        print(f"| {'what'.ljust(width)} | value |")
+        print(f"|{'-' * (width + 2)}|-------|")
+        for k, v in rows:
+            print(f"| {k.ljust(width)} | {v} |")
+        if not result.ok:
+            print("\n" + result.describe())
+        print(f"\n(work dir: {self.tmp})")
+        return 0 if result.ok and drained and not result.lost else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--producers", type=int, default=2)
+    parser.add_argument("--rate", type=float, default=150.0, help="jobs per second, total")
+    parser.add_argument("--drain-s", type=float, default=60.0)
+    args = parser.parse_args()
+    soak = Soak(args)
+    try:
+        return anyio.run(soak.run)
+    finally:
+        for w in getattr(soak, "workers", []):
+            w.kill()
+        soak.server.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -103,9 +103,6 @@ async def error_type(app: aioqueue.App, job_id: str) -> str:
     return str(json.loads(error)["type"])
 
 
-@pytest.mark.xfail(strict=False, reason="bug: Job.info()/App.dead_letters() raise "
-                   "MalformedJobRecord for a dead letter whose stored arguments are not "
-                   "JSON, so one corrupt record breaks `aioqueue dead list`")
 async def test_dead_letters_lists_a_malformed_record(
     make_app: Callable[..., aioqueue.App]
 ) -> None:
@@ -214,9 +211,6 @@ async def test_wrong_type_leases_key_does_not_strand_jobs(
             assert await job.result(timeout=2) == 3
 
 
-@pytest.mark.xfail(strict=False, reason="bug: enqueue.lua writes the record (HSET) before "
-                   "RPUSH fails with WRONGTYPE; scripts do not roll back, so a half-written "
-                   "record (status queued, in no list) is left behind")
 async def test_wrong_type_enqueue_writes_nothing(make_app: Callable[..., aioqueue.App]) -> None:
     app = make_worker_app(make_app)
     async with app:

@@ -266,3 +266,11 @@ async def test_tls_mismatch_exits_nonzero_naming_it(tls_server: dict[str, Any]) 
     assert "certificate" in str(refused.value).lower()
 
 
+
+
+def test_readme_gives_the_tested_acl_lines() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    line = " ".join(acl_line(ACL_PRODUCER, "acme", "PASSWORD"))
+    assert f"ACL SETUSER producer {line}\n" in readme
+    assert ACL_WORKER == ACL_PRODUCER + " +blpop"
+    assert "ACL SETUSER worker  <the producer's rules> +blpop" in readme

@@ -142,7 +142,24 @@ class Scenario:
             return True
         await wait_until(drained, timeout, what="the queue to drain", interval=0.1)
 
-    async def check(self, *, drained: bool = True, workers_killed: bool = False) -> Report:
+    async def stop_workers(self, timeout: float = 15.0) -> dict[int, int]:
+        """SIGTERM every live worker and wait for it to exit; returns exit codes
+        by pid. A worker settles what it finished before it exits, so after
+        this no late outcome is still on its way."""
+        live = [w for w in self.workers if w.returncode is None]
+        for w in live:
+            w.send(signal.SIGCONT)
+            w.send(signal.SIGTERM)
+        return {w.pid: await w.wait_exit(timeout) for w in live}
+
+    async def check(self, *, drained: bool = True, workers_killed: bool = False,
+                    stop: bool = True) -> Report:
+        """Stop the workers (each must exit 0), then check the invariants."""
+        if stop:
+            codes = await self.stop_workers()
+            bad = {pid: code for pid, code in codes.items() if code != 0}
+            assert not bad, f"workers exited non-zero on SIGTERM: {bad}\n" + "\n".join(
+                w.output[-3000:] for w in self.workers if w.pid in bad)
         snap = await snapshot(self.client, self.prefix, self.queue)
         return check(self.acked, read_history(self.history_dir), snap, unknown=self.unknown,
                      drained=drained, workers_killed=workers_killed)
@@ -150,6 +167,3 @@ class Scenario:
     def runs(self) -> Any:
         return read_history(self.history_dir)
 
-    def stop_workers(self) -> None:
-        for w in self.workers:
-            w.send(signal.SIGTERM)

@@ -353,25 +353,38 @@ class Broker:
         self, queue: str, jobs: Sequence[tuple[str, str, str, int, int, int | None,
                                                 Mapping[str, str | int] | None]]
     ) -> list[int]:
-        """Pipelined enqueue: one round trip for the whole chunk. Enqueue is
+        """Enqueue a chunk in one round trip: jobs sharing their options go
+        through ``enqueue_batch.lua`` 250 at a time, pipelined. Enqueue is
         idempotent by id, so after a NOSCRIPT the chunk is simply sent again."""
         k = self.keys(queue)
-        script = self.scripts.scripts["enqueue"]
-        commands = []
+        batch_sha = self.scripts.scripts["enqueue_batch"].sha
+        groups: dict[tuple[int, int, int | None, str], list[tuple[str, str, str]]] = {}
         for job_id, task, args_json, priority, delay_ms, at_ms, extra in jobs:
             extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
-            commands.append((
-                "EVALSHA", script.sha, 5, k.job(job_id), k.wait(priority), k.prios, k.wake,
-                k.delayed, job_id, task, args_json, priority, delay_ms,
-                "" if at_ms is None else at_ms, extra_field,
-            ))
+            groups.setdefault((priority, delay_ms, at_ms, extra_field), []).append(
+                (job_id, task, args_json))
+        commands: list[tuple[Any, ...]] = []
+        for (priority, delay_ms, at_ms, extra_field), members in groups.items():
+            for start in range(0, len(members), 250):
+                flat = [x for member in members[start:start + 250] for x in member]
+                commands.append((
+                    "EVALSHA", batch_sha, 4, k.wait(priority), k.prios, k.wake, k.delayed,
+                    k.base, priority, delay_ms, "" if at_ms is None else at_ms, extra_field,
+                    *flat))
         for _ in range(2):
             with translate_errors():
                 results = await self.lane.execute_many(commands)
             if not any(isinstance(r, redis_errors.NoScriptError) for r in results):
                 break
             with translate_errors():
-                await self.scripts.load(self.lane, "enqueue")
+                await self.scripts.load(self.lane, "enqueue_batch")
+        codes: list[Any] = []
+        for r in results:
+            if isinstance(r, Exception):
+                codes.append(r)
+            else:
+                codes.extend(r)
+        results = codes
         out: list[int] = []
         for r in results:
             if isinstance(r, Exception):

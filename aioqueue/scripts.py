@@ -20,7 +20,7 @@ from .lane import CommandLane
 
 SCRIPT_NAMES = (
     "enqueue", "claim", "settle", "renew", "reap", "cancel", "progress", "replay", "purge",
-    "workflow",
+    "workflow", "enqueue_batch",
 )
 
 

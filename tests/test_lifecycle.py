@@ -359,3 +359,23 @@ async def test_result_timeout(make_app: Callable[..., aioqueue.App]) -> None:
         with pytest.raises(aioqueue.ResultTimeout):
             await job.result(timeout=0.2)
         assert await job.status() is aioqueue.JobStatus.QUEUED
+
+
+async def test_enqueue_many_with_options(make_app: Callable[..., aioqueue.App]) -> None:
+    app = make_app()
+    order: list[int] = []
+
+    @app.task
+    async def visit(n: int) -> int:
+        order.append(n)
+        return n
+
+    async with app:
+        low = await visit.options(priority=-1).enqueue_many([visit.bind(i) for i in range(3)])
+        high = await visit.options(priority=5).enqueue_many([visit.bind(i) for i in (10, 11)])
+        later = await visit.options(delay=0.3).enqueue_many([visit.bind(99)])
+        assert await later[0].status() is aioqueue.JobStatus.SCHEDULED
+        assert (await app.broker.counts(app.default_queue))["waiting"] == 5
+        async with running(app, concurrency=1):
+            assert await aioqueue.gather(*low, *high, *later, timeout=10) == [0, 1, 2, 10, 11, 99]
+    assert order == [10, 11, 0, 1, 2, 99]

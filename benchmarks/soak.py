@@ -248,6 +248,9 @@ class Soak:
         client = self.app.broker.client
         snap = await snapshot(client, "soak", "soak")
         runs = read_history(self.history)
+        # what the producers were told, kept beside the histories for a re-check
+        (self.tmp / "acked.txt").write_text("\n".join(self.acked) + "\n")
+        (self.tmp / "unknown.txt").write_text("\n".join(self.unknown) + "\n")
         result = check(self.acked, runs, snap, unknown=self.unknown, workers_killed=True)
         latencies = []
         for record in snap.records.values():

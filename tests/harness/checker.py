@@ -43,6 +43,10 @@ from pathlib import Path
 from typing import Any
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+# a queue's keys besides job records and wait lists (README, "Redis design")
+STRUCTURE_KEYS = ("prios", "leases", "delayed", "dead", "stats", "wake", "reaper", "schedules")
+# keys named by an id: claim reservations and workflows
+ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +97,7 @@ async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
             records[name[4:]] = await client.hgetall(key)
         elif name.startswith("wait:"):
             waiting[int(name[5:])] = await client.lrange(key, 0, -1)
-        elif name not in ("prios", "leases", "delayed", "dead", "stats", "wake"):
+        elif name not in STRUCTURE_KEYS:
             other.append(name)
     stats = {k: int(v) for k, v in (await client.hgetall(base + "stats")).items()}
     return Snapshot(
@@ -141,9 +145,9 @@ def fsck(snap: Snapshot) -> list[str]:
         if status in ("succeeded", "cancelled") and job_id in where:
             problems.append(f"{job_id} is {status} but still in {where[job_id]}")
     if snap.other_keys:
-        rsv = [k for k in snap.other_keys if not k.startswith("rsv:")]
-        if rsv:
-            problems.append(f"unexpected keys: {rsv}")
+        unknown = [k for k in snap.other_keys if not k.startswith(ID_KEY_PREFIXES)]
+        if unknown:
+            problems.append(f"unexpected keys: {unknown}")
     for name, value in snap.stats.items():
         if value < 0:
             problems.append(f"counter {name} is negative: {value}")

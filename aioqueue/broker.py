@@ -250,6 +250,8 @@ class Broker:
                 f"{name} {version} is too old: aioqueue needs Redis >= 6.2 or Valkey "
                 "(BLMOVE, LPOP with a count)"
             )
+        if name in ("valkey", "redis") and _parse_version(version) >= (7, 0, 0):
+            self.scripts.use_script_flags()
         keys = self.keys(probe_queue)
         try:
             with translate_errors():
@@ -461,14 +463,18 @@ class Broker:
 
     async def reap(
         self, queue: str, *, limit: int, max_deliveries: int, dead_letter_ttl_ms: int,
-        result_ttl_ms: int = 86_400_000,
+        result_ttl_ms: int = 86_400_000, stall_ms: int = 3_000, hold_ms: int = 10_000,
     ) -> tuple[int, int]:
+        """Re-deliver or dead-letter jobs whose lease expired. After a gap of
+        more than ``stall_ms`` since the last reap, reap nothing for ``hold_ms``
+        (live workers renew first)."""
         k = self.keys(queue)
         with translate_errors():
             requeued, dead = await self.scripts.run(
                 self.lane, "reap",
-                [k.leases, k.dead, k.prios, k.wake, k.stats],
-                [k.base, limit, max_deliveries, dead_letter_ttl_ms, result_ttl_ms],
+                [k.leases, k.dead, k.prios, k.wake, k.stats, k.reaper],
+                [k.base, limit, max_deliveries, dead_letter_ttl_ms, result_ttl_ms,
+                 stall_ms, hold_ms],
             )
         return int(requeued), int(dead)
 

@@ -16,6 +16,7 @@ key                    type    holds
 ``delayed``            zset    scheduled ids, score = due time (ms)
 ``dead``               zset    dead-lettered ids, score = time dead (ms)
 ``stats``              hash    counters (succeeded, failed, stale_settle…)
+``reaper``             hash    last reap time and stall hold (no storm after a freeze)
 ``schedules``          zset    periodic schedules, score = last fired tick (ms)
 ``wf:<id>``            hash    a workflow: kind, status, counts, result/error
 ``wfr:<id>``           hash    group member results by index
@@ -111,6 +112,10 @@ class QueueKeys:
     @property
     def dead(self) -> str:
         return f"{self.base}dead"
+
+    @property
+    def reaper(self) -> str:
+        return f"{self.base}reaper"
 
     @property
     def schedules(self) -> str:

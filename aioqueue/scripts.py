@@ -35,10 +35,18 @@ def _read(*parts: str) -> str:
     return resources.files("aioqueue").joinpath("lua", *parts).read_text("utf-8")
 
 
-def load_script(name: str) -> LuaScript:
+# Scripts that finish or keep work already in Redis: they must run when the
+# server is at maxmemory (noeviction), or held jobs could not be acked or their
+# leases renewed. Scripts that add work (enqueue...) stay refused under OOM.
+ALLOW_OOM = frozenset({"claim", "settle", "renew", "reap", "cancel", "replay", "purge"})
+
+
+def load_script(name: str, *, flags: bool = False) -> LuaScript:
     """Read ``lua/<name>.lua``; a line ``-- @include <file>`` is replaced by
-    ``lua/includes/<file>`` so shared Lua functions are written once."""
-    lines = []
+    ``lua/includes/<file>`` so shared Lua functions are written once. With
+    ``flags`` (Redis >= 7, Valkey) a script in ``ALLOW_OOM`` gets the
+    ``allow-oom`` shebang flag."""
+    lines = ["#!lua flags=allow-oom"] if flags and name in ALLOW_OOM else []
     for line in _read(f"{name}.lua").splitlines():
         if line.startswith("-- @include "):
             lines.append(_read("includes", line.removeprefix("-- @include ").strip()))
@@ -54,6 +62,11 @@ class ScriptRunner:
     def __init__(self) -> None:
         self.scripts = {name: load_script(name) for name in SCRIPT_NAMES}
         self.reloads = 0
+
+    def use_script_flags(self) -> None:
+        """The server understands shebang flags (Redis >= 7): let the scripts
+        that settle held work run under maxmemory."""
+        self.scripts = {name: load_script(name, flags=True) for name in SCRIPT_NAMES}
 
     async def run(
         self, lane: CommandLane, name: str, keys: list[str], args: list[Any]

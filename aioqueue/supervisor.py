@@ -506,6 +506,10 @@ class Supervisor:
     async def _reaper(self) -> None:
         s = self.settings
         dead_ms = int(self.app.dead_letter_ttl_s * 1000)
+        # a gap between reaps much longer than the interval means Redis (or
+        # every worker) stood still: hold reaping until renewals caught up
+        stall_ms = int(max(1.0, 3 * s.reaper_interval_s) * 1000)
+        hold_ms = int(max(2 * s.renew_every_s, s.reap_grace_s) * 1000)
         await anyio.sleep(s.reap_grace_s)
         while True:
             try:
@@ -514,7 +518,8 @@ class Supervisor:
                         requeued, dead = await self.app.broker.reap(
                             queue, limit=100, max_deliveries=s.max_deliveries,
                             dead_letter_ttl_ms=dead_ms,
-                            result_ttl_ms=int(self.app.result_ttl_s * 1000))
+                            result_ttl_ms=int(self.app.result_ttl_s * 1000),
+                            stall_ms=stall_ms, hold_ms=hold_ms)
                         self.counters["reaped"] += requeued
                         self.counters["reaped_dead"] += dead
                         if requeued or dead:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import math
 import json
 import random
 import secrets
@@ -37,6 +38,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
+MAX_SECONDS = 10 * 365 * 86_400.0
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -116,8 +118,23 @@ def check_options(
     max_deliveries: int | None = None,
 ) -> None:
     """Refuse invalid option values before anything is written."""
-    if delay is not None and (not isinstance(delay, int | float) or delay < 0 or delay != delay):
-        raise ConfigurationError(f"delay must be a number of seconds >= 0, got {delay!r}")
+
+    def seconds(name: str, value: object, *, minimum: float, inclusive: bool) -> None:
+        ok = (isinstance(value, int | float) and not isinstance(value, bool)
+              and math.isfinite(value) and value <= MAX_SECONDS
+              and (value >= minimum if inclusive else value > minimum))
+        if not ok:
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            raise ConfigurationError(
+                f"{name} must be a finite number of seconds {bound} and at most "
+                f"{MAX_SECONDS:g} (10 years), got {value!r}")
+
+    def count(name: str, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**9:
+            raise ConfigurationError(f"{name} must be an int in [1, 10**9], got {value!r}")
+
+    if delay is not None:
+        seconds("delay", delay, minimum=0, inclusive=True)
     if delay is not None and at is not None:
         raise ConfigurationError("give delay or at, not both")
     if at is not None and not isinstance(at, datetime):
@@ -128,16 +145,22 @@ def check_options(
     ):
         raise ConfigurationError(
             f"priority must be an int in [{MIN_PRIORITY}, {MAX_PRIORITY}], got {priority!r}")
-    if max_tries is not None and (not isinstance(max_tries, int) or max_tries < 1):
-        raise ConfigurationError(f"max_tries must be an int >= 1, got {max_tries!r}")
-    if max_deliveries is not None and (not isinstance(max_deliveries, int) or max_deliveries < 1):
-        raise ConfigurationError(f"max_deliveries must be an int >= 1, got {max_deliveries!r}")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
-        raise ConfigurationError(f"timeout must be a number of seconds > 0, got {timeout!r}")
-    if result_ttl is not None and (not isinstance(result_ttl, int | float) or result_ttl <= 0):
-        raise ConfigurationError(f"result_ttl must be a number of seconds > 0, got {result_ttl!r}")
+    if max_tries is not None:
+        count("max_tries", max_tries)
+    if max_deliveries is not None:
+        count("max_deliveries", max_deliveries)
+    if timeout is not None:
+        # below a millisecond a timeout would round to 0, which means "none"
+        seconds("timeout", timeout, minimum=0.001, inclusive=True)
+    if result_ttl is not None:
+        seconds("result_ttl", result_ttl, minimum=0.001, inclusive=True)
     if job_id is not None:
         check_name("job_id", job_id)
+
+
+def _ms(seconds: float) -> int:
+    """A positive duration in whole milliseconds (never 0, which means "none")."""
+    return max(1, round(seconds * 1000))
 
 
 def new_job_id() -> str:
@@ -178,8 +201,10 @@ class ArgumentCodec:
             self.names.append(name)
         self.model: type[pydantic.BaseModel] = pydantic.create_model(
             f"{fn.__name__}_args",
+            # inf and NaN have no JSON form: refuse them at enqueue
             __config__=pydantic.ConfigDict(extra="forbid", populate_by_name=False,
-                                           arbitrary_types_allowed=False),
+                                           arbitrary_types_allowed=False,
+                                           allow_inf_nan=False),
             **fields,
         )
         ret = hints.get("return", Any)
@@ -370,11 +395,11 @@ class Task(Generic[P, R]):
         if opts.max_tries is not UNSET:
             extra["mt"] = opts.max_tries
         if opts.timeout is not UNSET:
-            extra["to"] = 0 if opts.timeout is None else int(opts.timeout * 1000)
+            extra["to"] = 0 if opts.timeout is None else _ms(opts.timeout)
         if opts.result_ttl is not UNSET:
-            extra["rt"] = int(opts.result_ttl * 1000)
+            extra["rt"] = _ms(opts.result_ttl)
         elif self.result_ttl is not None:
-            extra["rt"] = int(self.result_ttl * 1000)
+            extra["rt"] = _ms(self.result_ttl)
         if self.max_deliveries is not None:
             extra["md"] = self.max_deliveries
         return extra
@@ -391,7 +416,7 @@ class Task(Generic[P, R]):
                 f"limit of {limit} (App(max_payload_bytes=...))")
         queue = self.queue if opts.queue is UNSET else opts.queue
         priority = self.priority if opts.priority is UNSET else opts.priority
-        delay_ms = int(opts.delay * 1000) if opts.delay else 0
+        delay_ms = round(opts.delay * 1000) if opts.delay else 0
         at_ms = None
         if opts.at is not None:
             at = opts.at if opts.at.tzinfo else opts.at.replace(tzinfo=UTC)

@@ -99,10 +99,6 @@ def test_untyped_enqueue_by_name_round_trips(args: list[Any], kwargs: dict[str, 
     assert json.loads(encode_untyped(tuple(args), kwargs)) == [args, kwargs]
 
 
-@pytest.mark.xfail(strict=True, reason="bug in aioqueue.task.ArgumentCodec: a float argument "
-                   "inf or nan is accepted at enqueue but serialised as JSON null, so the "
-                   "worker dead-letters the job as InvalidPayload (refuse it at enqueue, or "
-                   "ser_json_inf_nan='strings')")
 @FAST
 @given(st.floats() | st.text())
 def test_accepted_arguments_are_decodable(value: Any) -> None:
@@ -166,10 +162,6 @@ def test_integer_options_refused_or_usable(name: str, value: Any) -> None:
     _check_usable(name, value)
 
 
-@pytest.mark.xfail(strict=True, reason="bug in aioqueue.task.check_options: delay/timeout=inf "
-                   "raise OverflowError and timeout/result_ttl=nan ValueError at enqueue "
-                   "(not ConfigurationError); delay=1e300 is accepted; timeout below 1 ms "
-                   "becomes 0 = no timeout; max_tries=True is accepted as 1")
 @FAST
 @given(st.sampled_from(["delay", "timeout", "result_ttl", "max_tries"]),
        st.floats() | st.integers(-(2**70), 2**70) | st.booleans())

@@ -12,6 +12,12 @@
 -- ARGV[3] default limit of lease expiries for records without their own ('md')
 -- ARGV[4] dead-letter TTL (ms)
 -- ARGV[5] result TTL (ms) for workflow records that end here
+-- ARGV[6] stall threshold (ms): a gap this long since the previous reap means
+--   Redis (or every worker) stood still, e.g. a frozen server; leases may look
+--   expired only because nobody could renew them
+-- ARGV[7] hold (ms): after such a gap, reap nothing for this long, so that live
+--   workers renew first (no re-delivery storm after a stall)
+-- KEYS[6] reaper state     hash   <q>reaper   seen = last reap (ms), hold = no reap before
 -- Returns: {requeued, dead_lettered}
 -- @include push_job.lua
 -- @include make_runnable.lua
@@ -21,6 +27,16 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead_ttl = tonumber(ARGV[4])
 local requeued, dead = 0, 0
+local state = redis.call('HMGET', KEYS[6], 'seen', 'hold')
+redis.call('HSET', KEYS[6], 'seen', now)
+if state[1] and now - tonumber(state[1]) > tonumber(ARGV[6]) then
+  redis.call('HSET', KEYS[6], 'hold', now + tonumber(ARGV[7]))
+  redis.call('HINCRBY', KEYS[5], 'reaper_stall_holds', 1)
+  return {0, 0}
+end
+if state[2] and now < tonumber(state[2]) then
+  return {0, 0}
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - dead_ttl)
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
 for _, id in ipairs(ids) do

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-import math
 import json
+import math
 import random
 import secrets
 import typing

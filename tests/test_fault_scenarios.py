@@ -152,12 +152,9 @@ async def test_redis_paused_past_socket_timeouts_no_redelivery_storm(
         report = await sc.check()
         stats = await sc.stats()
         report.assert_ok()  # no loss; every duplicate explained and refused
-        if report.duplicates:
-            # known bug, intermittent (about 1 run in 3 on a loaded 2-core box): a
-            # reap sent before or during the freeze runs when Redis resumes, with
-            # server TIME past every lease, before the renewals
-            pytest.xfail(f"redelivery storm after the freeze: {stats} (reap.lua needs a "
-                         "stall guard; see the reliability report)")
+        # the reaper's stall guard holds reaping for a renewal interval after
+        # the freeze, so the renewals land first: no storm
+        assert report.duplicates == 0, (stats, report.describe())
         assert "lease_expired" not in stats, stats
 
 

@@ -9,6 +9,7 @@ from .context import JobContext as JobContext
 from .errors import AioqueueError as AioqueueError
 from .errors import BrokerError as BrokerError
 from .errors import ConfigurationError as ConfigurationError
+from .errors import DurabilityUnconfirmed as DurabilityUnconfirmed
 from .errors import JobCancelled as JobCancelled
 from .errors import JobError as JobError
 from .errors import JobFailed as JobFailed
@@ -17,13 +18,16 @@ from .errors import MalformedJobRecord as MalformedJobRecord
 from .errors import PayloadError as PayloadError
 from .errors import PayloadNotSerializable as PayloadNotSerializable
 from .errors import PayloadTooLarge as PayloadTooLarge
+from .errors import RedisAuthError as RedisAuthError
 from .errors import RedisOutOfMemory as RedisOutOfMemory
+from .errors import RedisPermissionDenied as RedisPermissionDenied
 from .errors import RedisUnavailable as RedisUnavailable
 from .errors import ResultExpired as ResultExpired
 from .errors import ResultTimeout as ResultTimeout
 from .errors import Retry as Retry
 from .errors import TaskNotFound as TaskNotFound
 from .errors import UnsupportedServer as UnsupportedServer
+from .errors import WrongKeyType as WrongKeyType
 from .job import CancelOutcome as CancelOutcome
 from .job import Job as Job
 from .job import JobEvent as JobEvent
@@ -57,6 +61,7 @@ __all__ = [
     "Chord",
     "CancelOutcome",
     "ConfigurationError",
+    "DurabilityUnconfirmed",
     "Group",
     "Job",
     "JobCancelled",
@@ -72,7 +77,9 @@ __all__ = [
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "Progress",
+    "RedisAuthError",
     "RedisOutOfMemory",
+    "RedisPermissionDenied",
     "RedisUnavailable",
     "ResultExpired",
     "ResultTimeout",
@@ -86,6 +93,7 @@ __all__ = [
     "UnsupportedServer",
     "WorkerSettings",
     "Workflow",
+    "WrongKeyType",
     "chain",
     "chord",
     "gather",

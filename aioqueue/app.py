@@ -63,6 +63,11 @@ class App:
     :param max_connections: size of the connection pool (the supervisor raises
         it to fit its concurrency).
     :param sync_concurrency: most plain ``def`` tasks running at once (threads).
+    :param wait_replicas: make every enqueue wait until this many replicas
+        acknowledged it (``WAIT``); otherwise ``DurabilityUnconfirmed``.
+    :param wait_fsync: also wait until the primary fsynced it to its AOF
+        (``WAITAOF``; Redis >= 7.2 or Valkey, ``appendonly yes``).
+    :param wait_timeout_s: how long an enqueue waits for those confirmations.
     :param redis_options: extra keyword arguments for ``redis.asyncio.Redis``
         (``ssl_ca_certs``, ``username``, ``password``…).
     """
@@ -82,6 +87,9 @@ class App:
         max_connections: int = 50,
         sync_concurrency: int = 40,
         redis_options: Mapping[str, Any] | None = None,
+        wait_replicas: int = 0,
+        wait_fsync: bool = False,
+        wait_timeout_s: float = 1.0,
     ) -> None:
         check_name("prefix", prefix)
         check_name("queue", queue)
@@ -106,9 +114,12 @@ class App:
             raise ConfigurationError("sync_concurrency must be >= 1")
         self.sync_concurrency = sync_concurrency
         self._sync_limiter: anyio.CapacityLimiter | None = None
+        if wait_replicas < 0 or wait_timeout_s <= 0:
+            raise ConfigurationError("wait_replicas must be >= 0 and wait_timeout_s > 0")
         self._broker_options = dict(
             socket_timeout_s=socket_timeout_s, max_connections=max_connections,
-            redis_options=redis_options,
+            redis_options=redis_options, wait_replicas=wait_replicas, wait_fsync=wait_fsync,
+            wait_timeout_s=wait_timeout_s,
         )
         self._broker: Broker | None = None
         self._results: ResultListener | None = None

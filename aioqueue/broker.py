@@ -27,6 +27,8 @@ from redis.backoff import ExponentialWithJitterBackoff
 
 from .errors import (
     BrokerError,
+    ConfigurationError,
+    DurabilityUnconfirmed,
     RedisAuthError,
     RedisOutOfMemory,
     RedisPermissionDenied,
@@ -158,8 +160,14 @@ class Broker:
         max_connections: int = 50,
         retries: int = 3,
         redis_options: Mapping[str, Any] | None = None,
+        wait_replicas: int = 0,
+        wait_fsync: bool = False,
+        wait_timeout_s: float = 1.0,
     ) -> None:
         self.url = url
+        self.wait_replicas = wait_replicas
+        self.wait_fsync = wait_fsync
+        self.wait_timeout_ms = max(1, round(wait_timeout_s * 1000))
         self.prefix = prefix
         self.socket_timeout_s = socket_timeout_s
         self.connect_timeout_s = connect_timeout_s
@@ -286,15 +294,57 @@ class Broker:
         """Create the job. Returns 1 queued, 2 scheduled, 0 already existed."""
         k = self.keys(queue)
         extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
+        keys = [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed]
+        args: list[Any] = [job_id, task, args_json, priority, delay_ms,
+                           "" if at_ms is None else at_ms, extra_field]
+        if self.wait_replicas or self.wait_fsync:
+            command = ("EVALSHA", self.scripts.scripts["enqueue"].sha, len(keys), *keys, *args)
+            (result,) = await self.write_durably(k.base, "enqueue", [command], [job_id])
+            return int(result)
         with translate_errors(k.base):
-            result = await self.scripts.run(
-                self.lane,
-                "enqueue",
-                [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed],
-                [job_id, task, args_json, priority, delay_ms,
-                 "" if at_ms is None else at_ms, extra_field],
-            )
+            result = await self.scripts.run(self.lane, "enqueue", keys, args)
         return int(result)
+
+    def _durability_command(self) -> tuple[Any, ...]:
+        if self.wait_fsync:
+            return ("WAITAOF", 1, self.wait_replicas, self.wait_timeout_ms)
+        return ("WAIT", self.wait_replicas, self.wait_timeout_ms)
+
+    async def write_durably(self, at: str, script: str, commands: list[tuple[Any, ...]],
+                            job_ids: list[str]) -> list[Any]:
+        """Send script calls and then WAIT (or WAITAOF) on the same connection,
+        in one round trip; raise DurabilityUnconfirmed if too few replicas (or
+        fsyncs) confirmed within the timeout."""
+        for _ in range(2):
+            with translate_errors(at):
+                replies = await self.lane.execute_many([*commands, self._durability_command()])
+            if not any(isinstance(r, redis_errors.NoScriptError) for r in replies):
+                break
+            with translate_errors(at):
+                await self.scripts.load(self.lane, script)
+        *results, confirmation = replies
+        for r in results:
+            if isinstance(r, Exception):
+                with translate_errors(at):
+                    raise r
+        if isinstance(confirmation, Exception):
+            raise ConfigurationError(
+                f"the server refused {self._durability_command()[0]} ({confirmation}); "
+                "wait_fsync needs Redis >= 7.2 or Valkey with appendonly yes") from confirmation
+        if self.wait_fsync:
+            local, replicas = (int(x) for x in confirmation)
+            ok = local >= 1 and replicas >= self.wait_replicas
+            seen = f"{local} local fsync(s), {replicas} replica fsync(s)"
+        else:
+            ok = int(confirmation) >= self.wait_replicas
+            seen = f"{int(confirmation)} replica(s)"
+        if not ok:
+            raise DurabilityUnconfirmed(
+                f"{len(job_ids)} job(s) written but only {seen} confirmed within "
+                f"{self.wait_timeout_ms} ms (wanted {self.wait_replicas} replica(s)"
+                f"{' and a local fsync' if self.wait_fsync else ''}): outcome unknown on "
+                "failover; enqueueing again with the same id is safe", job_ids=job_ids)
+        return results
 
     async def create_workflow(self, queue: str, wf_id: str, kind: str, size: int,
                               continue_on_error: bool, callback_spec: str,
@@ -373,13 +423,17 @@ class Broker:
                     "EVALSHA", batch_sha, 4, k.wait(priority), k.prios, k.wake, k.delayed,
                     k.base, priority, delay_ms, "" if at_ms is None else at_ms, extra_field,
                     *flat))
-        for _ in range(2):
-            with translate_errors():
-                results = await self.lane.execute_many(commands)
-            if not any(isinstance(r, redis_errors.NoScriptError) for r in results):
-                break
-            with translate_errors():
-                await self.scripts.load(self.lane, "enqueue_batch")
+        if self.wait_replicas or self.wait_fsync:
+            results = await self.write_durably(k.base, "enqueue_batch", commands,
+                                               [j[0] for j in jobs])
+        else:
+            for _ in range(2):
+                with translate_errors():
+                    results = await self.lane.execute_many(commands)
+                if not any(isinstance(r, redis_errors.NoScriptError) for r in results):
+                    break
+                with translate_errors():
+                    await self.scripts.load(self.lane, "enqueue_batch")
         codes: list[Any] = []
         for r in results:
             if isinstance(r, Exception):

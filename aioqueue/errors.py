@@ -15,7 +15,9 @@
     │   ├── MalformedJobRecord    a record in Redis that aioqueue cannot parse
     │   ├── WrongKeyType          a queue key holds another type (WRONGTYPE): not ours
     │   ├── RedisAuthError        wrong or missing username/password
-    │   └── RedisPermissionDenied an ACL user lacks a command, key or channel
+    │   ├── RedisPermissionDenied an ACL user lacks a command, key or channel
+    │   └── DurabilityUnconfirmed the write was made but replication/fsync was not
+    │                             confirmed in time: its outcome on failover is unknown
     ├── JobError
     │   ├── JobFailed             the job ended dead-lettered; carries type, message, traceback
     │   ├── JobCancelled          the job was cancelled
@@ -146,3 +148,14 @@ class RedisAuthError(BrokerError):
 
 class RedisPermissionDenied(BrokerError):
     """Redis denied a command, key or channel to this ACL user (NOPERM)."""
+
+
+class DurabilityUnconfirmed(BrokerError):
+    """``App(wait_replicas=, wait_fsync=)``: the enqueue was written but not
+    confirmed by enough replicas (or fsyncs) in time. The job exists on the
+    primary and will run unless a failover loses it: the outcome is unknown.
+    Enqueueing again with the same job id is safe (enqueue is idempotent)."""
+
+    def __init__(self, message: str, *, job_ids: list[str]) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids

@@ -100,6 +100,10 @@ class Soak:
         self.history.mkdir()
         self.server = ServerProcess(directory=self.tmp / "redis", appendonly=True,
                                     appendfsync="everysec")
+        # Redis >= 7 and Valkey run the scripts with their shebang flags, so
+        # their SHAs (which the lost-reply traps look for) are the flagged ones
+        version = tuple(int(x) for x in (self.server.binary.version or "0").split(".")[:2])
+        self.script_flags = self.server.binary.kind == "valkey" or version >= (7, 0)
         self.faults: collections.Counter[str] = collections.Counter()
         self.acked: list[str] = []
         self.unknown: list[str] = []
@@ -227,9 +231,10 @@ class Soak:
             elif kind == "proxy_cut":
                 self.proxy.reset_all()
             elif kind == "lost_claim_reply":
-                self.proxy.lose_reply(load_script("claim").sha, reply_contains="p")
+                claim_sha = load_script("claim", flags=self.script_flags).sha
+                self.proxy.lose_reply(claim_sha, reply_contains="p")
             elif kind == "lost_settle_reply":
-                self.proxy.lose_reply(load_script("settle").sha)
+                self.proxy.lose_reply(load_script("settle", flags=self.script_flags).sha)
 
     async def drain(self) -> bool:
         broker = self.app.broker

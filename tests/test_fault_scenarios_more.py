@@ -35,6 +35,7 @@ import aioqueue
 from aioqueue.scripts import load_script
 from aioqueue.server import ServerBinary, ServerProcess
 
+from . import fault_app
 from .harness.checker import Report, check, snapshot
 from .harness.proxy import FaultProxy
 from .harness.scenario import START_S, Scenario
@@ -102,6 +103,58 @@ async def test_half_open_connection_worker_does_not_wedge(
         # nothing was leased while the connection was half-open: no re-delivery
         assert report.duplicates == 0, report.describe()
         assert recovered_s < RECOVER_S
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "package bug, aioqueue/results.py ResultListener.run: the result listener never "
+    "checks that its pub/sub connection is alive (get_message returning None is taken "
+    "as silence), so a completion notification dropped on a half-open connection that "
+    "later heals is never noticed: no reconnect happens, waiters are not woken to "
+    "re-read, and Job.result() waits until its timeout (forever without one)"))
+async def test_half_open_result_listener_misses_no_completion(
+    own_server: ServerProcess, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    # Given a worker connected directly and a producer whose connections go
+    # through the proxy, waiting on the result of a 2 s job
+    async with Scenario(own_server.url, tmp_path) as sc:
+        sc.spawn()
+        await sc.wait_fetchers(1)
+        producer = fault_app.build_app(proxy.url)
+        async with producer:
+            job = await producer.get_task("rec").enqueue(n=3, seconds=2.0)
+            sc.acked.append(job.id)
+            channel = producer.broker.keys(job.queue).done_channel(job.id)
+            outcome: dict[str, Any] = {}
+
+            async def wait_result() -> None:
+                try:
+                    outcome["result"] = await job.result(timeout=RECOVER_S)
+                except aioqueue.ResultTimeout as exc:
+                    outcome["result"] = exc
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait_result)
+
+                async def subscribed() -> bool:
+                    return dict(await sc.client.pubsub_numsub(channel)).get(channel, 0) > 0
+                await wait_until(subscribed, START_S, what="the producer to subscribe")
+                await anyio.sleep(0.3)  # its record read follows the subscription at once
+                assert not [r for r in sc.runs() if r.kind == "end"]
+
+                # When its connections go half-open while the job ends (the
+                # notification is published into the blackhole), then heal
+                proxy.set_mode("blackhole")
+                await wait_until(lambda: [r for r in sc.runs() if r.kind == "end"], START_S,
+                                 what="the job to end")
+                await wait_until(lambda: sc.client.hget(sc.keys.job(job.id), "st"), 10,
+                                 what="the job to be settled")
+                await anyio.sleep(0.5)  # the rest of the fault
+                proxy.set_mode("pass")
+
+            # Then the waiter learns the result (it ended during the outage)
+            assert outcome["result"] == 3, outcome
+        await sc.wait_drained(DRAIN_S)
+        (await sc.check()).assert_ok()
 
 
 # -- 2. connection cut during lease renewal ---------------------------------------

@@ -38,7 +38,7 @@ from .errors import (
 )
 from .keys import QueueKeys
 from .lane import CommandLane
-from .scripts import ScriptRunner
+from .scripts import RELOAD_ATTEMPTS, ScriptRunner
 
 MIN_SERVER_VERSION = (6, 2, 0)
 
@@ -315,7 +315,7 @@ class Broker:
         """Send script calls and then WAIT (or WAITAOF) on the same connection,
         in one round trip; raise DurabilityUnconfirmed if too few replicas (or
         fsyncs) confirmed within the timeout."""
-        for _ in range(2):
+        for _ in range(RELOAD_ATTEMPTS):
             with translate_errors(at):
                 replies = await self.lane.execute_many([*commands, self._durability_command()])
             if not any(isinstance(r, redis_errors.NoScriptError) for r in replies):
@@ -427,7 +427,7 @@ class Broker:
             results = await self.write_durably(k.base, "enqueue_batch", commands,
                                                [j[0] for j in jobs])
         else:
-            for _ in range(2):
+            for _ in range(RELOAD_ATTEMPTS):
                 with translate_errors():
                     results = await self.lane.execute_many(commands)
                 if not any(isinstance(r, redis_errors.NoScriptError) for r in results):
@@ -453,6 +453,26 @@ class Broker:
             out.append(int(r))
         return out
 
+    def _claim_call(self, queue: str, count: int, lease_ms: int, worker_id: str,
+                    reservation_id: str | None, promote_limit: int
+                    ) -> tuple[list[str], list[Any]]:
+        k = self.keys(queue)
+        return ([k.prios, k.leases, k.wake, k.stats, k.delayed],
+                [k.base, count, lease_ms, worker_id, reservation_id or secrets.token_hex(8),
+                 promote_limit])
+
+    def _claimed(self, queue: str, raw: Any) -> tuple[list[ClaimedJob], int]:
+        jobs = []
+        for i in range(1, len(raw), 9):
+            jid, token, task, args, att, mt, to, et, rt = raw[i:i + 9]
+            jobs.append(ClaimedJob(
+                queue=queue, id=_text(jid), token=_text(token), task=_text(task),
+                args=_payload(args),
+                attempt=int(att), max_tries=_opt_int(mt), timeout_ms=_opt_int(to),
+                enqueued_ms=int(et or 0), result_ttl_ms=_opt_int(rt),
+            ))
+        return jobs, int(raw[0])
+
     async def claim(
         self,
         client: CommandLane,
@@ -465,25 +485,41 @@ class Broker:
     ) -> tuple[list[ClaimedJob], int]:
         """Promote due jobs, then lease up to ``count``; also returns the ms
         until the next scheduled job (-1 if none)."""
+        keys, args = self._claim_call(queue, count, lease_ms, worker_id, reservation_id,
+                                      promote_limit)
+        with translate_errors(self.keys(queue).base):
+            raw = await self.scripts.run(client, "claim", keys, args)
+        return self._claimed(queue, raw)
+
+    async def claim_after_wait(
+        self,
+        client: CommandLane,
+        queue: str,
+        wait_s: float,
+        count: int,
+        lease_ms: int,
+        worker_id: str,
+        reservation_id: str | None = None,
+        promote_limit: int = 1000,
+    ) -> tuple[list[ClaimedJob], int]:
+        """Block on the queue's wake-up list for up to ``wait_s``, then claim:
+        both commands are sent together, so the server runs the claim the
+        moment the wait ends and an idle worker gets a new job one round
+        trip after its enqueue, not two."""
+        keys, args = self._claim_call(queue, count, lease_ms, worker_id, reservation_id,
+                                      promote_limit)
         k = self.keys(queue)
+        script = self.scripts.scripts["claim"]
         with translate_errors(k.base):
-            raw = await self.scripts.run(
-                client,
-                "claim",
-                [k.prios, k.leases, k.wake, k.stats, k.delayed],
-                [k.base, count, lease_ms, worker_id, reservation_id or secrets.token_hex(8),
-                 promote_limit],
-            )
-        jobs = []
-        for i in range(1, len(raw), 9):
-            jid, token, task, args, att, mt, to, et, rt = raw[i:i + 9]
-            jobs.append(ClaimedJob(
-                queue=queue, id=_text(jid), token=_text(token), task=_text(task),
-                args=_payload(args),
-                attempt=int(att), max_tries=_opt_int(mt), timeout_ms=_opt_int(to),
-                enqueued_ms=int(et or 0), result_ttl_ms=_opt_int(rt),
-            ))
-        return jobs, int(raw[0])
+            _, raw = await client.execute_many(
+                [("BLPOP", k.wake, wait_s),
+                 ("EVALSHA", script.sha, len(keys), *keys, *args)],
+                timeout_s=wait_s + self.socket_timeout_s)
+            if isinstance(raw, redis_errors.NoScriptError):
+                raw = await self.scripts.run(client, "claim", keys, args)
+            elif isinstance(raw, Exception):
+                raise raw
+        return self._claimed(queue, raw)
 
     async def settle(
         self,

@@ -72,10 +72,11 @@ class CommandLane:
         replies = await self._run([args], timeout_s, single=True)
         return replies[0]
 
-    async def execute_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def execute_many(self, commands: Sequence[Sequence[Any]],
+                           timeout_s: float | None = -1.0) -> list[Any]:
         """Pipeline commands on one connection; error replies are returned in
         place (as exceptions), connection failures raised."""
-        return await self._run(commands, -1.0, single=False)
+        return await self._run(commands, timeout_s, single=False)
 
     async def _run(self, commands: Sequence[Sequence[Any]], timeout_s: float | None,
                    single: bool) -> list[Any]:

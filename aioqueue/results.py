@@ -139,9 +139,22 @@ class ResultListener:
                     self._wake_all()
                     self.reconnects += 1
                 failures = 0
+                ping_sent: float | None = None
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
                     if msg is None:
+                        # a half-open connection is silent too: after a quiet
+                        # second ask for a pong, and reconnect (which wakes
+                        # every waiter) if it does not come in time
+                        now = anyio.current_time()
+                        if ping_sent is None:
+                            await pubsub.ping()
+                            ping_sent = now
+                        elif now - ping_sent > self._broker.socket_timeout_s:
+                            raise ConnectionError("no pong from Redis: connection half-open")
+                        continue
+                    if msg["type"] == "pong":
+                        ping_sent = None
                         continue
                     channel = msg.get("channel")
                     if isinstance(channel, bytes):
@@ -172,5 +185,5 @@ class ResultListener:
                             exc, delay)
                 await anyio.sleep(delay)
             finally:
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -18,6 +18,8 @@ from redis.exceptions import NoScriptError
 
 from .lane import CommandLane
 
+RELOAD_ATTEMPTS = 5
+
 SCRIPT_NAMES = (
     "enqueue", "claim", "settle", "renew", "reap", "cancel", "progress", "replay", "purge",
     "workflow", "enqueue_batch",
@@ -72,11 +74,13 @@ class ScriptRunner:
         self, lane: CommandLane, name: str, keys: list[str], args: list[Any]
     ) -> Any:
         script = self.scripts[name]
-        try:
-            return await lane.execute("EVALSHA", script.sha, len(keys), *keys, *args)
-        except NoScriptError:
-            await self.load(lane, name)
-            return await lane.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        for _ in range(RELOAD_ATTEMPTS - 1):
+            try:
+                return await lane.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+            except NoScriptError:
+                # the cache can be flushed again between our load and our call
+                await self.load(lane, name)
+        return await lane.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def load(self, lane: CommandLane, name: str) -> None:
         self.reloads += 1

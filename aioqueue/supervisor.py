@@ -46,13 +46,14 @@ from .broker import ClaimedJob, Settlement, error_json
 from .context import CallNext, JobContext, make_context
 from .errors import BrokerError, ConfigurationError, Retry
 from .keys import check_name
-from .lane import CommandLane
 from .settings import WorkerSettings
 from .task import Task
 
 log = logging.getLogger("aioqueue.worker")
 
-_TRANSIENT = (BrokerError, redis_errors.ConnectionError, redis_errors.TimeoutError, OSError)
+# NoScriptError: the script cache was flushed again and again during a call
+_TRANSIENT = (BrokerError, redis_errors.ConnectionError, redis_errors.TimeoutError, OSError,
+              redis_errors.NoScriptError)
 
 
 def _backoff(failures: int, cap: float) -> float:
@@ -118,7 +119,6 @@ class Supervisor:
         self._stopping = False
         self._stop_event = anyio.Event()
         self._root: anyio.CancelScope | None = None
-        self._idle_scopes: set[anyio.CancelScope] = set()
         self._drained: set[str] = set()
 
     # -- control ------------------------------------------------------------
@@ -138,9 +138,6 @@ class Supervisor:
         self._stopping = True
         self._stop_event.set()
         self._signal_room()
-        for scope in list(self._idle_scopes):
-            # only an idle wait is cut: losing a wake-up token loses no job
-            scope.cancel()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until shutdown is requested (or, in burst mode, the queues are empty)."""
@@ -223,6 +220,7 @@ class Supervisor:
         failures = 0
         reservation: str | None = None
         next_due_ms = -1
+        idle = False
         while not self._stopping:
             async with broker.blocking_client(f"aioqueue:{self.worker_id}:{queue}") as conn:
                 try:
@@ -232,11 +230,20 @@ class Supervisor:
                             await self._wait_room()
                             continue
                         reservation = reservation or secrets.token_hex(8)
-                        jobs, next_due_ms = await broker.claim(
-                            conn, queue, min(room, s.claim_batch), lease_ms, self.worker_id,
-                            reservation)
+                        count = min(room, s.claim_batch)
+                        wait_s = self._idle_wait_s(next_due_ms) if idle else 0.0
+                        if wait_s > 0:
+                            # not cancelled at shutdown (the claim may already
+                            # have run): it ends within block_s anyway
+                            jobs, next_due_ms = await broker.claim_after_wait(
+                                conn, queue, wait_s, count, lease_ms, self.worker_id,
+                                reservation)
+                        else:
+                            jobs, next_due_ms = await broker.claim(
+                                conn, queue, count, lease_ms, self.worker_id, reservation)
                         reservation = None
                         failures = 0
+                        idle = not jobs
                         if jobs:
                             self._drained.discard(queue)
                             for job in jobs:
@@ -244,7 +251,6 @@ class Supervisor:
                             continue
                         if self.burst and await self._burst_done(queue, next_due_ms):
                             return
-                        await self._idle_wait(conn, queue, next_due_ms)
                 except _TRANSIENT as exc:
                     failures += 1
                     delay = _backoff(failures, s.reconnect_cap_s)
@@ -252,23 +258,15 @@ class Supervisor:
                                 queue, exc, delay)
                     await anyio.sleep(delay)
 
-    async def _idle_wait(self, conn: CommandLane, queue: str, next_due_ms: int) -> None:
+    def _idle_wait_s(self, next_due_ms: int) -> float:
+        """How long an idle fetcher may block: until the next scheduled job is
+        due, at most ``block_s`` (BLPOP's timeout has millisecond resolution)."""
         timeout = self.settings.block_s
         if next_due_ms >= 0:
             timeout = min(timeout, next_due_ms / 1000)
         if timeout <= 0:
-            return
-        # BLPOP's timeout has millisecond resolution (Redis >= 6)
-        timeout = max(0.001, math.ceil(timeout * 1000) / 1000)
-        with anyio.CancelScope() as scope:
-            self._idle_scopes.add(scope)
-            try:
-                if not self._stopping:
-                    await conn.execute(
-                        "BLPOP", self.app.broker.keys(queue).wake, timeout,
-                        timeout_s=timeout + self.app.broker.socket_timeout_s)
-            finally:
-                self._idle_scopes.discard(scope)
+            return 0.0
+        return max(0.001, math.ceil(timeout * 1000) / 1000)
 
     async def _burst_done(self, queue: str, next_due_ms: int) -> bool:
         horizon_ms = self.settings.burst_horizon_s * 1000
@@ -402,7 +400,7 @@ class Supervisor:
                 log.warning("cancel listener: Redis error (%s); retrying in %.2fs", exc, delay)
                 await anyio.sleep(delay)
             finally:
-                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _queue_of(self, job_id: str) -> str:

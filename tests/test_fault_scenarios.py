@@ -54,6 +54,8 @@ async def test_claim_reply_lost_job_started_once(scenario: Scenario, proxy: Faul
         worker = scenario.spawn(url=proxy.url)
         await scenario.wait_fetchers(1)
         trap = proxy.lose_reply(sha("claim"), reply_contains="j-claim")
+        with anyio.fail_after(10):
+            await trap.armed.wait()
 
         # When the job is enqueued (the claim executes; its reply is lost)
         await scenario.producer.get_task("rec").options(job_id="j-claim").enqueue(n=1)

@@ -105,12 +105,6 @@ async def test_half_open_connection_worker_does_not_wedge(
         assert recovered_s < RECOVER_S
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "package bug, aioqueue/results.py ResultListener.run: the result listener never "
-    "checks that its pub/sub connection is alive (get_message returning None is taken "
-    "as silence), so a completion notification dropped on a half-open connection that "
-    "later heals is never noticed: no reconnect happens, waiters are not woken to "
-    "re-read, and Job.result() waits until its timeout (forever without one)"))
 async def test_half_open_result_listener_misses_no_completion(
     own_server: ServerProcess, proxy: FaultProxy, tmp_path: Path
 ) -> None:

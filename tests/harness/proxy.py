@@ -38,6 +38,10 @@ class ReplyTrap:
     patterns: tuple[bytes, ...]
     reply_contains: bytes | None
     fired: asyncio.Event = field(default_factory=asyncio.Event)
+    armed: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set once a matching command passed: from then on its reply is caught.
+    (An idle fetcher sends its wait and its claim together, so a claim sent
+    before the trap existed answers the next job: wait for ``armed``.)"""
     command: bytes = b""
     reply: bytes = b""
 
@@ -192,6 +196,7 @@ class FaultProxy:
                 for trap in self.traps:
                     if not trap.fired.is_set() and all(p in data for p in trap.patterns):
                         link.armed = trap
+                        trap.armed.set()
                         trap.command = data
                         break
             if not upstream and link.armed is not None:
@@ -203,7 +208,10 @@ class FaultProxy:
                     self.resets += 1
                     link.reset()
                     return
-                link.armed = None
+                if trap.reply_contains is None:
+                    link.armed = None
+                # else stay armed: pipelined commands (the fetcher sends its
+                # wait and its claim together) may answer in several chunks
             await self._forward(link, writer, data)
 
     async def _forward(self, link: _Link, writer: asyncio.StreamWriter, data: bytes) -> None:

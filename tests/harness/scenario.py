@@ -131,16 +131,24 @@ class Scenario:
     async def wait_drained(self, timeout: float) -> None:
         """Wait until nothing is waiting, running or scheduled and every
         acked job has ended."""
+        state: dict[str, object] = {}
+
         async def drained() -> bool:
             c = await self.counts()
+            state["counts"] = c
             if c["waiting"] or c["running"] or c["scheduled"]:
                 return False
             for job_id in self.acked:
                 status = await self.client.hget(self.keys.job(job_id), "st")
                 if status not in ("succeeded", "failed", "cancelled"):
+                    state["unfinished"] = (job_id, status)
                     return False
             return True
-        await wait_until(drained, timeout, what="the queue to drain", interval=0.1)
+        try:
+            await wait_until(drained, timeout, what="the queue to drain", interval=0.1)
+        except AssertionError as exc:
+            # say what was left: an unfinished job with no record is a lost enqueue
+            raise AssertionError(f"{exc}; left: {state}; stats: {await self.stats()}") from None
 
     async def stop_workers(self, timeout: float = 15.0) -> dict[int, int]:
         """SIGTERM every live worker and wait for it to exit; returns exit codes

@@ -178,6 +178,11 @@ class Soak:
                     self.enqueue_errors += 1
                     self.unknown.append(job_id)
                     await anyio.sleep(0.1)
+                except BaseException:
+                    # the load phase ended (cancelled) mid-enqueue: the write
+                    # may have happened, so its outcome is unknown, not absent
+                    self.unknown.append(job_id)
+                    raise
             await anyio.sleep(rng.expovariate(per_s))
 
     async def nanny(self) -> None:

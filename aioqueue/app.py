@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 
@@ -20,7 +20,17 @@ from .keys import check_name, check_task_name
 from .results import ResultListener, Wakeup
 from .schedule import MissedPolicy, Schedule, make_schedule
 from .settings import WorkerSettings
-from .task import RetryPolicy, Task, check_options, encode_untyped, new_job_id
+from .task import (
+    UNSET,
+    RetryPolicy,
+    Task,
+    check_options,
+    delay_ms,
+    encode_untyped,
+    epoch_ms,
+    new_job_id,
+    record_fields,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -418,20 +428,12 @@ class App:
             raise PayloadTooLarge(
                 f"task {task_name!r}: arguments are {len(payload)} bytes as JSON, over the "
                 f"limit of {self.max_payload_bytes}")
-        extra: dict[str, str | int] = {}
-        if max_tries is not None:
-            extra["mt"] = max_tries
-        if timeout is not None:
-            extra["to"] = int(timeout * 1000)
-        if result_ttl is not None:
-            extra["rt"] = int(result_ttl * 1000)
-        at_ms = None
-        if at is not None:
-            at_ms = int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+        extra = record_fields(max_tries=max_tries, timeout=UNSET if timeout is None else timeout,
+                              result_ttl=result_ttl, max_deliveries=None)
         jid = job_id or new_job_id()
         await self.broker.enqueue(
             queue, jid, task_name, payload, priority=priority,
-            delay_ms=int((delay or 0) * 1000), at_ms=at_ms, extra=extra)
+            delay_ms=delay_ms(delay), at_ms=epoch_ms(at), extra=extra)
         return Job(self, jid, queue, enqueued=True)
 
     # -- operating --------------------------------------------------------

@@ -297,9 +297,9 @@ class Broker:
         keys = [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed]
         args: list[Any] = [job_id, task, args_json, priority, delay_ms,
                            "" if at_ms is None else at_ms, extra_field]
-        if self.wait_replicas or self.wait_fsync:
+        if self.durable:
             command = ("EVALSHA", self.scripts.scripts["enqueue"].sha, len(keys), *keys, *args)
-            (result,) = await self.write_durably(k.base, "enqueue", [command], [job_id])
+            (result,) = await self.run_pipelined(k.base, "enqueue", [command], [job_id])
             return int(result)
         with translate_errors(k.base):
             result = await self.scripts.run(self.lane, "enqueue", keys, args)
@@ -310,23 +310,37 @@ class Broker:
             return ("WAITAOF", 1, self.wait_replicas, self.wait_timeout_ms)
         return ("WAIT", self.wait_replicas, self.wait_timeout_ms)
 
-    async def write_durably(self, at: str, script: str, commands: list[tuple[Any, ...]],
+    @property
+    def durable(self) -> bool:
+        return bool(self.wait_replicas or self.wait_fsync)
+
+    async def run_pipelined(self, at: str, script: str, commands: list[tuple[Any, ...]],
                             job_ids: list[str]) -> list[Any]:
-        """Send script calls and then WAIT (or WAITAOF) on the same connection,
-        in one round trip; raise DurabilityUnconfirmed if too few replicas (or
-        fsyncs) confirmed within the timeout."""
+        """Send calls of one idempotent script in one round trip (again after
+        a NOSCRIPT), then, in durability mode, WAIT (or WAITAOF) on the same
+        connection; an error reply becomes a typed error, and too few
+        confirmations raise DurabilityUnconfirmed."""
+        tail = [self._durability_command()] if self.durable else []
         for _ in range(RELOAD_ATTEMPTS):
             with translate_errors(at):
-                replies = await self.lane.execute_many([*commands, self._durability_command()])
+                replies = await self.lane.execute_many([*commands, *tail])
             if not any(isinstance(r, redis_errors.NoScriptError) for r in replies):
                 break
             with translate_errors(at):
                 await self.scripts.load(self.lane, script)
-        *results, confirmation = replies
+        results = replies[:len(commands)]
         for r in results:
             if isinstance(r, Exception):
-                with translate_errors(at):
-                    raise r
+                try:
+                    with translate_errors(at):
+                        raise r
+                except redis_errors.ResponseError as exc:
+                    raise BrokerError(f"{script} failed: {exc}") from exc
+        if self.durable:
+            self._check_confirmation(replies[-1], job_ids)
+        return results
+
+    def _check_confirmation(self, confirmation: Any, job_ids: list[str]) -> None:
         if isinstance(confirmation, Exception):
             raise ConfigurationError(
                 f"the server refused {self._durability_command()[0]} ({confirmation}); "
@@ -344,7 +358,6 @@ class Broker:
                 f"{self.wait_timeout_ms} ms (wanted {self.wait_replicas} replica(s)"
                 f"{' and a local fsync' if self.wait_fsync else ''}): outcome unknown on "
                 "failover; enqueueing again with the same id is safe", job_ids=job_ids)
-        return results
 
     async def create_workflow(self, queue: str, wf_id: str, kind: str, size: int,
                               continue_on_error: bool, callback_spec: str,
@@ -423,35 +436,9 @@ class Broker:
                     "EVALSHA", batch_sha, 4, k.wait(priority), k.prios, k.wake, k.delayed,
                     k.base, priority, delay_ms, "" if at_ms is None else at_ms, extra_field,
                     *flat))
-        if self.wait_replicas or self.wait_fsync:
-            results = await self.write_durably(k.base, "enqueue_batch", commands,
-                                               [j[0] for j in jobs])
-        else:
-            for _ in range(RELOAD_ATTEMPTS):
-                with translate_errors():
-                    results = await self.lane.execute_many(commands)
-                if not any(isinstance(r, redis_errors.NoScriptError) for r in results):
-                    break
-                with translate_errors():
-                    await self.scripts.load(self.lane, "enqueue_batch")
-        codes: list[Any] = []
-        for r in results:
-            if isinstance(r, Exception):
-                codes.append(r)
-            else:
-                codes.extend(r)
-        results = codes
-        out: list[int] = []
-        for r in results:
-            if isinstance(r, Exception):
-                if "OOM" in str(r):
-                    raise RedisOutOfMemory(f"Redis refused the write: {r}") from r
-                if "WRONGTYPE" in str(r):
-                    raise WrongKeyType(f"a key ({k.base}) holds the wrong type of value for "
-                                       f"aioqueue: {r}") from r
-                raise BrokerError(f"enqueue failed: {r}") from r
-            out.append(int(r))
-        return out
+        replies = await self.run_pipelined(k.base, "enqueue_batch", commands,
+                                           [j[0] for j in jobs])
+        return [int(code) for reply in replies for code in reply]
 
     def _claim_call(self, queue: str, count: int, lease_ms: int, worker_id: str,
                     reservation_id: str | None, promote_limit: int
@@ -639,18 +626,6 @@ class Broker:
         waiting = sum(int(x) for x in res[: len(levels)])
         running, scheduled, dead = (int(x) for x in res[len(levels):])
         return {"waiting": waiting, "running": running, "scheduled": scheduled, "dead": dead}
-
-    async def next_due_ms(self, queue: str) -> int | None:
-        """Milliseconds (server time) until the next scheduled job, or None."""
-        k = self.keys(queue)
-        with translate_errors():
-            first = await self.client.zrange(k.delayed, 0, 0, withscores=True)
-            if not first:
-                return None
-            server_time: Any = await self.client.time()
-        now_ms = int(server_time[0]) * 1000 + int(server_time[1]) // 1000
-        due: Any = first[0][1]
-        return max(0, int(due) - now_ms)
 
     async def stats(self, queue: str) -> dict[str, int]:
         with translate_errors():

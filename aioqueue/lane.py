@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import AbstractConnection
+
+from .backoff import full_jitter
 
 
 def pack(args: Sequence[Any]) -> bytes:
@@ -97,7 +98,7 @@ class CommandLane:
                             f"no reply from Redis within {timeout} s") from exc
                     raise
                 attempt += 1
-                await anyio.sleep(random.uniform(0, min(0.5, 0.01 * 2 ** attempt)))
+                await anyio.sleep(full_jitter(attempt, base=0.01, cap=0.5))
 
     async def _acquire(self) -> None:
         if self._free > 0 and not self._waiters:

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import random
 import secrets
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskStatus
+
+from .backoff import full_jitter
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -180,7 +181,7 @@ class ResultListener:
             except Exception as exc:
                 failures += 1
                 self._ready = anyio.Event()
-                delay = random.uniform(0, min(self._reconnect_cap_s, 0.05 * 2**failures))
+                delay = full_jitter(failures, base=0.05, cap=self._reconnect_cap_s)
                 log.warning("result listener lost its connection (%s); reconnecting in %.2fs",
                             exc, delay)
                 await anyio.sleep(delay)

@@ -42,6 +42,7 @@ from anyio.abc import TaskStatus
 from redis import exceptions as redis_errors
 
 from .app import App
+from .backoff import full_jitter
 from .broker import ClaimedJob, Settlement, error_json
 from .context import CallNext, JobContext, make_context
 from .errors import BrokerError, ConfigurationError, Retry
@@ -54,13 +55,6 @@ log = logging.getLogger("aioqueue.worker")
 # NoScriptError: the script cache was flushed again and again during a call
 _TRANSIENT = (BrokerError, redis_errors.ConnectionError, redis_errors.TimeoutError, OSError,
               redis_errors.NoScriptError)
-
-
-def _backoff(failures: int, cap: float) -> float:
-    """Capped exponential backoff with full jitter (no thundering herd)."""
-    import random
-
-    return random.uniform(0, min(cap, 0.05 * 2 ** min(failures, 16)))
 
 
 class Supervisor:
@@ -253,7 +247,7 @@ class Supervisor:
                             return
                 except _TRANSIENT as exc:
                     failures += 1
-                    delay = _backoff(failures, s.reconnect_cap_s)
+                    delay = full_jitter(failures, base=0.05, cap=s.reconnect_cap_s)
                     log.warning("fetcher %s: Redis error (%s); retrying in %.2fs",
                                 queue, exc, delay)
                     await anyio.sleep(delay)
@@ -396,7 +390,7 @@ class Supervisor:
                             self._cancel_running(job_id, reason or "cancelled")
             except _TRANSIENT as exc:
                 failures += 1
-                delay = _backoff(failures, self.settings.reconnect_cap_s)
+                delay = full_jitter(failures, base=0.05, cap=self.settings.reconnect_cap_s)
                 log.warning("cancel listener: Redis error (%s); retrying in %.2fs", exc, delay)
                 await anyio.sleep(delay)
             finally:
@@ -451,7 +445,7 @@ class Supervisor:
                     except _TRANSIENT as exc:
                         # settle is fenced and idempotent: sending it again is safe
                         failures += 1
-                        delay = _backoff(failures, s.reconnect_cap_s)
+                        delay = full_jitter(failures, base=0.05, cap=s.reconnect_cap_s)
                         log.warning("settle: Redis error (%s); retrying in %.2fs", exc, delay)
                         await anyio.sleep(delay)
                 for (job, st), code in zip(items, codes, strict=True):
@@ -574,7 +568,7 @@ class Supervisor:
                 await anyio.sleep(min(1.0, max(0.0, (wake_ms - now_ms) / 1000)))
             except _TRANSIENT as exc:
                 failures += 1
-                delay = _backoff(failures, self.settings.reconnect_cap_s)
+                delay = full_jitter(failures, base=0.05, cap=self.settings.reconnect_cap_s)
                 log.warning("scheduler: Redis error (%s); retrying in %.2fs", exc, delay)
                 await anyio.sleep(delay)
 

@@ -163,6 +163,35 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def epoch_ms(at: datetime | None) -> int | None:
+    """An absolute due time in epoch ms (naive datetimes are UTC)."""
+    if at is None:
+        return None
+    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def delay_ms(delay: float | None) -> int:
+    return round(delay * 1000) if delay else 0
+
+
+def record_fields(
+    *, max_tries: int | None, timeout: float | None | _Unset, result_ttl: float | None,
+    max_deliveries: int | None,
+) -> dict[str, str | int]:
+    """Per-job overrides stored in the record (absent = the task's default).
+    ``timeout=None`` stores 0: "no timeout", overriding the task's."""
+    extra: dict[str, str | int] = {}
+    if max_tries is not None:
+        extra["mt"] = max_tries
+    if not isinstance(timeout, _Unset):
+        extra["to"] = 0 if timeout is None else _ms(timeout)
+    if result_ttl is not None:
+        extra["rt"] = _ms(result_ttl)
+    if max_deliveries is not None:
+        extra["md"] = max_deliveries
+    return extra
+
+
 def new_job_id() -> str:
     return secrets.token_urlsafe(12)
 
@@ -234,15 +263,16 @@ class ArgumentCodec:
 
     def decode(self, payload: str) -> tuple[list[Any], dict[str, Any]]:
         """Parse stored JSON and validate it again; returns call arguments."""
-        raw = json.loads(payload)
-        if isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], list):
-            # enqueued by name by a producer without the task code
-            data = self.bind(tuple(raw[0]), raw[1])
-        elif isinstance(raw, dict):
-            data = raw
+        if payload[:1] == "{":
+            # the usual form (a typed enqueue): parsed and validated in one pass
+            model = self.model.model_validate_json(payload)
         else:
-            raise ValueError("arguments must be a JSON object or [args, kwargs]")
-        model = self.model.model_validate(data)
+            raw = json.loads(payload)
+            if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], list)
+                    and isinstance(raw[1], dict)):
+                raise ValueError("arguments must be a JSON object or [args, kwargs]")
+            # enqueued by name by a producer without the task code
+            model = self.model.model_validate(self.bind(tuple(raw[0]), raw[1]))
         values = {name: getattr(model, f"p{i}") for i, name in enumerate(self.names)}
         pos = [values.pop(n) for n in self.names if n in self.positional_only]
         return pos, values
@@ -391,18 +421,12 @@ class Task(Generic[P, R]):
         return BoundCall(self, args, kwargs)
 
     def _record_extra(self, opts: EnqueueOptions) -> dict[str, str | int]:
-        extra: dict[str, str | int] = {}
-        if opts.max_tries is not UNSET:
-            extra["mt"] = opts.max_tries
-        if opts.timeout is not UNSET:
-            extra["to"] = 0 if opts.timeout is None else _ms(opts.timeout)
-        if opts.result_ttl is not UNSET:
-            extra["rt"] = _ms(opts.result_ttl)
-        elif self.result_ttl is not None:
-            extra["rt"] = _ms(self.result_ttl)
-        if self.max_deliveries is not None:
-            extra["md"] = self.max_deliveries
-        return extra
+        return record_fields(
+            max_tries=None if opts.max_tries is UNSET else opts.max_tries,
+            timeout=opts.timeout,
+            result_ttl=self.result_ttl if opts.result_ttl is UNSET else opts.result_ttl,
+            max_deliveries=self.max_deliveries,
+        )
 
     def _prepare(
         self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
@@ -414,16 +438,10 @@ class Task(Generic[P, R]):
             raise PayloadTooLarge(
                 f"task {self.name!r}: arguments are {len(payload)} bytes as JSON, over the "
                 f"limit of {limit} (App(max_payload_bytes=...))")
-        queue = self.queue if opts.queue is UNSET else opts.queue
         priority = self.priority if opts.priority is UNSET else opts.priority
-        delay_ms = round(opts.delay * 1000) if opts.delay else 0
-        at_ms = None
-        if opts.at is not None:
-            at = opts.at if opts.at.tzinfo else opts.at.replace(tzinfo=UTC)
-            at_ms = int(at.timestamp() * 1000)
         job_id = opts.job_id or new_job_id()
-        del queue
-        return job_id, self.name, payload, priority, delay_ms, at_ms, self._record_extra(opts)
+        return (job_id, self.name, payload, priority, delay_ms(opts.delay), epoch_ms(opts.at),
+                self._record_extra(opts))
 
     @property
     def target_queue(self) -> str:

@@ -37,6 +37,8 @@ RESULTS = HERE / "results"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 ALL_PEERS = ["aioqueue", "floor", "arq", "saq", "streaq", "taskiq", "rq", "bullmq"]
+# aioqueue at an earlier revision (``setup_peers --base-ref REF``): asked for by name only
+OPTIONAL_PEERS = ["aioqueue_base"]
 # peers that run in the bench venv itself rather than in benchmarks/.venvs/<peer>
 BENCH_VENV_PEERS = {"aioqueue", "floor"}
 
@@ -503,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peers", default=",".join(ALL_PEERS),
-                    help=f"comma-separated subset of {','.join(ALL_PEERS)}")
+                    help=f"comma-separated subset of {','.join(ALL_PEERS + OPTIONAL_PEERS)}")
     ap.add_argument("--jobs", type=int, default=5000, help="jobs per enqueue/drain phase")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=100, help="per worker process")
@@ -528,7 +530,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     skipped: dict[str, str] = {}
     for p in peers:
-        if p not in ALL_PEERS:
+        if p not in ALL_PEERS + OPTIONAL_PEERS:
             ap.error(f"unknown peer {p}")
         if not Path(peer_python(p)).exists():
             skipped[p] = f"no venv at {VENVS / p}; run `python -m benchmarks.setup_peers`"

@@ -8,14 +8,21 @@ versions). Pass ``--upgrade`` to ignore the pins and re-resolve to the latest re
 Usage (from the repo root)::
 
     /work/venv/bin/python -m benchmarks.setup_peers [--only arq,saq] [--upgrade]
+    /work/venv/bin/python -m benchmarks.setup_peers --base-ref REF   # aioqueue as of REF
+
+``--base-ref`` builds ``benchmarks/.venvs/aioqueue_base`` with aioqueue as it was at a git
+revision (installed from ``git archive REF``, not editable), so that one benchmark run compares
+this tree's aioqueue with an earlier one side by side (peer ``aioqueue_base``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import venv
 from pathlib import Path
 
@@ -83,11 +90,36 @@ def setup(peer: str, upgrade: bool) -> dict[str, str]:
     return versions(peer)
 
 
+def setup_base(ref: str) -> dict[str, str]:
+    """aioqueue as of git revision ``ref`` in its own venv (peer ``aioqueue_base``)."""
+    peer = "aioqueue_base"
+    path = VENVS / peer
+    if path.exists():
+        shutil.rmtree(path)
+    venv.EnvBuilder(with_pip=True, clear=True).create(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(HERE.parent), "archive", ref],
+                                 capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        sha = subprocess.run(["git", "-C", str(HERE.parent), "rev-parse", "--short", ref],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        print(f"[{peer}] installing aioqueue at {ref} ({sha})", flush=True)
+        pip(peer, "install", "-q", tmp)
+    (path / "ref.txt").write_text(f"{ref} {sha}\n")
+    return versions(peer)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--only", help="comma-separated subset of peers")
     ap.add_argument("--upgrade", action="store_true", help="ignore pins, install latest")
+    ap.add_argument("--base-ref", help="build only the aioqueue_base venv: aioqueue at this "
+                    "git revision, to compare with the working tree in one run")
     args = ap.parse_args(argv)
+    if args.base_ref:
+        vers = setup_base(args.base_ref)
+        print(f"[aioqueue_base] ok: aioqueue {vers.get('aioqueue', '?')} at {args.base_ref}")
+        return 0
     peers = args.only.split(",") if args.only else list(PEERS)
     failed = []
     summary = {}

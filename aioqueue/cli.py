@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import json
 import logging
@@ -16,52 +15,16 @@ from typing import Any
 import anyio
 
 from .app import App
+from .cli_common import CommandError, add_app_arguments, load_app, open_app, split_queues
 from .errors import AioqueueError
 from .supervisor import Supervisor
 
 log = logging.getLogger("aioqueue.cli")
 
 
-class CommandError(Exception):
-    """A problem the user must fix; printed without a traceback."""
-
-
-def load_app(target: str) -> App:
-    """Import ``module:attribute`` and return the App it names."""
-    module_name, _, attr = target.partition(":")
-    if not module_name:
-        raise CommandError(f"expected MODULE:ATTRIBUTE, got {target!r}")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:
-        raise CommandError(f"cannot import module {module_name!r}: "
-                           f"{type(exc).__name__}: {exc}") from exc
-    if attr:
-        obj: Any = getattr(module, attr, None)
-        if obj is None:
-            raise CommandError(f"module {module_name!r} has no attribute {attr!r}")
-    else:
-        apps = [v for v in vars(module).values() if isinstance(v, App)]
-        if len(apps) != 1:
-            raise CommandError(f"module {module_name!r} holds {len(apps)} App objects; "
-                               "name one as MODULE:ATTRIBUTE")
-        obj = apps[0]
-    if not isinstance(obj, App):
-        raise CommandError(f"{target} is a {type(obj).__name__}, not an aioqueue.App")
-    return obj
-
-
-def _queues(value: str | None) -> list[str] | None:
-    if not value:
-        return None
-    return [q.strip() for q in value.split(",") if q.strip()]
-
-
 def _run_worker(app: App, args: argparse.Namespace) -> int:
     supervisor = Supervisor(
-        app, queues=_queues(args.queues), concurrency=args.concurrency, burst=args.burst,
+        app, queues=split_queues(args.queues), concurrency=args.concurrency, burst=args.burst,
         handle_signals=True,
     )
     backend_options: dict[str, Any] = {}
@@ -75,21 +38,11 @@ def _run_worker(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    app = load_app(args.app)
-    if args.url:
-        app.url = args.url
-    return _run_worker(app, args)
-
-
-def _open_app(args: argparse.Namespace) -> App:
-    app = load_app(args.app)
-    if getattr(args, "url", None):
-        app.url = args.url
-    return app
+    return _run_worker(open_app(args), args)
 
 
 def cmd_dead(args: argparse.Namespace) -> int:
-    app = _open_app(args)
+    app = open_app(args)
 
     async def run() -> int:
         async with app:
@@ -126,11 +79,11 @@ def cmd_dead(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    app = _open_app(args)
+    app = open_app(args)
 
     async def run() -> int:
         async with app:
-            queues = _queues(args.queues) or [app.default_queue]
+            queues = split_queues(args.queues) or [app.default_queue]
             for queue in queues:
                 info = await app.queue_info(queue)
                 print(f"{queue}: " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
@@ -142,7 +95,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_schedules(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    app = _open_app(args)
+    app = open_app(args)
 
     def fmt(ms: int | None) -> str:
         if ms is None:
@@ -208,18 +161,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--uvloop", action="store_true", help="run on uvloop")
 
     worker = sub.add_parser("worker", help="run a worker (supervisor) process")
-    worker.add_argument("app", metavar="MODULE:ATTR", help="where the App lives")
-    worker.add_argument("--url", default=None, help="override the app's Redis URL")
+    add_app_arguments(worker)
     worker_options(worker)
     worker.set_defaults(func=cmd_worker)
 
     dead = sub.add_parser("dead", help="list, replay or purge dead-lettered jobs")
     dead.add_argument("action", choices=["list", "replay", "purge"])
-    dead.add_argument("app", metavar="MODULE:ATTR")
+    add_app_arguments(dead)
     dead.add_argument("ids", nargs="*", help="job ids (replay/purge)")
     dead.add_argument("--all", action="store_true", help="every dead-lettered job")
     dead.add_argument("--queue", default=None)
-    dead.add_argument("--url", default=None)
     dead.add_argument("--limit", type=int, default=100)
     dead.add_argument("--new-ids", action="store_true",
                       help="replay as new jobs with new ids (the dead ones are purged)")
@@ -228,14 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     dead.set_defaults(func=cmd_dead)
 
     info = sub.add_parser("info", help="show queue counts and counters")
-    info.add_argument("app", metavar="MODULE:ATTR")
+    add_app_arguments(info)
     info.add_argument("--queues", default=None)
-    info.add_argument("--url", default=None)
     info.set_defaults(func=cmd_info)
 
     schedules = sub.add_parser("schedules", help="list periodic schedules and next fire times")
-    schedules.add_argument("app", metavar="MODULE:ATTR")
-    schedules.add_argument("--url", default=None)
+    add_app_arguments(schedules)
     schedules.set_defaults(func=cmd_schedules)
 
     dev = sub.add_parser("dev", help="start a local server (AOF on) and, given an app, "
@@ -246,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="data directory (default .aioqueue/redis)")
     worker_options(dev)
     dev.set_defaults(func=cmd_dev)
+    # more command groups register here: each module's register(sub) adds
+    # its subparsers with set_defaults(func=...) (see cli_common for helpers)
     return parser
 
 

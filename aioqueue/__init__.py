@@ -31,10 +31,10 @@ from .errors import WrongKeyType as WrongKeyType
 from .job import CancelOutcome as CancelOutcome
 from .job import Job as Job
 from .job import JobEvent as JobEvent
-from .job import JobInfo as JobInfo
-from .job import JobStatus as JobStatus
-from .job import Progress as Progress
 from .job import gather as gather
+from .record import JobInfo as JobInfo
+from .record import JobStatus as JobStatus
+from .record import Progress as Progress
 from .schedule import Schedule as Schedule
 from .settings import WorkerSettings as WorkerSettings
 from .supervisor import Supervisor as Supervisor

@@ -15,8 +15,9 @@ from anyio.abc import TaskGroup
 from .broker import Broker
 from .context import JobContext, LifecycleHook, Middleware
 from .errors import ConfigurationError, PayloadTooLarge, TaskNotFound
-from .job import Job, JobInfo, parse_info
+from .job import Job
 from .keys import check_name, check_task_name
+from .record import Field, JobInfo, copied_overrides, parse_info
 from .results import ResultListener, Wakeup
 from .schedule import MissedPolicy, Schedule, make_schedule
 from .settings import WorkerSettings
@@ -473,10 +474,10 @@ class App:
                             self.broker.keys(queue).dead, old) is None:
                         continue
                     fresh = new_job_id()
-                    extra: dict[str, str | int] = {
-                        k: rec[k] for k in ("mt", "md", "to", "rt") if k in rec}
-                    await self.broker.enqueue(queue, fresh, rec.get("t", ""), rec.get("a", "{}"),
-                                              priority=int(rec.get("p", "0")), extra=extra)
+                    await self.broker.enqueue(queue, fresh, rec.get(Field.TASK, ""),
+                                              rec.get(Field.ARGS, "{}"),
+                                              priority=int(rec.get(Field.PRIORITY, "0")),
+                                              extra=copied_overrides(rec))
                     await self.broker.purge_dead(queue, [old])
                     replayed.append(fresh)
             else:

@@ -13,7 +13,6 @@ Two kinds of connection, on purpose (see the README, "Redis design"):
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -641,8 +640,3 @@ def _as_mapping(reply: Any) -> dict[str, Any]:
         return {str(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
     return {}
 
-
-def error_json(error_type: str, message: str, traceback: str, attempt: int) -> str:
-    return json.dumps(
-        {"type": error_type, "message": message, "traceback": traceback, "attempt": attempt}
-    )

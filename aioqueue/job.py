@@ -20,34 +20,24 @@ from .errors import (
     ResultExpired,
     ResultTimeout,
 )
+from .record import (
+    FINAL_STATUSES,
+    OUTCOME_FIELDS,
+    Field,
+    JobInfo,
+    JobStatus,
+    Progress,
+    parse_error,
+    parse_info,
+    parse_progress,
+)
+
+__all__ = ["CancelOutcome", "Job", "JobEvent", "JobInfo", "JobStatus", "Progress", "gather"]
 
 if TYPE_CHECKING:
     from .app import App
 
 R = TypeVar("R")
-
-
-class JobStatus(enum.StrEnum):
-    """Where a job is in its life."""
-
-    QUEUED = "queued"
-    """Waiting to run."""
-    SCHEDULED = "scheduled"
-    """Delayed, or waiting for its next retry."""
-    ACTIVE = "active"
-    """Leased by a worker and running."""
-    SUCCEEDED = "succeeded"
-    """Finished with a result."""
-    FAILED = "failed"
-    """Failed for good: dead-lettered with its error."""
-    CANCELLED = "cancelled"
-    """Cancelled before it finished."""
-    UNKNOWN = "unknown"
-    """No record: never enqueued, or its record expired after its TTL."""
-
-    @property
-    def is_final(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class CancelOutcome(enum.StrEnum):
@@ -64,97 +54,11 @@ class CancelOutcome(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
-    """Progress reported by a running task with ``ctx.progress()``."""
-
-    fraction: float
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
 class JobEvent:
     """One change in a job's life, from ``Job.events()``."""
 
     status: JobStatus
     progress: Progress | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class JobInfo:
-    """A snapshot of a job record."""
-
-    id: str
-    queue: str
-    task: str
-    status: JobStatus
-    attempt: int
-    deliveries: int
-    priority: int
-    enqueued_ms: int | None
-    started_ms: int | None
-    finished_ms: int | None
-    worker: str | None
-    error: dict[str, Any] | None
-    errors: list[dict[str, Any]]
-    """Every failed attempt's error (type, message, traceback, attempt)."""
-    progress: Progress | None
-    task_args: Any
-    """The stored arguments (JSON)."""
-
-
-def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value else None
-
-
-def _progress(raw: str | None) -> Progress | None:
-    if not raw:
-        return None
-    data = json.loads(raw)
-    return Progress(float(data.get("fraction", 0.0)), str(data.get("message", "")))
-
-
-def _json_or_text(raw: str | None) -> Any:
-    """Stored JSON, or the raw text when it is not JSON (a corrupt record must
-    still be listable, e.g. among dead letters)."""
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def _error(raw: str | None) -> dict[str, Any] | None:
-    value = _json_or_text(raw)
-    if value is None or isinstance(value, dict):
-        return value
-    return {"type": "MalformedError", "message": str(value), "traceback": ""}
-
-
-def parse_info(job_id: str, queue: str, rec: dict[str, str]) -> JobInfo:
-    """Build a JobInfo from a raw record; MalformedJobRecord if its
-    bookkeeping fields are unreadable (stored arguments and errors that are
-    not JSON are shown as text)."""
-    try:
-        return JobInfo(
-            id=job_id,
-            queue=queue,
-            task=rec.get("t", ""),
-            status=JobStatus(rec.get("st", "unknown")),
-            attempt=int(rec.get("att", "1")),
-            deliveries=int(rec.get("dlv", "0")),
-            priority=int(rec.get("p", "0")),
-            enqueued_ms=_int_or_none(rec.get("et")),
-            started_ms=_int_or_none(rec.get("ts")),
-            finished_ms=_int_or_none(rec.get("tf")),
-            worker=rec.get("w"),
-            error=_error(rec.get("e")),
-            errors=[e for e in (_json_or_text(rec.get("eh")) or []) if isinstance(e, dict)],
-            progress=_progress(rec.get("pg")),
-            task_args=_json_or_text(rec.get("a")),
-        )
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise MalformedJobRecord(f"job {job_id}: unreadable record: {exc}") from exc
 
 
 class Job(Generic[R]):
@@ -180,7 +84,7 @@ class Job(Generic[R]):
         return f"Job(id={self.id!r}, queue={self.queue!r})"
 
     async def status(self) -> JobStatus:
-        (status,) = await self.app.broker.job_fields(self.queue, self.id, "st")
+        (status,) = await self.app.broker.job_fields(self.queue, self.id, Field.STATUS)
         return JobStatus(status) if status else JobStatus.UNKNOWN
 
     async def info(self) -> JobInfo:
@@ -211,7 +115,7 @@ class Job(Generic[R]):
                 for message in changed.drain():
                     if message.startswith("progress "):
                         raw = message.removeprefix("progress ")
-                        event = JobEvent(JobStatus.ACTIVE, _progress(raw))
+                        event = JobEvent(JobStatus.ACTIVE, parse_progress(raw))
                         if event != last:
                             yield event
                             last = event
@@ -242,14 +146,14 @@ class Job(Generic[R]):
         :raises JobNotFound: no record (never enqueued, or expired).
         :raises ResultTimeout: it did not end within ``timeout`` seconds.
         """
-        fields = ("st", "r", "e", "att")
+        fields = OUTCOME_FIELDS
         try:
             with anyio.fail_after(timeout):
                 async with self.app.results.watch(self.queue, self.id) as changed:
                     while True:
                         values = await self.app.broker.job_fields(self.queue, self.id, *fields)
                         status = values[0]
-                        if status in ("succeeded", "failed", "cancelled") or status is None:
+                        if status is None or status in FINAL_STATUSES:
                             break
                         await changed.wait()
                         changed.clear()
@@ -263,7 +167,7 @@ class Job(Generic[R]):
                  attempt: str | None) -> R:
         if status is None:
             raise self._not_found()
-        if status == "succeeded":
+        if status == JobStatus.SUCCEEDED:
             raw = result if result is not None else "null"
             try:
                 if self._adapter is not None:
@@ -271,14 +175,9 @@ class Job(Generic[R]):
                 return json.loads(raw)  # type: ignore[no-any-return]
             except ValueError as exc:
                 raise MalformedJobRecord(f"job {self.id}: unreadable result: {exc}") from exc
-        if status == "cancelled":
+        if status == JobStatus.CANCELLED:
             raise JobCancelled(f"job {self.id} was cancelled", job_id=self.id)
-        err: dict[str, Any] = {}
-        if error:
-            try:
-                err = json.loads(error)
-            except ValueError:
-                err = {"type": "MalformedError", "message": error}
+        err = parse_error(error) or {}
         raise JobFailed(
             job_id=self.id,
             error_type=str(err.get("type", "Error")),

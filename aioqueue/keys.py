@@ -27,14 +27,8 @@ key                    type    holds
 ``cancel``             pubsub  ids of running jobs whose cancellation was asked
 =====================  ======  ===========================================
 
-Job record fields: ``t`` task, ``a`` arguments JSON, ``st`` status, ``et``
-enqueued (ms), ``p`` priority, ``att`` attempt, ``dlv`` deliveries (the lease
-token), ``mt`` max tries, ``md`` delivery limit, ``to`` timeout (ms), ``rt``
-result TTL (ms), ``due``, ``ts`` started, ``tf`` finished (ms), ``w`` worker,
-``r`` result JSON, ``e`` last error JSON, ``eh`` every attempt's error (JSON
-list), ``lx`` lease expiries, ``cx`` cancellation requested (reason), ``pg``
-progress JSON, ``lt`` last settle (token+kind).
-Absent optional fields mean "the task's default".
+The job record's fields and their codes are defined in ``record.py`` (the
+only Python module that knows them).
 """
 
 from __future__ import annotations

@@ -43,10 +43,11 @@ from redis import exceptions as redis_errors
 
 from .app import App
 from .backoff import full_jitter
-from .broker import ClaimedJob, Settlement, error_json
+from .broker import ClaimedJob, Settlement
 from .context import CallNext, JobContext, make_context
 from .errors import BrokerError, ConfigurationError, Retry
 from .keys import check_name
+from .record import Field, error_entry
 from .settings import WorkerSettings
 from .task import Task
 
@@ -386,7 +387,7 @@ class Supervisor:
                         job_id = data.decode() if isinstance(data, bytes) else str(data)
                         if any(key[0] == job_id for key in self._stop_scopes):
                             reason = (await self.app.broker.job_fields(
-                                self._queue_of(job_id), job_id, "cx"))[0]
+                                self._queue_of(job_id), job_id, Field.CANCEL))[0]
                             self._cancel_running(job_id, reason or "cancelled")
             except _TRANSIENT as exc:
                 failures += 1
@@ -406,7 +407,7 @@ class Supervisor:
     def _dead(self, job: ClaimedJob, error_type: str, message: str, tb: str = "") -> Settlement:
         log.error("job %s task=%s attempt=%d dead-lettered: %s: %s", job.id, job.task,
                   job.attempt, error_type, message)
-        return Settlement(job.id, job.token, "dead", error_json(error_type, message, tb,
+        return Settlement(job.id, job.token, "dead", error_entry(error_type, message, tb,
                                                                 job.attempt))
 
     def _failure(self, job: ClaimedJob, task: Any, max_tries: int, delay: float | None,
@@ -419,7 +420,7 @@ class Supervisor:
                 log.warning("job %s task=%s attempt=%d/%d failed: %s: %s; retry in %.2fs",
                             job.id, job.task, job.attempt, max_tries, error_type, message, wait)
             return Settlement(job.id, job.token, "retry",
-                              error_json(error_type, message, tb, job.attempt),
+                              error_entry(error_type, message, tb, job.attempt),
                               int(wait * 1000))
         return self._dead(job, error_type, message, tb)
 

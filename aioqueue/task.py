@@ -29,6 +29,7 @@ from .errors import (
 )
 from .job import Job
 from .keys import check_name, check_task_name
+from .record import override_fields
 
 if TYPE_CHECKING:
     from .app import App
@@ -180,16 +181,11 @@ def record_fields(
 ) -> dict[str, str | int]:
     """Per-job overrides stored in the record (absent = the task's default).
     ``timeout=None`` stores 0: "no timeout", overriding the task's."""
-    extra: dict[str, str | int] = {}
-    if max_tries is not None:
-        extra["mt"] = max_tries
-    if not isinstance(timeout, _Unset):
-        extra["to"] = 0 if timeout is None else _ms(timeout)
-    if result_ttl is not None:
-        extra["rt"] = _ms(result_ttl)
-    if max_deliveries is not None:
-        extra["md"] = max_deliveries
-    return extra
+    return override_fields(
+        max_tries=max_tries,
+        timeout_ms=None if isinstance(timeout, _Unset) else 0 if timeout is None else _ms(timeout),
+        result_ttl_ms=None if result_ttl is None else _ms(result_ttl),
+        max_deliveries=max_deliveries)
 
 
 def new_job_id() -> str:

@@ -27,7 +27,8 @@ from .errors import (
     PayloadNotSerializable,
     ResultTimeout,
 )
-from .job import Job, JobStatus
+from .job import Job
+from .record import WORKFLOW_RUNNING, JobStatus, WorkflowField
 from .task import new_job_id
 
 if TYPE_CHECKING:
@@ -84,10 +85,10 @@ class Workflow(Generic[R]):
     async def status(self) -> JobStatus:
         """``ACTIVE`` while running, then ``SUCCEEDED``, ``FAILED`` or
         ``CANCELLED``; ``UNKNOWN`` once its record expired."""
-        (status,) = await self._fields("st")
+        (status,) = await self._fields(WorkflowField.STATUS)
         if status is None:
             return JobStatus.UNKNOWN
-        return JobStatus.ACTIVE if status == "running" else JobStatus(status)
+        return JobStatus.ACTIVE if status == WORKFLOW_RUNNING else JobStatus(status)
 
     async def members(self) -> list[Job[Any]]:
         """Every member job created so far."""
@@ -103,8 +104,9 @@ class Workflow(Generic[R]):
             with anyio.fail_after(timeout):
                 async with self.app.results.watch(self.queue, self.id) as changed:
                     while True:
-                        status, result, error = await self._fields("st", "r", "e")
-                        if status != "running":
+                        status, result, error = await self._fields(
+                            WorkflowField.STATUS, WorkflowField.RESULT, WorkflowField.ERROR)
+                        if status != WORKFLOW_RUNNING:
                             break
                         await changed.wait()
                         changed.clear()
@@ -113,10 +115,10 @@ class Workflow(Generic[R]):
                                 job_id=self.id) from None
         if status is None:
             raise JobNotFound(f"workflow {self.id} has no record (expired?)", job_id=self.id)
-        if status == "succeeded":
+        if status == JobStatus.SUCCEEDED:
             return json.loads(result or "null")  # type: ignore[no-any-return]
         err = json.loads(error) if error else {}
-        if status == "cancelled":
+        if status == JobStatus.CANCELLED:
             raise JobCancelled(f"workflow {self.id} was cancelled: {err.get('message', '')}",
                                job_id=self.id)
         raise JobFailed(job_id=self.id, error_type=str(err.get("type", "Error")),

@@ -42,7 +42,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
+from aioqueue.record import FINAL_STATUSES, Field
+
+TERMINAL = FINAL_STATUSES
 # a queue's keys besides job records and wait lists (README, "Redis design")
 STRUCTURE_KEYS = ("prios", "leases", "delayed", "dead", "stats", "wake", "reaper", "schedules")
 # keys named by an id: claim reservations and workflows
@@ -131,13 +133,13 @@ def fsck(snap: Snapshot) -> list[str]:
         if record is None:
             problems.append(f"{job_id} is in {places} but has no record")
             continue
-        status = record.get("st")
+        status = record.get(Field.STATUS)
         want = expected.get(status or "")
         if want is None or not places[0].startswith(want):
             problems.append(f"{job_id} has status {status!r} but is in {places[0]}")
     for job_id, record in snap.records.items():
-        status = record.get("st")
-        if status is None or "t" not in record or "a" not in record:
+        status = record.get(Field.STATUS)
+        if status is None or Field.TASK not in record or Field.ARGS not in record:
             problems.append(f"record {job_id} lacks fields: {sorted(record)}")
             continue
         if status in expected and job_id not in where:
@@ -220,7 +222,7 @@ def check(
         record = records.get(job_id)
         if record is None:
             report.lost.append(job_id)
-        elif drained and record.get("st") not in TERMINAL:
+        elif drained and record.get(Field.STATUS) not in TERMINAL:
             report.not_drained.append(f"{job_id}: {record.get('st')}")
     report.recovered = sum(1 for j in unknown if j in records)
 
@@ -246,10 +248,10 @@ def check(
     # one accepted completion per job
     succeeded = 0
     for job_id, record in records.items():
-        if record.get("st") != "succeeded":
+        if record.get(Field.STATUS) != "succeeded":
             continue
         succeeded += 1
-        accepted = record.get("lt", "")
+        accepted = record.get(Field.LAST_SETTLE, "")
         if not accepted.endswith("ok"):
             report.bad_completion.append(f"{job_id}: accepted settle {accepted!r}")
             continue

@@ -1,0 +1,1 @@
+"""Nothing to set up: the aioqueue pytest plugin provides the fixtures."""

@@ -13,15 +13,16 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from ..app import App
-from ..broker import Broker, ClaimedJob
+from ..broker import Broker, ClaimedJob, Settlement
 from ..errors import ConfigurationError
+from ..record import FINAL_STATUSES
+from ..record import Field as F
 from ..results import ResultListener, Wakeup
 from ..supervisor import Supervisor
 
 # where an unsupported call would go: a socket that does not exist, so it
 # fails at once instead of reaching a real server by accident
 _NOWHERE = "unix:///nonexistent/aioqueue-eager-mode.sock"
-_FINAL = ("succeeded", "failed", "cancelled")
 
 
 def _now_ms() -> int:
@@ -50,8 +51,9 @@ class EagerBroker(Broker):
     ) -> int:
         if (queue, job_id) in self.records:
             return 0  # enqueue is idempotent by id, as on a server
-        record = {"t": task, "a": args_json, "st": "queued", "et": str(_now_ms()),
-                  "p": str(priority), "att": "1", "dlv": "0"}
+        record: dict[str, str] = {F.TASK: task, F.ARGS: args_json, F.STATUS: "queued",
+                  F.ENQUEUED: str(_now_ms()), F.PRIORITY: str(priority), F.ATTEMPT: "1",
+                  F.DELIVERIES: "0"}
         record.update({k: str(v) for k, v in (extra or {}).items()})
         self.records[queue, job_id] = record
         await self._run(queue, job_id, record)
@@ -66,35 +68,27 @@ class EagerBroker(Broker):
                 for job_id, task, args, priority, delay, at, extra in jobs]
 
     async def _run(self, queue: str, job_id: str, record: dict[str, str]) -> None:
-        while record["st"] not in _FINAL:
-            attempt = int(record["att"])
-            record.update(st="active", dlv=str(int(record["dlv"]) + 1), ts=str(_now_ms()),
-                          w="eager")
+        while record[F.STATUS] not in FINAL_STATUSES:
+            attempt = int(record[F.ATTEMPT])
+            token = str(int(record[F.DELIVERIES]) + 1)
+            record.update({F.STATUS: "active", F.DELIVERIES: token,
+                           F.STARTED: str(_now_ms()), F.WORKER: "eager"})
             job = ClaimedJob(
-                queue=queue, id=job_id, token=record["dlv"], task=record["t"],
-                args=record["a"], attempt=attempt, max_tries=_opt_int(record.get("mt")),
-                timeout_ms=_opt_int(record.get("to")), enqueued_ms=int(record["et"]),
-                result_ttl_ms=_opt_int(record.get("rt")))
+                queue=queue, id=job_id, token=token, task=record[F.TASK],
+                args=record[F.ARGS], attempt=attempt,
+                max_tries=_opt_int(record.get(F.MAX_TRIES)),
+                timeout_ms=_opt_int(record.get(F.TIMEOUT)),
+                enqueued_ms=int(record[F.ENQUEUED]),
+                result_ttl_ms=_opt_int(record.get(F.RESULT_TTL)))
             settlement = await self._runner._execute(job)
-            if settlement.kind in ("retry", "dead"):
-                history = json.loads(record.get("eh", "[]"))
-                record["eh"] = json.dumps([*history, json.loads(settlement.payload)])
-            if settlement.kind == "ok":
-                record.update(st="succeeded", r=settlement.payload)
-            elif settlement.kind == "dead":
-                record.update(st="failed", e=settlement.payload)
-            elif settlement.kind == "cancel":
-                record.update(st="cancelled", cx=settlement.payload)
-            elif settlement.kind == "retry":
-                # the backoff is skipped: the next attempt runs now
-                record.update(st="scheduled", att=str(attempt + 1), e=settlement.payload)
-        record["tf"] = str(_now_ms())
+            record.update(_settled(record, settlement))
+        record[F.FINISHED] = str(_now_ms())
 
     async def progress(self, queue: str, job_id: str, token: str, payload: str) -> bool:
         record = self.records.get((queue, job_id))
-        if record is None or record.get("dlv") != token:
+        if record is None or record.get(F.DELIVERIES) != token:
             return False
-        record["pg"] = payload
+        record[F.PROGRESS] = payload
         return True
 
     async def cancel(self, queue: str, job_id: str, reason: str,
@@ -113,7 +107,8 @@ class EagerBroker(Broker):
         return _now_ms()
 
     async def counts(self, queue: str) -> dict[str, int]:
-        dead = sum(1 for (q, _), r in self.records.items() if q == queue and r["st"] == "failed")
+        dead = sum(1 for (q, _), rec in self.records.items()
+                   if q == queue and rec[F.STATUS] == "failed")
         return {"waiting": 0, "running": 0, "scheduled": 0, "dead": dead}
 
     async def stats(self, queue: str) -> dict[str, int]:
@@ -127,6 +122,28 @@ class EagerBroker(Broker):
 
 def _opt_int(value: str | None) -> int | None:
     return int(value) if value else None
+
+
+def _settled(record: dict[str, str], settlement: Settlement) -> dict[str, str]:
+    """The record fields a worker's settle would write for this outcome
+    (a retry's backoff is skipped: the next attempt runs at once)."""
+    kind, payload = settlement.kind, settlement.payload
+    changes: dict[str, str] = {}
+    if kind in ("retry", "dead"):
+        history = json.loads(record.get(F.ERRORS, "[]"))
+        changes[F.ERRORS] = json.dumps([*history, json.loads(payload)])
+        changes[F.ERROR] = payload
+    if kind == "ok":
+        changes.update({F.STATUS: "succeeded", F.RESULT: payload})
+    elif kind == "dead":
+        changes[F.STATUS] = "failed"
+    elif kind == "cancel":
+        changes.update({F.STATUS: "cancelled", F.CANCEL: payload})
+    elif kind == "retry":
+        changes.update({F.STATUS: "scheduled", F.ATTEMPT: str(int(record[F.ATTEMPT]) + 1)})
+    else:  # requeue: handed back without an attempt
+        changes[F.STATUS] = "queued"
+    return changes
 
 
 class _EagerResults(ResultListener):

@@ -57,7 +57,7 @@ def aioqueue_url(aioqueue_server: ServerProcess) -> str:
 def aioqueue_target_app(request: pytest.FixtureRequest) -> App:
     """The app the ``aioqueue_app`` fixture connects: named by the
     ``aioqueue_app`` ini option. Override this fixture to build it yourself."""
-    from ..cli import load_app
+    from ..cli_common import load_app
 
     target = str(request.config.getini(INI_APP) or "")
     if not target:

@@ -14,6 +14,7 @@ from typing import Any
 
 import anyio
 
+from . import processes, processes_child
 from .app import App
 from .cli_common import CommandError, add_app_arguments, load_app, open_app, split_queues
 from .errors import AioqueueError
@@ -33,11 +34,14 @@ def _run_worker(app: App, args: argparse.Namespace) -> int:
             raise CommandError("--uvloop needs the uvloop package "
                                "(pip install 'aioqueue[uvloop]')")
         backend_options["use_uvloop"] = True
-    anyio.run(supervisor.run, backend="asyncio", backend_options=backend_options)
+    anyio.run(processes_child.serve, supervisor, args, backend="asyncio",
+              backend_options=backend_options)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if processes.wants_parent(args):
+        return processes.run_parent(args, args.argv)
     return _run_worker(open_app(args), args)
 
 
@@ -163,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a worker (supervisor) process")
     add_app_arguments(worker)
     worker_options(worker)
+    processes.add_options(worker)
     worker.set_defaults(func=cmd_worker)
 
     dead = sub.add_parser("dead", help="list, replay or purge dead-lettered jobs")
@@ -203,6 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # children of --processes
     logging.basicConfig(
         level=getattr(logging, args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -191,7 +191,8 @@ class Parent:
         self._stop_now = self._stop_now or now
         self._stop_event.set()
         for child in list(self._live):
-            child.send(signal.SIGQUIT if self._stop_now else signal.SIGTERM)
+            if now or not child.recycling:  # a recycling child is stopping already
+                child.send(signal.SIGQUIT if self._stop_now else signal.SIGTERM)
 
     async def _watch_signals(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:

@@ -134,14 +134,21 @@ async def serve(supervisor: Supervisor, args: argparse.Namespace) -> None:
 
 async def _obey_signals(control: _ChildControl, *,
                         task_status: anyio.abc.TaskStatus[None]) -> None:
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGQUIT) as signals:
-        task_status.started()
-        async for signum in signals:
-            if signum == signal.SIGQUIT:
-                log.info("worker %s: the parent says stop now", control.supervisor.worker_id)
-                control.now()
-            else:
-                control.graceful()
+    try:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGQUIT) as signals:
+            task_status.started()
+            async for signum in signals:
+                if signum == signal.SIGQUIT:
+                    log.info("worker %s: the parent says stop now",
+                             control.supervisor.worker_id)
+                    control.now()
+                else:
+                    control.graceful()
+    finally:
+        # the worker has stopped: a late stop request must not kill the
+        # process on its way out (the receiver restored the default action)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGQUIT, signal.SIG_IGN)
 
 
 async def _watch_parent(control: _ChildControl, channel: socket.socket) -> None:

@@ -35,11 +35,11 @@ from .job import gather as gather
 from .record import JobInfo as JobInfo
 from .record import JobStatus as JobStatus
 from .record import Progress as Progress
+from .retry import RetryPolicy as RetryPolicy
 from .schedule import Schedule as Schedule
 from .settings import WorkerSettings as WorkerSettings
 from .supervisor import Supervisor as Supervisor
 from .task import BoundCall as BoundCall
-from .task import RetryPolicy as RetryPolicy
 from .task import Task as Task
 from .workflow import Chain as Chain
 from .workflow import Chord as Chord

@@ -19,11 +19,11 @@ from .job import Job
 from .keys import check_name, check_task_name
 from .record import Field, JobInfo, copied_overrides, parse_info
 from .results import ResultListener, Wakeup
+from .retry import RetryPolicy
 from .schedule import MissedPolicy, Schedule, make_schedule
 from .settings import WorkerSettings
 from .task import (
     UNSET,
-    RetryPolicy,
     Task,
     check_options,
     delay_ms,

@@ -23,6 +23,7 @@ during the shutdown grace period are still settled and their leases renewed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -37,7 +38,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import anyio
-import pydantic
 from anyio.abc import TaskStatus
 from redis import exceptions as redis_errors
 
@@ -48,6 +48,7 @@ from .context import CallNext, JobContext, make_context
 from .errors import BrokerError, ConfigurationError, Retry
 from .keys import check_name
 from .record import Field, error_entry
+from .retry import InvalidRetryDelay, RetryPolicyError, policy_delay, requested_delay, safe_text
 from .settings import WorkerSettings
 from .task import Task
 
@@ -56,6 +57,19 @@ log = logging.getLogger("aioqueue.worker")
 # NoScriptError: the script cache was flushed again and again during a call
 _TRANSIENT = (BrokerError, redis_errors.ConnectionError, redis_errors.TimeoutError, OSError,
               redis_errors.NoScriptError)
+
+
+def _cancelling() -> bool:
+    """The task running this code is being cancelled from outside (asyncio)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def _format_traceback(error: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(error))
+    except Exception:
+        return ""
 
 
 class Supervisor:
@@ -303,9 +317,9 @@ class Supervisor:
                               f"no task named {job.task!r} is registered in this worker")
         try:
             pos, kwargs = task.codec.decode(job.args)
-        except (ValueError, TypeError, pydantic.ValidationError) as exc:
-            return self._dead(job, "InvalidPayload",
-                              f"stored arguments of task {job.task!r} failed validation: {exc}")
+        except Exception as exc:
+            return self._dead(job, "InvalidPayload", f"stored arguments of task {job.task!r} "
+                              f"failed validation: {safe_text(exc)}")
         if job.timeout_ms is not None:
             timeout = job.timeout_ms / 1000 if job.timeout_ms > 0 else None
         else:
@@ -330,17 +344,20 @@ class Supervisor:
                 try:
                     return Settlement(job.id, job.token, "ok", task.codec.encode_result(value),
                                       job.result_ttl_ms or 0)
-                except (pydantic.ValidationError, BrokerError, ValueError, TypeError) as exc:
-                    return self._dead(job, "InvalidResult",
-                                      f"return value of {job.task!r} cannot be stored: {exc}")
+                except Exception as exc:
+                    return self._dead(job, "InvalidResult", f"return value of {job.task!r} "
+                                      f"cannot be stored: {safe_text(exc)}")
             except Retry as exc:
-                return self._failure(job, task, max_tries, exc.delay, "Retry",
-                                     "retry requested", "", requested=True)
-            except Exception as exc:
+                return self._failure(job, task, max_tries, exc, requested=True)
+            except BaseException as exc:
+                if isinstance(exc, anyio.get_cancelled_exc_class()) and (
+                        scope.cancel_called or _cancelling()):
+                    raise
+                # anything else the task raised, SystemExit and a CancelledError
+                # of its own included, is that job's failure, never the worker's
                 if isinstance(exc, task.fail_on) or not isinstance(exc, task.retry_on):
                     max_tries = job.attempt
-                return self._failure(job, task, max_tries, None, type(exc).__qualname__,
-                                     str(exc), traceback.format_exc(), error=exc)
+                return self._failure(job, task, max_tries, exc)
             finally:
                 del self._stop_scopes[key]
         reason = self._cancel_requested.pop(key, None)
@@ -351,8 +368,7 @@ class Supervisor:
             # the shutdown grace period ended: hand the job straight back
             self._shutdown_cancelled.discard(key)
             return Settlement(job.id, job.token, "requeue")
-        return self._failure(job, task, max_tries, None, "TimeoutError",
-                             f"timed out after {timeout} s", "")
+        return self._failure(job, task, max_tries, TimeoutError(f"timed out after {timeout} s"))
 
     async def _through_middleware(self, ctx: JobContext, task: Task[Any, Any],
                                   pos: list[Any], kwargs: dict[str, Any]) -> Any:
@@ -410,19 +426,30 @@ class Supervisor:
         return Settlement(job.id, job.token, "dead", error_entry(error_type, message, tb,
                                                                 job.attempt))
 
-    def _failure(self, job: ClaimedJob, task: Any, max_tries: int, delay: float | None,
-                 error_type: str, message: str, tb: str, requested: bool = False,
-                 error: BaseException | None = None) -> Settlement:
-        if job.attempt < max_tries:
-            wait = delay if delay is not None else task.retry.delay_for(job.attempt,
-                                                                        error=error)
-            if not requested:
-                log.warning("job %s task=%s attempt=%d/%d failed: %s: %s; retry in %.2fs",
-                            job.id, job.task, job.attempt, max_tries, error_type, message, wait)
-            return Settlement(job.id, job.token, "retry",
-                              error_entry(error_type, message, tb, job.attempt),
-                              int(wait * 1000))
-        return self._dead(job, error_type, message, tb)
+    def _failure(self, job: ClaimedJob, task: Any, max_tries: int, error: BaseException,
+                 *, requested: bool = False) -> Settlement:
+        """A failed attempt: retry after the requested or the policy's delay,
+        or dead-letter. A broken ``Retry`` delay or retry policy fails the job
+        for good, with the reason."""
+        error_type, message = type(error).__qualname__, safe_text(error)
+        tb = "" if requested else _format_traceback(error)
+        if requested:
+            error_type, message = "Retry", "retry requested"
+        if job.attempt >= max_tries:
+            return self._dead(job, error_type, message, tb)
+        try:
+            delay = requested_delay(error.delay) if isinstance(error, Retry) else None
+            if delay is None:
+                delay = policy_delay(task.retry, job.attempt, error)
+        except (InvalidRetryDelay, RetryPolicyError) as exc:
+            return self._dead(job, type(exc).__name__,
+                              f"{exc}; after {error_type}: {message}", tb)
+        if not requested:
+            log.warning("job %s task=%s attempt=%d/%d failed: %s: %s; retry in %.2fs",
+                        job.id, job.task, job.attempt, max_tries, error_type, message, delay)
+        return Settlement(job.id, job.token, "retry",
+                          error_entry(error_type, message, tb, job.attempt),
+                          int(delay * 1000))
 
     # -- settling -----------------------------------------------------------
 

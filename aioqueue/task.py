@@ -7,7 +7,6 @@ import functools
 import inspect
 import json
 import math
-import random
 import secrets
 import typing
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -30,6 +29,7 @@ from .errors import (
 from .job import Job
 from .keys import check_name, check_task_name
 from .record import override_fields
+from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .app import App
@@ -40,49 +40,6 @@ R = TypeVar("R")
 
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
 MAX_SECONDS = 10 * 365 * 86_400.0
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RetryPolicy:
-    """How long to wait before the next attempt of a failed job.
-
-    The n-th retry waits ``min(backoff_s * factor**(n-1), backoff_max_s)``
-    seconds; with ``jitter`` the wait is drawn uniformly from
-    ``[wait/2, wait]`` so that jobs failing together do not retry together.
-    """
-
-    backoff_s: float = 1.0
-    factor: float = 2.0
-    backoff_max_s: float = 300.0
-    jitter: bool = True
-    custom: Callable[[int, BaseException | None], float] | None = None
-    """``custom(retry_number, exception) -> seconds`` replaces the formula."""
-
-    @classmethod
-    def fixed(cls, seconds: float, *, jitter: bool = False) -> RetryPolicy:
-        """The same wait before every retry."""
-        return cls(backoff_s=seconds, factor=1.0, backoff_max_s=seconds, jitter=jitter)
-
-    @classmethod
-    def exponential(cls, first_s: float = 1.0, *, factor: float = 2.0, cap_s: float = 300.0,
-                    jitter: bool = True) -> RetryPolicy:
-        """``first_s``, then times ``factor`` each retry, capped at ``cap_s``."""
-        return cls(backoff_s=first_s, factor=factor, backoff_max_s=cap_s, jitter=jitter)
-
-    def __post_init__(self) -> None:
-        if self.backoff_s < 0 or self.backoff_max_s < 0 or self.factor < 1:
-            raise ConfigurationError(
-                "RetryPolicy needs backoff_s >= 0, backoff_max_s >= 0, factor >= 1")
-
-    def delay_for(self, retry_number: int, rng: random.Random | None = None,
-                  error: BaseException | None = None) -> float:
-        """Seconds to wait before retry number ``retry_number`` (1-based)."""
-        if self.custom is not None:
-            return max(0.0, float(self.custom(retry_number, error)))
-        wait = min(self.backoff_s * self.factor ** max(0, retry_number - 1), self.backoff_max_s)
-        if self.jitter and wait > 0:
-            wait = (rng or random).uniform(wait / 2, wait)
-        return wait
 
 
 class _Unset:

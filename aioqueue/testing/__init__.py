@@ -27,6 +27,7 @@ from .clock import trigger_schedule as trigger_schedule
 from .eager import eager as eager
 from .server import connected as connected
 from .server import embedded_server as embedded_server
+from .server import local_server as local_server
 from .worker import DrainTimeout as DrainTimeout
 from .worker import Outcome as Outcome
 from .worker import Outcomes as Outcomes
@@ -45,6 +46,7 @@ __all__ = [
     "eager",
     "embedded_server",
     "fast_settings",
+    "local_server",
     "make_due",
     "queues_of",
     "run_worker",

@@ -16,8 +16,6 @@ Disable the plugin with ``-p no:aioqueue``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -87,45 +85,18 @@ def _async_fixture(fn: Any) -> Any:
 @_async_fixture
 async def aioqueue_app(aioqueue_target_app: App, aioqueue_url: str) -> AsyncIterator[App]:
     """Your app, connected to the throw-away server (emptied first)."""
+    from ..integrations._holder import held_open
     from .server import connected
 
-    async with _held_open(connected(aioqueue_target_app, aioqueue_url)) as app:
+    async with held_open(connected(aioqueue_target_app, aioqueue_url)) as app:
         yield app
 
 
 @_async_fixture
 async def aioqueue_eager_app(aioqueue_target_app: App) -> AsyncIterator[App]:
     """Your app in eager mode: enqueued jobs run inline, no server."""
+    from ..integrations._holder import held_open
     from .eager import eager
 
-    async with _held_open(eager(aioqueue_target_app)) as app:
+    async with held_open(eager(aioqueue_target_app)) as app:
         yield app
-
-
-@contextlib.asynccontextmanager
-async def _held_open(context: contextlib.AbstractAsyncContextManager[App]) -> AsyncIterator[App]:
-    """Enter and exit ``context`` in one task of its own.
-
-    pytest-asyncio sets a fixture up and tears it down in different tasks, but
-    an open app holds a task group, which must be left by the task that
-    entered it. The holder task is awaited at teardown: it never outlives the
-    fixture.
-    """
-    opened: asyncio.Future[App] = asyncio.get_running_loop().create_future()
-    release = asyncio.Event()
-
-    async def hold() -> None:
-        async with context as app:
-            opened.set_result(app)
-            await release.wait()
-
-    holder = asyncio.get_running_loop().create_task(hold())
-    waits: list[asyncio.Future[Any]] = [holder, opened]
-    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-    if not opened.done():
-        await holder  # it failed to open: raise its error here
-    try:
-        yield opened.result()
-    finally:
-        release.set()
-        await holder

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 
 from .. import broker_testing
@@ -18,6 +19,19 @@ def embedded_server() -> Iterator[ServerProcess]:
     persistence; stop it and delete its directory on exit."""
     with ServerProcess() as server:
         yield server
+
+
+@contextlib.contextmanager
+def local_server() -> Iterator[str]:
+    """The URL of a server to run examples and experiments against: the
+    ``AIOQUEUE_URL`` environment variable when it is set (``aioqueue dev``
+    prints it), else an :func:`embedded_server` started for the block."""
+    url = os.environ.get("AIOQUEUE_URL")
+    if url:
+        yield url
+        return
+    with embedded_server() as server:
+        yield server.url
 
 
 def flush(url: str) -> None:

@@ -18,6 +18,9 @@ import redis
 import aioqueue
 from aioqueue.server import ServerBinary, ServerProcess, find_server_binaries
 
+from .harness.cluster import LocalCluster
+from .harness.sentinel import LocalSentinel
+
 REPO = Path(__file__).resolve().parent.parent
 
 FAST = aioqueue.WorkerSettings(
@@ -114,3 +117,37 @@ def worker_process(
         env=full_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         cwd=REPO,
     )
+
+
+# -- Redis Cluster and Sentinel on loopback (tests/harness/cluster.py, sentinel.py) --------
+# Six (or five) server processes each: only the tests that ask for them start them.
+
+@pytest.fixture(scope="session")
+def shared_cluster(
+    server_binary: ServerBinary, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalCluster]:
+    with LocalCluster(server_binary, tmp_path_factory.mktemp("cluster")) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def redis_cluster(shared_cluster: LocalCluster) -> LocalCluster:
+    """A healthy, flushed 3-primary / 3-replica cluster, shared by the tests
+    that do not break it (those use ``own_cluster``)."""
+    shared_cluster.wait_healthy()
+    shared_cluster.flush()
+    return shared_cluster
+
+
+@pytest.fixture
+def own_cluster(server_binary: ServerBinary, tmp_path: Path) -> Iterator[LocalCluster]:
+    """A cluster only this test uses: it may kill, pause or fail over nodes."""
+    with LocalCluster(server_binary, tmp_path / "cluster") as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def own_sentinel(server_binary: ServerBinary, tmp_path: Path) -> Iterator[LocalSentinel]:
+    """A primary, a replica and three Sentinels only this test uses."""
+    with LocalSentinel(server_binary, tmp_path / "sentinel") as sentinel:
+        yield sentinel

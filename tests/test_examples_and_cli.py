@@ -18,15 +18,6 @@ def _run(args: list[str], url: str, timeout: float = 60) -> subprocess.Completed
                           cwd=REPO, check=False)
 
 
-def test_quickstart_with_inline_worker(redis_url: str) -> None:
-    done = _run([sys.executable, "examples/quickstart.py"], redis_url)
-    assert done.returncode == 0, done.stderr
-    assert "1 + 2 = 3" in done.stdout
-    assert "2 + 3 = 5" in done.stdout
-    assert "by name: HELLO!" in done.stdout
-    assert "batch: [0, 2, 4, 6, 8]" in done.stdout
-
-
 def test_dev_command_serves_quickstart(tmp_path: Path) -> None:
     # Given `aioqueue dev` running the quickstart app's worker on its own server
     port = free_port()

@@ -1,0 +1,347 @@
+"""Redis Cluster for the hot path: a command lane that routes by slot.
+
+``redis+cluster://host:port[,host:port...]/0`` (``rediss+cluster://`` for
+TLS) selects cluster mode. Ordinary commands then go through redis-py's
+asyncio ``RedisCluster``; the hot path (scripts, record reads, the fetchers'
+wait-and-claim) goes through :class:`ClusterLane`, which keeps the speed of
+:class:`~aioqueue.lane.CommandLane` by holding one such lane per primary and
+sending each command (or pipeline) to the primary that owns its first key's
+slot. All keys of one queue share the hash tag ``{queue}``, so a script and
+every key it touches live in one slot, and a pipeline of one queue's commands
+goes to one node.
+
+Redirections, as the cluster specification asks:
+
+* ``MOVED``: the slot has a new owner (failover, resharding): note it, reload
+  the whole slot map (once for all callers), send again;
+* ``ASK``: the slot is being migrated and this key is already on the target:
+  send ``ASKING`` and the command together on one connection of the target
+  (redis-py's own client uses two pool checkouts for that, which can land on
+  different sockets), once, without changing the map;
+* ``TRYAGAIN`` / ``CLUSTERDOWN`` and a node that cannot be reached: reload
+  the map and try again after the one backoff, a bounded number of times;
+  then the error goes to the caller, whose error policy classifies it.
+
+``SCRIPT LOAD`` goes to every primary: each node has its own script cache,
+and a replica promoted by a failover starts with an empty one (a NOSCRIPT
+from it makes the script runner load again, which reaches it then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+from redis import exceptions as redis_errors
+from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
+
+from .backoff import full_jitter
+from .errors import ConfigurationError
+from .lane import CommandLane
+
+SLOTS = 16384
+SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+#: most redirections (MOVED/ASK) or cluster retries for one command
+MAX_REDIRECTS = 8
+
+Address = tuple[str, int]
+ConnectionFactory = Callable[[Address], Callable[[], AbstractConnection]]
+
+
+def is_cluster_url(url: str) -> bool:
+    return url.partition("://")[0].lower() in SCHEMES
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterURL:
+    """``redis+cluster://[user:password@]host:port[,host:port...]/0[?options]``."""
+
+    seeds: tuple[Address, ...]
+    #: the same URL as plain ``redis://`` (or ``rediss://``) with the first seed
+    node_url: str
+
+    @classmethod
+    def parse(cls, url: str) -> ClusterURL:
+        scheme, sep, rest = url.partition("://")
+        plain = SCHEMES.get(scheme.lower())
+        if not sep or plain is None:
+            raise ConfigurationError(f"not a cluster URL: {scheme}://...")
+        creds, at, hostpart = rest.rpartition("@")
+        hosts, slash, tail = hostpart.partition("/")
+        seeds = []
+        for item in hosts.split(","):
+            parsed = urlsplit(f"//{item.strip()}")
+            try:
+                port = parsed.port or 6379
+            except ValueError:
+                port = -1
+            if not parsed.hostname or port < 1:
+                raise ConfigurationError(f"cluster URL: bad host:port {item!r}")
+            seeds.append((parsed.hostname, port))
+        db = tail.partition("?")[0]
+        if db not in ("", "0"):
+            raise ConfigurationError(
+                f"cluster URL: Redis Cluster has only database 0 (got /{db})")
+        first = f"{seeds[0][0]}:{seeds[0][1]}"
+        node_url = f"{plain}://{creds}{at}{first}{slash}{tail}"
+        return cls(tuple(seeds), node_url)
+
+
+def connection_factory(node_url: str, **options: Any) -> ConnectionFactory:
+    """Connections to any node with the URL's credentials and TLS settings
+    plus ``options`` (the lane's socket settings)."""
+    base: dict[str, Any] = dict(parse_url(node_url))
+    base.pop("db", None)
+
+    def for_address(address: Address) -> Callable[[], AbstractConnection]:
+        pool = ConnectionPool(**{**base, **options, "host": address[0], "port": address[1]})
+        return pool.make_connection
+
+    return for_address
+
+
+def key_slot(key: str | bytes) -> int:
+    """The cluster slot of ``key``: CRC16 of its hash tag (or of the key) mod 16384."""
+    raw = key.encode() if isinstance(key, str) else key
+    start = raw.find(b"{")
+    if start != -1:
+        end = raw.find(b"}", start + 1)
+        if end > start + 1:
+            raw = raw[start + 1:end]
+    return _crc16(raw) % SLOTS
+
+
+def _crc16_table() -> list[int]:
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+        table.append(crc & 0xFFFF)
+    return table
+
+
+_TABLE = _crc16_table()
+
+
+def _crc16(data: bytes) -> int:
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _TABLE[((crc >> 8) ^ byte) & 0xFF]
+    return crc
+
+
+# commands whose keys do not start at argument 1
+_KEYLESS = frozenset({"TIME", "PING", "WAIT", "WAITAOF", "INFO", "HELLO", "ASKING",
+                      "CLUSTER", "SCRIPT", "CLIENT", "COMMAND"})
+
+
+def command_key(args: Sequence[Any]) -> Any:
+    """The first key of one command (None for keyless commands)."""
+    name = str(args[0]).upper()
+    if name in ("EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCALL_RO"):
+        return args[3] if int(args[2]) > 0 else None
+    if name in _KEYLESS or len(args) < 2:
+        return None
+    return args[1]
+
+
+class SlotMap:
+    """Which primary serves each slot, shared by every lane of one broker."""
+
+    def __init__(self, seeds: Iterable[Address]) -> None:
+        self.seeds = list(seeds)
+        self._owner: list[Address | None] = [None] * SLOTS
+        self.primaries: list[Address] = []
+        self.version = 0
+        self._lock = asyncio.Lock()
+
+    def owner(self, slot: int) -> Address | None:
+        return self._owner[slot]
+
+    def moved(self, slot: int, address: Address) -> None:
+        """Take a MOVED reply's word for one slot until the next reload."""
+        self._owner[slot] = address
+        if address not in self.primaries:
+            self.primaries.append(address)
+
+    async def reload(self, ask: Callable[[Address], Any], seen_version: int) -> None:
+        """Reload from the first node that answers ``CLUSTER SLOTS``; callers
+        that saw the same version share one reload."""
+        async with self._lock:
+            if self.version != seen_version:
+                return  # someone reloaded while we waited
+            last: BaseException | None = None
+            for address in [*self.primaries, *self.seeds]:
+                try:
+                    reply = await ask(address)
+                except (redis_errors.RedisError, OSError, TimeoutError) as exc:
+                    last = exc
+                    continue
+                self._load(reply, address)
+                return
+            assert last is not None
+            raise last
+
+    def _load(self, reply: Any, queried: Address) -> None:
+        owner: list[Address | None] = [None] * SLOTS
+        primaries: list[Address] = []
+        for entry in reply:
+            start, end, node = int(entry[0]), int(entry[1]), entry[2]
+            host = _text(node[0]) or queried[0]
+            address = (host, int(node[1]))
+            if address not in primaries:
+                primaries.append(address)
+            owner[start:end + 1] = [address] * (end - start + 1)
+        self._owner, self.primaries = owner, primaries
+        self.version += 1
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+# MovedError is an AskError
+_REDIRECTS = (redis_errors.AskError, redis_errors.TryAgainError, redis_errors.ClusterDownError)
+
+
+class ClusterLane:
+    """The :class:`~aioqueue.lane.CommandLane` interface over a cluster: one
+    lane of up to ``size`` connections per primary, commands routed by slot."""
+
+    def __init__(self, slot_map: SlotMap, connect: ConnectionFactory, *, size: int,
+                 timeout_s: float | None, retries: int) -> None:
+        self.slot_map = slot_map
+        self._connect = connect
+        self._lanes: dict[Address, CommandLane] = {}
+        self.size = size
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def node(self, address: Address) -> CommandLane:
+        lane = self._lanes.get(address)
+        if lane is None:
+            lane = self._lanes[address] = CommandLane(
+                self._connect(address), size=self.size, timeout_s=self.timeout_s,
+                retries=self.retries)
+        return lane
+
+    async def execute(self, *args: Any, timeout_s: float | None = -1.0) -> Any:
+        """Send one command to the primary owning its key; errors raised."""
+        if str(args[0]).upper() == "SCRIPT":
+            return await self._everywhere(args, timeout_s)
+        reply = (await self._route([args], timeout_s))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    async def execute_many(self, commands: Sequence[Sequence[Any]],
+                           timeout_s: float | None = -1.0) -> list[Any]:
+        """Pipeline commands on one connection of the primary owning the first
+        key among them (callers keep a pipeline within one queue's slot)."""
+        return await self._route(commands, timeout_s)
+
+    async def _everywhere(self, args: Sequence[Any], timeout_s: float | None) -> Any:
+        if not self.slot_map.primaries:
+            await self._reload()
+        replies = [await self.node(address).execute(*args, timeout_s=timeout_s)
+                   for address in list(self.slot_map.primaries)]
+        return replies[0]
+
+    async def _reload(self) -> None:
+        await self.slot_map.reload(self._ask_slots, self.slot_map.version)
+
+    async def _target(self, slot: int | None) -> Address:
+        if slot is None:
+            if not self.slot_map.primaries:
+                await self._reload()
+            return random.choice(self.slot_map.primaries)
+        owner = self.slot_map.owner(slot)
+        if owner is None:
+            await self._reload()
+            owner = self.slot_map.owner(slot)
+            if owner is None:
+                raise redis_errors.ClusterDownError(f"CLUSTERDOWN slot {slot} is not served")
+        return owner
+
+    async def _route(self, commands: Sequence[Sequence[Any]],
+                     timeout_s: float | None) -> list[Any]:
+        key = next((k for k in map(command_key, commands) if k is not None), None)
+        slot = None if key is None else key_slot(key)
+        asking: Address | None = None
+        failures = 0
+        for _ in range(MAX_REDIRECTS):
+            if self._closed:
+                raise redis_errors.ConnectionError("the cluster lane is closed")
+            address = asking or await self._target(slot)
+            seen = self.slot_map.version
+            try:
+                replies = await self._send(address, commands, timeout_s, asking is not None)
+            except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError):
+                # the node may have failed over: ask the cluster who owns the slot now
+                failures += 1
+                if failures > self.retries or not await self._owner_changed(slot, address):
+                    raise
+                asking = None
+                continue
+            redirect = next((r for r in replies if isinstance(r, _REDIRECTS)), None)
+            if redirect is None:
+                return replies
+            asking = None
+            if isinstance(redirect, redis_errors.MovedError):
+                self.slot_map.moved(redirect.slot_id, (redirect.host, int(redirect.port)))
+                await self.slot_map.reload(self._ask_slots, seen)
+            elif isinstance(redirect, redis_errors.AskError):
+                asking = (redirect.host, int(redirect.port))
+            else:  # TRYAGAIN (a migration is moving these keys) or CLUSTERDOWN
+                failures += 1
+                if failures > self.retries:
+                    return replies
+                await anyio.sleep(full_jitter(failures, base=0.05, cap=0.5))
+                # a reload here is a hint; its failure is not the caller's error
+                with contextlib.suppress(redis_errors.RedisError, OSError, TimeoutError):
+                    await self.slot_map.reload(self._ask_slots, seen)
+        return replies
+
+    async def _ask_slots(self, address: Address) -> Any:
+        return await self.node(address).execute("CLUSTER", "SLOTS")
+
+    async def _owner_changed(self, slot: int | None, address: Address) -> bool:
+        await anyio.sleep(full_jitter(1, base=0.05, cap=0.5))
+        try:
+            await self.slot_map.reload(self._ask_slots, self.slot_map.version)
+        except (redis_errors.RedisError, OSError, TimeoutError):
+            return False
+        return slot is None or self.slot_map.owner(slot) != address
+
+    async def _send(self, address: Address, commands: Sequence[Sequence[Any]],
+                    timeout_s: float | None, asking: bool) -> list[Any]:
+        lane = self.node(address)
+        if not asking:
+            if len(commands) == 1:
+                try:
+                    return [await lane.execute(*commands[0], timeout_s=timeout_s)]
+                except redis_errors.ResponseError as exc:
+                    return [exc]
+            return await lane.execute_many(commands, timeout_s=timeout_s)
+        # ASKING is good for the next command only: one before each
+        interleaved = [part for command in commands for part in (("ASKING",), command)]
+        replies = await lane.execute_many(interleaved, timeout_s=timeout_s)
+        return replies[1::2]
+
+    async def close(self) -> None:
+        self._closed = True
+        for lane in list(self._lanes.values()):
+            await lane.close()
+        self._lanes.clear()

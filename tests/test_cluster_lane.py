@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from aioqueue.broker_cluster import (
+from aioqueue.connection_cluster import (
     ClusterLane,
     ClusterURL,
     SlotMap,

@@ -4,8 +4,11 @@ MOVED, ASK during a slot migration, scripts loaded on every primary."""
 from __future__ import annotations
 
 import hashlib
+import time
 
+import anyio
 import pytest
+import redis
 
 from aioqueue.connection_cluster import (
     ClusterLane,
@@ -128,3 +131,60 @@ async def test_ask_during_a_slot_migration_reaches_the_moved_key(
         for node in (target, source, *redis_cluster.primaries()):
             node.call("CLUSTER", "SETSLOT", slot, "NODE", target.node_id())
         redis_cluster.wait_healthy()
+
+
+async def write_until(lane: ClusterLane, key: str, value: str, deadline_s: float) -> float:
+    """Retry one SET as a role loop would (pause, try again) until it works;
+    returns how long the key's slot could not be written."""
+    started = time.monotonic()
+    while True:
+        try:
+            assert await lane.execute("SET", key, value) == "OK"
+            return time.monotonic() - started
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            assert time.monotonic() - started < deadline_s, f"{key} not writable in time"
+            await anyio.sleep(0.05)
+
+
+def replica_of(cluster: LocalCluster, primary: ClusterNode) -> ClusterNode:
+    primary_id = primary.node_id()
+    for line in str(primary.call("CLUSTER", "NODES")).splitlines():
+        fields = line.split()
+        if fields[3] == primary_id and "slave" in fields[2]:
+            return cluster.node_for_port(int(fields[1].split("@")[0].rsplit(":", 1)[1]))
+    raise LookupError("no replica")
+
+
+async def test_lane_follows_a_graceful_failover(own_cluster: LocalCluster) -> None:
+    lane = make_lane(own_cluster)
+    key = "{failover}:k"
+    try:
+        await lane.execute("SET", key, "before")
+        old = own_cluster.key_owner(key)
+        replica = replica_of(own_cluster, old)
+        replica.call("CLUSTER", "FAILOVER")
+        await write_until(lane, key, "after", 30)
+        own_cluster.wait_healthy()
+        assert own_cluster.key_owner(key) is replica
+        assert await lane.execute("GET", key) == "after"
+        assert lane.slot_map.owner(key_slot(key)) == ("127.0.0.1", replica.port)
+    finally:
+        await lane.close()
+
+
+async def test_lane_follows_the_replica_of_a_killed_primary(own_cluster: LocalCluster) -> None:
+    lane = make_lane(own_cluster, retries=1)
+    key = "{killed}:k"
+    try:
+        await lane.execute("SET", key, "before")
+        await lane.execute("WAIT", 1, 5000)
+        old = own_cluster.key_owner(key)
+        replica = replica_of(own_cluster, old)
+        old.kill()
+        outage = await write_until(lane, key, "after", 60)
+        assert own_cluster.key_owner(key) is replica
+        assert await lane.execute("GET", key) == "after"
+        # about cluster-node-timeout (2 s) plus the election; generous on a loaded box
+        assert outage < 30, outage
+    finally:
+        await lane.close()

@@ -55,8 +55,16 @@ def shared_server(server_binary: ServerBinary) -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def redis_url(shared_server: ServerProcess) -> str:
-    """A flushed server for this test."""
+def redis_url(shared_server: ServerProcess, request: pytest.FixtureRequest) -> str:
+    """A flushed server for this test (with ``--topology cluster`` or
+    ``sentinel``: the URL of a flushed local cluster or Sentinel set-up)."""
+    topology = request.config.getoption("topology")
+    if topology == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    if topology == "sentinel":
+        sentinel: LocalSentinel = request.getfixturevalue("redis_sentinel")
+        return sentinel.url
     if shared_server.process is None or shared_server.process.poll() is not None:
         shared_server.start()
     with redis.Redis.from_url(shared_server.url) as client:
@@ -119,6 +127,14 @@ def worker_process(
     )
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--topology", choices=["single", "cluster", "sentinel"],
+        default=os.environ.get("AIOQUEUE_TEST_TOPOLOGY", "single"),
+        help="what redis_url (and so make_app) points at: one server (default), a "
+             "local 3-primary cluster, or a primary behind three Sentinels")
+
+
 # -- Redis Cluster and Sentinel on loopback (tests/harness/cluster.py, sentinel.py) --------
 # Six (or five) server processes each: only the tests that ask for them start them.
 
@@ -144,6 +160,24 @@ def own_cluster(server_binary: ServerBinary, tmp_path: Path) -> Iterator[LocalCl
     """A cluster only this test uses: it may kill, pause or fail over nodes."""
     with LocalCluster(server_binary, tmp_path / "cluster") as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def shared_sentinel(
+    server_binary: ServerBinary, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalSentinel]:
+    with LocalSentinel(server_binary, tmp_path_factory.mktemp("sentinel")) as sentinel:
+        yield sentinel
+
+
+@pytest.fixture
+def redis_sentinel(shared_sentinel: LocalSentinel) -> LocalSentinel:
+    """A flushed primary behind three Sentinels, shared by the tests that do
+    not fail it over (those use ``own_sentinel``)."""
+    with redis.Redis(host="127.0.0.1", port=shared_sentinel.current_primary().port) as client:
+        client.flushall()
+        client.script_flush()
+    return shared_sentinel
 
 
 @pytest.fixture

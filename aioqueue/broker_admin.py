@@ -1,0 +1,366 @@
+"""Operator queries: the queue registry, queue summaries, job pages, pause
+and purge. Part of the broker layer (it talks to Redis); the CLI and the
+dashboard only see the typed results.
+
+Every read is bounded: a summary costs three pipelined round trips whatever
+the number of queues and jobs, a page of jobs costs O(page size) commands,
+and nothing here uses ``KEYS``, ``SCAN`` or an unbounded range.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .broker import translate_errors
+from .errors import ConfigurationError
+from .keys import QueueKeys, check_name
+from .scripts import load_script
+
+REGISTRY_LIMIT = 1000
+"""Most queues the registry remembers (the most recently seen are kept)."""
+
+PAGE_LIMIT = 500
+"""Largest page a listing returns."""
+
+# record fields read for a row of a job listing (codes: see keys.py)
+_ROW_FIELDS = ("t", "st", "p", "att", "et", "ts", "w")
+
+
+class JobState(enum.StrEnum):
+    """The listings of a queue."""
+
+    WAITING = "waiting"
+    SCHEDULED = "scheduled"
+    RUNNING = "running"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueSummary:
+    """One queue at a glance."""
+
+    name: str
+    waiting_by_priority: dict[int, int]
+    scheduled: int
+    running: int
+    dead: int
+    paused: bool
+    oldest_waiting_age_s: float | None
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def waiting(self) -> int:
+        return sum(self.waiting_by_priority.values())
+
+
+@dataclass(frozen=True, slots=True)
+class JobRow:
+    """One line of a job listing (the small fields of the record)."""
+
+    id: str
+    task: str
+    status: str
+    priority: int
+    attempt: int
+    enqueued_ms: int | None
+    started_ms: int | None
+    worker: str | None
+    score_ms: int | None
+    """Due time (scheduled), lease deadline (running) or time dead (dead)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JobPage:
+    """A page of a listing; pass ``next_cursor`` back for the next one."""
+
+    queue: str
+    state: JobState
+    total: int
+    jobs: list[JobRow]
+    next_cursor: str | None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(float(value)) if value not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _pairs(raw: Any) -> list[tuple[str, float]]:
+    """ZRANGE ... WITHSCORES in RESP2 (flat or pairs) or RESP3 form."""
+    if raw and isinstance(raw[0], list | tuple):
+        return [(str(m), float(s)) for m, s in raw]
+    return [(str(raw[i]), float(raw[i + 1])) for i in range(0, len(raw), 2)]
+
+
+def _mapping(raw: Any) -> dict[str, str]:
+    if isinstance(raw, list):
+        return {str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw) - 1, 2)}
+    return {str(k): str(v) for k, v in (raw or {}).items()}
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, int]:
+    """``"<priority>:<offset>"`` for waiting jobs, ``"<offset>"`` otherwise."""
+    if not cursor:
+        return 0, 0
+    try:
+        head, _, tail = cursor.partition(":")
+        if tail:
+            return int(head), int(tail)
+        return 0, int(head)
+    except ValueError:
+        raise ConfigurationError(f"cursor {cursor!r} is not one this listing gave") from None
+
+
+class BrokerAdmin:
+    """Operator reads and actions on the queues of one key prefix."""
+
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.registry_key = f"{prefix}:queues"
+        self._purge = client.register_script(load_script("purge_waiting").source)
+
+    def keys(self, queue: str) -> QueueKeys:
+        return QueueKeys(self.prefix, check_name("queue", queue))
+
+    def paused_key(self, queue: str) -> str:
+        return self.keys(queue).base + "paused"
+
+    # -- the queue registry ----------------------------------------------------
+
+    async def register_queues(self, queues: Iterable[str]) -> None:
+        """Remember queues (score: server time in s); the registry keeps the
+        ``REGISTRY_LIMIT`` most recently seen. One round trip."""
+        names = sorted({check_name("queue", q) for q in queues})
+        if not names:
+            return
+        with translate_errors(self.registry_key):
+            sec, _ = await self.client.time()
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zadd(self.registry_key, {q: float(sec) for q in names})
+                pipe.zremrangebyrank(self.registry_key, 0, -REGISTRY_LIMIT - 1)
+                await pipe.execute()
+
+    async def known_queues(self) -> list[str]:
+        """Registered queues, by name."""
+        with translate_errors(self.registry_key):
+            names: Any = await self.client.zrange(self.registry_key, 0, REGISTRY_LIMIT - 1)
+        return sorted(str(n) for n in names)
+
+    async def forget_queue(self, queue: str) -> None:
+        with translate_errors(self.registry_key):
+            await self.client.zrem(self.registry_key, queue)
+
+    # -- summaries -----------------------------------------------------------
+
+    async def summaries(self, queues: Sequence[str]) -> list[QueueSummary]:
+        """Counts, pause flag, oldest waiting age and counters of each queue,
+        in three pipelined round trips."""
+        keys = [self.keys(q) for q in queues]
+        with translate_errors(self.prefix):
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.time()
+                for k in keys:
+                    pipe.zrange(k.prios, 0, -1, withscores=True)
+                    pipe.zcard(k.delayed)
+                    pipe.zcard(k.leases)
+                    pipe.zcard(k.dead)
+                    pipe.exists(k.base + "paused")
+                    pipe.hgetall(k.stats)
+                first = await pipe.execute()
+                sec, usec = first[0]
+                now_ms = int(sec) * 1000 + int(usec) // 1000
+                levels = [[int(m) for m, _ in _pairs(first[1 + 6 * i])] for i in range(len(keys))]
+                for k, lv in zip(keys, levels, strict=True):
+                    for level in lv:
+                        pipe.llen(k.wait(level))
+                        pipe.lindex(k.wait(level), 0)
+                second = await pipe.execute()
+                heads: list[tuple[int, str]] = []
+                pos = 0
+                for i, lv in enumerate(levels):
+                    for _ in lv:
+                        if second[pos + 1] is not None:
+                            heads.append((i, str(second[pos + 1])))
+                        pos += 2
+                for i, head in heads:
+                    pipe.hget(keys[i].job(head), "et")
+                third = await pipe.execute()
+        oldest: dict[int, int] = {}
+        for (i, _), enqueued in zip(heads, third, strict=True):
+            if _int(enqueued) is not None:
+                oldest[i] = min(oldest.get(i, now_ms), int(enqueued))
+        out = []
+        pos = 0
+        for i, (queue, lv) in enumerate(zip(queues, levels, strict=True)):
+            by_priority = {}
+            for level in lv:
+                by_priority[level] = int(second[pos])
+                pos += 2
+            base = 1 + 6 * i
+            out.append(QueueSummary(
+                name=queue, waiting_by_priority=by_priority,
+                scheduled=int(first[base + 1]), running=int(first[base + 2]),
+                dead=int(first[base + 3]), paused=bool(first[base + 4]),
+                oldest_waiting_age_s=(max(0, now_ms - oldest[i]) / 1000
+                                      if i in oldest else None),
+                counters={k: int(v) for k, v in _mapping(first[base + 5]).items()},
+            ))
+        return out
+
+    # -- listings ----------------------------------------------------------------
+
+    async def jobs(self, queue: str, state: JobState | str, *, limit: int = 50,
+                   cursor: str | None = None) -> JobPage:
+        """One page of a queue's jobs in ``state``: waiting (highest priority
+        first, then FIFO), scheduled (soonest due first), running (earliest
+        lease deadline first) or dead (most recent first)."""
+        state = JobState(state)
+        if not 1 <= limit <= PAGE_LIMIT:
+            raise ConfigurationError(f"limit must be 1..{PAGE_LIMIT}, got {limit}")
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            if state is JobState.WAITING:
+                ids, scores, total, nxt = await self._waiting_ids(k, cursor, limit)
+            else:
+                _, offset = _parse_cursor(cursor)
+                ids, scores, total, nxt = await self._zset_ids(k, state, offset, limit)
+            rows = await self._rows(k, ids, scores)
+        return JobPage(queue, state, total, rows, nxt)
+
+    async def _waiting_ids(self, k: QueueKeys, cursor: str | None, limit: int
+                           ) -> tuple[list[str], list[int | None], int, str | None]:
+        levels = [int(m) for m, _ in _pairs(await self.client.zrange(k.prios, 0, -1,
+                                                                     withscores=True))]
+        async with self.client.pipeline(transaction=False) as pipe:
+            for lv in levels:
+                pipe.llen(k.wait(lv))
+            lengths = [int(n) for n in await pipe.execute()]
+        first, offset = 0, 0
+        if cursor:
+            level, offset = _parse_cursor(cursor)
+            # levels run from the highest priority down; a level emptied
+            # since the cursor was made resumes at the next lower one
+            first = next((i for i, lv in enumerate(levels) if lv <= level), len(levels))
+            if first < len(levels) and levels[first] != level:
+                offset = 0
+        ids: list[str] = []
+        nxt: str | None = None
+        for i in range(first, len(levels)):
+            start = offset if i == first else 0
+            room = limit - len(ids)
+            if start < lengths[i]:
+                got: Any = await self.client.lrange(k.wait(levels[i]), start, start + room - 1)
+                ids.extend(str(x) for x in got)
+            if len(ids) >= limit:
+                if start + room < lengths[i]:
+                    nxt = f"{levels[i]}:{start + room}"
+                elif i + 1 < len(levels):
+                    nxt = f"{levels[i + 1]}:0"
+                break
+        return ids, [None] * len(ids), sum(lengths), nxt
+
+    async def _zset_ids(self, k: QueueKeys, state: JobState, offset: int, limit: int
+                        ) -> tuple[list[str], list[int | None], int, str | None]:
+        key = {JobState.SCHEDULED: k.delayed, JobState.RUNNING: k.leases,
+               JobState.DEAD: k.dead}[state]
+        async with self.client.pipeline(transaction=False) as pipe:
+            pipe.zcard(key)
+            if state is JobState.DEAD:
+                pipe.zrevrange(key, offset, offset + limit - 1, withscores=True)
+            else:
+                pipe.zrange(key, offset, offset + limit - 1, withscores=True)
+            total, raw = await pipe.execute()
+        pairs = _pairs(raw)
+        nxt = str(offset + limit) if offset + limit < int(total) else None
+        return [m for m, _ in pairs], [int(s) for _, s in pairs], int(total), nxt
+
+    async def _rows(self, k: QueueKeys, ids: list[str], scores: list[int | None]
+                    ) -> list[JobRow]:
+        if not ids:
+            return []
+        async with self.client.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(k.job(job_id), list(_ROW_FIELDS))
+            records = await pipe.execute()
+        rows = []
+        for job_id, score, rec in zip(ids, scores, records, strict=True):
+            task, status, prio, att, et, ts, worker = rec
+            rows.append(JobRow(
+                id=job_id, task=task or "", status=status or "unknown",
+                priority=_int(prio) or 0, attempt=_int(att) or 1, enqueued_ms=_int(et),
+                started_ms=_int(ts), worker=worker, score_ms=score))
+        return rows
+
+    async def find_queues(self, job_id: str, candidates: Sequence[str]) -> list[str]:
+        """The queues (among ``candidates``) that hold a record of ``job_id``;
+        one pipelined EXISTS per candidate, no scan."""
+        keys = [self.keys(q) for q in candidates]
+        with translate_errors(self.prefix):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for k in keys:
+                    pipe.exists(k.job(job_id))
+                found = await pipe.execute()
+        return [q for q, hit in zip(candidates, found, strict=True) if hit]
+
+    async def stored_result(self, queue: str, job_id: str) -> Any:
+        """A finished job's stored result (parsed JSON; the raw text when it
+        is not JSON; None when there is none)."""
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            raw: Any = await self.client.hget(k.job(job_id), "r")
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return str(raw)
+
+    # -- actions ---------------------------------------------------------------
+
+    async def pause(self, queue: str) -> None:
+        """Stop new claims on the queue (running jobs finish). Stored in
+        Redis, so it outlives worker restarts."""
+        with translate_errors(self.keys(queue).base):
+            await self.client.set(self.paused_key(queue), "1")
+
+    async def resume(self, queue: str) -> None:
+        """Allow claims again and wake an idle worker."""
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.delete(self.paused_key(queue))
+                pipe.rpush(k.wake, "1")
+                pipe.ltrim(k.wake, 0, 7)
+                await pipe.execute()
+
+    async def is_paused(self, queue: str) -> bool:
+        with translate_errors(self.keys(queue).base):
+            return bool(await self.client.exists(self.paused_key(queue)))
+
+    async def purge(self, queue: str, state: JobState | str, *, result_ttl_ms: int,
+                    reason: str = "purged by an operator", batch: int = 1000) -> int:
+        """Cancel every waiting (or scheduled) job of the queue, ``batch`` per
+        server-side call; returns how many were purged."""
+        state = JobState(state)
+        if state not in (JobState.WAITING, JobState.SCHEDULED):
+            raise ConfigurationError("purge takes waiting or scheduled jobs; "
+                                     "dead letters: 'aioqueue dead purge'")
+        k = self.keys(queue)
+        total = 0
+        while True:
+            with translate_errors(k.base):
+                removed, purged = await self._purge(
+                    keys=[k.prios, k.delayed, k.wake, k.stats],
+                    args=[k.base, state.value, batch, result_ttl_ms, reason])
+            total += int(purged)
+            if int(removed) == 0:
+                return total

@@ -13,6 +13,7 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .broker import Broker
+from .broker_admin import BrokerAdmin
 from .context import JobContext, LifecycleHook, Middleware
 from .errors import ConfigurationError, PayloadTooLarge, TaskNotFound
 from .job import Job
@@ -329,6 +330,9 @@ class App:
         stack.push_async_callback(broker.close)
         try:
             await broker.check_server(self.default_queue)
+            # the queue registry: 'aioqueue info' lists queues nobody names
+            await BrokerAdmin(broker.client, self.prefix).register_queues(
+                {self.default_queue, *(t.queue for t in self.tasks.values())})
             task_group = await stack.enter_async_context(anyio.create_task_group())
             # stop the listener before the task group waits for it
             stack.callback(task_group.cancel_scope.cancel)

@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 from .broker import translate_errors
 from .errors import ConfigurationError
 from .keys import QueueKeys, check_name
+from .record import Field
 from .scripts import load_script
 
 REGISTRY_LIMIT = 1000
@@ -28,8 +29,9 @@ REGISTRY_LIMIT = 1000
 PAGE_LIMIT = 500
 """Largest page a listing returns."""
 
-# record fields read for a row of a job listing (codes: see keys.py)
-_ROW_FIELDS = ("t", "st", "p", "att", "et", "ts", "w")
+# record fields read for a row of a job listing
+_ROW_FIELDS = (Field.TASK, Field.STATUS, Field.PRIORITY, Field.ATTEMPT, Field.ENQUEUED,
+               Field.STARTED, Field.WORKER)
 
 
 class JobState(enum.StrEnum):
@@ -146,8 +148,15 @@ class BrokerAdmin:
             sec, _ = await self.client.time()
             async with self.client.pipeline(transaction=False) as pipe:
                 pipe.zadd(self.registry_key, {q: float(sec) for q in names})
-                pipe.zremrangebyrank(self.registry_key, 0, -REGISTRY_LIMIT - 1)
-                await pipe.execute()
+                pipe.zcard(self.registry_key)
+                _, size = await pipe.execute()
+            if int(size) > REGISTRY_LIMIT:
+                # ZRANGE + ZREM rather than ZREMRANGEBYRANK: the README's ACL
+                # lines already allow both
+                stale: Any = await self.client.zrange(
+                    self.registry_key, 0, int(size) - REGISTRY_LIMIT - 1)
+                if stale:
+                    await self.client.zrem(self.registry_key, *stale)
 
     async def known_queues(self) -> list[str]:
         """Registered queues, by name."""
@@ -192,7 +201,7 @@ class BrokerAdmin:
                             heads.append((i, str(second[pos + 1])))
                         pos += 2
                 for i, head in heads:
-                    pipe.hget(keys[i].job(head), "et")
+                    pipe.hget(keys[i].job(head), Field.ENQUEUED)
                 third = await pipe.execute()
         oldest: dict[int, int] = {}
         for (i, _), enqueued in zip(heads, third, strict=True):
@@ -316,7 +325,7 @@ class BrokerAdmin:
         is not JSON; None when there is none)."""
         k = self.keys(queue)
         with translate_errors(k.base):
-            raw: Any = await self.client.hget(k.job(job_id), "r")
+            raw: Any = await self.client.hget(k.job(job_id), Field.RESULT)
         if raw is None:
             return None
         try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from . import processes, processes_child
+from . import cli_ops, processes, processes_child
 from .app import App
 from .cli_common import CommandError, add_app_arguments, load_app, open_app, split_queues
 from .errors import AioqueueError
@@ -77,20 +77,6 @@ def cmd_dead(args: argparse.Namespace) -> int:
                     raise CommandError("give job ids to purge, or --all")
                 count = await app.purge_dead(args.ids or None, queue=queue)
                 print(f"purged {count} job(s)")
-        return 0
-
-    return anyio.run(run)
-
-
-def cmd_info(args: argparse.Namespace) -> int:
-    app = open_app(args)
-
-    async def run() -> int:
-        async with app:
-            queues = split_queues(args.queues) or [app.default_queue]
-            for queue in queues:
-                info = await app.queue_info(queue)
-                print(f"{queue}: " + " ".join(f"{k}={v}" for k, v in sorted(info.items())))
         return 0
 
     return anyio.run(run)
@@ -183,11 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
                       help="show arguments and every attempt's error and traceback")
     dead.set_defaults(func=cmd_dead)
 
-    info = sub.add_parser("info", help="show queue counts and counters")
-    add_app_arguments(info)
-    info.add_argument("--queues", default=None)
-    info.set_defaults(func=cmd_info)
-
     schedules = sub.add_parser("schedules", help="list periodic schedules and next fire times")
     add_app_arguments(schedules)
     schedules.set_defaults(func=cmd_schedules)
@@ -202,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=cmd_dev)
     # more command groups register here: each module's register(sub) adds
     # its subparsers with set_defaults(func=...) (see cli_common for helpers)
+    cli_ops.register(sub)
     return parser
 
 

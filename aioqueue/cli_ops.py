@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import pydantic
 
 from .app import App
 from .broker_admin import PAGE_LIMIT, BrokerAdmin, JobState, QueueSummary
@@ -202,7 +203,8 @@ async def cmd_purge(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> i
             raise CommandError("purge asks for confirmation: pass --yes when not on a terminal")
         (summary,) = await admin.summaries([args.queue])
         count = summary.waiting if args.state == "waiting" else summary.scheduled
-        answer = input(f"cancel {count} {args.state} job(s) of queue {args.queue!r}? [y/N] ")
+        answer = await anyio.to_thread.run_sync(
+            input, f"cancel {count} {args.state} job(s) of queue {args.queue!r}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             _out("nothing purged")
             return 1
@@ -255,9 +257,13 @@ async def cmd_enqueue(app: App, admin: BrokerAdmin, args: argparse.Namespace) ->
         raise CommandError(f"no task named {args.task!r} in this app (registered: "
                            f"{', '.join(sorted(app.tasks)) or 'none'}); "
                            "--unregistered stores it unchecked")
-    job = await app.enqueue_with(
-        args.task, tuple(task_args), task_kwargs, queue=args.queue, delay=args.delay,
-        priority=args.priority, job_id=args.job_id)
+    try:
+        job = await app.enqueue_with(
+            args.task, tuple(task_args), task_kwargs, queue=args.queue, delay=args.delay,
+            priority=args.priority, job_id=args.job_id)
+    except (pydantic.ValidationError, TypeError) as exc:
+        raise CommandError(f"arguments of {args.task!r} refused, nothing enqueued: {exc}"
+                           ) from exc
     if args.json:
         _json({"id": job.id, "queue": job.queue})
     else:

@@ -345,10 +345,9 @@ class BrokerAdmin:
         """Allow claims again and wake an idle worker."""
         k = self.keys(queue)
         with translate_errors(k.base):
-            async with self.client.pipeline(transaction=True) as pipe:
+            async with self.client.pipeline(transaction=False) as pipe:
                 pipe.delete(self.paused_key(queue))
                 pipe.rpush(k.wake, "1")
-                pipe.ltrim(k.wake, 0, 7)
                 await pipe.execute()
 
     async def is_paused(self, queue: str) -> bool:

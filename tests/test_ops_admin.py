@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import anyio
 import pytest
 import redis.asyncio as aioredis
 
@@ -12,6 +13,7 @@ import aioqueue
 from aioqueue.broker_admin import REGISTRY_LIMIT, BrokerAdmin, JobState
 
 from .conftest import running
+from .helpers import wait_until
 
 
 def _admin(app: aioqueue.App) -> BrokerAdmin:
@@ -188,3 +190,41 @@ async def test_purge_with_a_foreign_key_changes_nothing(
             await _admin(app).purge(queue_name, "waiting", result_ttl_ms=60_000)
         assert await job.status() is aioqueue.JobStatus.QUEUED
         (summary,) = await _admin(app).summaries(["default"])
+
+
+async def test_paused_queue_starts_nothing_new_and_running_jobs_finish(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    app = make_app(queue=queue_name)
+    release = anyio.Event()
+
+    @app.task
+    async def hold() -> str:
+        await release.wait()
+        return "held"
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with app:
+        admin = _admin(app)
+        async with running(app):
+            held = await hold.enqueue()
+
+            async def is_active() -> bool:
+                return await held.status() is aioqueue.JobStatus.ACTIVE
+
+            await wait_until(is_active, 10, what="hold running")
+            await admin.pause(queue_name)
+            waiting = await add.enqueue(1, 2)
+            # the claim script itself refuses: any worker, now or after a restart
+            claimed, _ = await app.broker.claim(app.broker.lane, queue_name, 10, 1000, "probe")
+            assert claimed == []
+            release.set()
+            assert await held.result(timeout=10) == "held"
+            assert await waiting.status() is aioqueue.JobStatus.QUEUED
+            (summary,) = await admin.summaries([queue_name])
+            assert summary.paused and summary.waiting == 1
+            await admin.resume(queue_name)
+            assert await waiting.result(timeout=10) == 3
+        assert not await admin.is_paused(queue_name)

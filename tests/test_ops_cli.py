@@ -143,3 +143,13 @@ def test_purge_needs_yes_off_a_terminal_and_cancels_waiting_jobs(
     assert code == 0 and "purged 4 waiting job(s)" in out
     code, out, _ = _cli(capsys, redis_url, "info", "--queues", "ops", "--json")
     assert json.loads(out)[0]["waiting"] == 0
+
+
+def test_pause_and_resume_report_the_stored_state(
+        redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _cli(capsys, redis_url, "pause", "ops")
+    assert code == 0 and out.strip() == "queue 'ops' is paused"
+    code, out, _ = _cli(capsys, redis_url, "info", "--queues", "ops")
+    assert out.splitlines()[1].split()[6] == "yes"
+    code, out, _ = _cli(capsys, redis_url, "resume", "ops", "--json")
+    assert json.loads(out) == {"paused": False, "queue": "ops"}

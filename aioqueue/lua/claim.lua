@@ -5,6 +5,9 @@
 -- so no job is ever moved without being leased.
 -- A retry with the same reservation id returns the same jobs again instead of
 -- claiming more: a lost reply costs nothing.
+-- A paused queue (key '<q>paused' exists, set by an operator) leases nothing:
+-- running jobs finish, due jobs are still promoted, and the wake-up tokens
+-- are dropped so idle workers block instead of spinning; resuming pushes one.
 --
 -- KEYS[1] priority levels  zset   <q>prios
 -- KEYS[2] leases           zset   <q>leases   member = id, score = lease deadline (ms)
@@ -22,8 +25,9 @@
 --   id, token, task, args, attempt, max_tries, timeout_ms, enqueued_ms, result_ttl_ms
 -- @include check_types.lua
 local Q = ARGV[1]
+local paused_key = Q .. 'paused'
 local wrong = check_types({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'hash',
-  KEYS[5], 'zset'})
+  KEYS[5], 'zset', paused_key, 'string'})
 if wrong then
   return wrong
 end
@@ -86,6 +90,12 @@ for _, id in ipairs(due) do
       redis.call('ZADD', KEYS[1], -tonumber(p), p)
     end
   end
+end
+
+if redis.call('EXISTS', paused_key) == 1 then
+  redis.call('DEL', KEYS[3])
+  next_due()
+  return out
 end
 
 local want = tonumber(ARGV[2])

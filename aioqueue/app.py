@@ -331,7 +331,7 @@ class App:
         try:
             await broker.check_server(self.default_queue)
             # the queue registry: 'aioqueue info' lists queues nobody names
-            await BrokerAdmin(broker.client, self.prefix).register_queues(
+            await BrokerAdmin(broker.lane, self.prefix).register_queues(
                 {self.default_queue, *(t.queue for t in self.tasks.values())})
             task_group = await stack.enter_async_context(anyio.create_task_group())
             # stop the listener before the task group waits for it

@@ -13,9 +13,9 @@ import enum
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from .broker import translate_errors
 from .errors import ConfigurationError
@@ -32,6 +32,15 @@ PAGE_LIMIT = 500
 # record fields read for a row of a job listing
 _ROW_FIELDS = (Field.TASK, Field.STATUS, Field.PRIORITY, Field.ATTEMPT, Field.ENQUEUED,
                Field.STARTED, Field.WORKER)
+
+
+class Lane(Protocol):
+    """The broker layer's command path (``CommandLane`` or a cluster lane)."""
+
+    async def execute(self, *args: Any, timeout_s: float | None = -1.0) -> Any: ...
+
+    async def execute_many(self, commands: Sequence[Sequence[Any]],
+                           timeout_s: float | None = -1.0) -> list[Any]: ...
 
 
 class JobState(enum.StrEnum):
@@ -122,13 +131,14 @@ def _parse_cursor(cursor: str | None) -> tuple[int, int]:
 
 
 class BrokerAdmin:
-    """Operator reads and actions on the queues of one key prefix."""
+    """Operator reads and actions on the queues of one key prefix, through
+    the broker's command lane."""
 
-    def __init__(self, client: Redis, prefix: str) -> None:
-        self.client = client
+    def __init__(self, lane: Lane, prefix: str) -> None:
+        self.lane = lane
         self.prefix = prefix
         self.registry_key = f"{prefix}:queues"
-        self._purge = client.register_script(load_script("purge_waiting").source)
+        self._purge_script = load_script("purge_waiting")
 
     def keys(self, queue: str) -> QueueKeys:
         return QueueKeys(self.prefix, check_name("queue", queue))
@@ -136,37 +146,49 @@ class BrokerAdmin:
     def paused_key(self, queue: str) -> str:
         return self.keys(queue).base + "paused"
 
+    async def _many(self, commands: Sequence[Sequence[Any]], where: str) -> list[Any]:
+        """Pipeline ``commands``; an error reply raises our typed error."""
+        if not commands:
+            return []
+        with translate_errors(where):
+            replies = await self.lane.execute_many(commands)
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        return replies
+
+    async def _one(self, where: str, *command: Any) -> Any:
+        with translate_errors(where):
+            return await self.lane.execute(*command)
+
     # -- the queue registry ----------------------------------------------------
 
     async def register_queues(self, queues: Iterable[str]) -> None:
         """Remember queues (score: server time in s); the registry keeps the
-        ``REGISTRY_LIMIT`` most recently seen. One round trip."""
+        ``REGISTRY_LIMIT`` most recently seen."""
         names = sorted({check_name("queue", q) for q in queues})
         if not names:
             return
-        with translate_errors(self.registry_key):
-            sec, _ = await self.client.time()
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zadd(self.registry_key, {q: float(sec) for q in names})
-                pipe.zcard(self.registry_key)
-                _, size = await pipe.execute()
-            if int(size) > REGISTRY_LIMIT:
-                # ZRANGE + ZREM rather than ZREMRANGEBYRANK: the README's ACL
-                # lines already allow both
-                stale: Any = await self.client.zrange(
-                    self.registry_key, 0, int(size) - REGISTRY_LIMIT - 1)
-                if stale:
-                    await self.client.zrem(self.registry_key, *stale)
+        sec, _ = await self._one(self.registry_key, "TIME")
+        flat = [x for q in names for x in (int(sec), q)]
+        _, size = await self._many([("ZADD", self.registry_key, *flat),
+                                    ("ZCARD", self.registry_key)], self.registry_key)
+        if int(size) > REGISTRY_LIMIT:
+            # ZRANGE + ZREM rather than ZREMRANGEBYRANK: the README's ACL
+            # lines already allow both
+            stale = await self._one(self.registry_key, "ZRANGE", self.registry_key, 0,
+                                    int(size) - REGISTRY_LIMIT - 1)
+            if stale:
+                await self._one(self.registry_key, "ZREM", self.registry_key, *stale)
 
     async def known_queues(self) -> list[str]:
         """Registered queues, by name."""
-        with translate_errors(self.registry_key):
-            names: Any = await self.client.zrange(self.registry_key, 0, REGISTRY_LIMIT - 1)
+        names = await self._one(self.registry_key, "ZRANGE", self.registry_key, 0,
+                                REGISTRY_LIMIT - 1)
         return sorted(str(n) for n in names)
 
     async def forget_queue(self, queue: str) -> None:
-        with translate_errors(self.registry_key):
-            await self.client.zrem(self.registry_key, queue)
+        await self._one(self.registry_key, "ZREM", self.registry_key, queue)
 
     # -- summaries -----------------------------------------------------------
 
@@ -174,35 +196,25 @@ class BrokerAdmin:
         """Counts, pause flag, oldest waiting age and counters of each queue,
         in three pipelined round trips."""
         keys = [self.keys(q) for q in queues]
-        with translate_errors(self.prefix):
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.time()
-                for k in keys:
-                    pipe.zrange(k.prios, 0, -1, withscores=True)
-                    pipe.zcard(k.delayed)
-                    pipe.zcard(k.leases)
-                    pipe.zcard(k.dead)
-                    pipe.exists(k.base + "paused")
-                    pipe.hgetall(k.stats)
-                first = await pipe.execute()
-                sec, usec = first[0]
-                now_ms = int(sec) * 1000 + int(usec) // 1000
-                levels = [[int(m) for m, _ in _pairs(first[1 + 6 * i])] for i in range(len(keys))]
-                for k, lv in zip(keys, levels, strict=True):
-                    for level in lv:
-                        pipe.llen(k.wait(level))
-                        pipe.lindex(k.wait(level), 0)
-                second = await pipe.execute()
-                heads: list[tuple[int, str]] = []
-                pos = 0
-                for i, lv in enumerate(levels):
-                    for _ in lv:
-                        if second[pos + 1] is not None:
-                            heads.append((i, str(second[pos + 1])))
-                        pos += 2
-                for i, head in heads:
-                    pipe.hget(keys[i].job(head), Field.ENQUEUED)
-                third = await pipe.execute()
+        first = await self._many([("TIME",), *[c for k in keys for c in (
+            ("ZRANGE", k.prios, 0, -1), ("ZCARD", k.delayed), ("ZCARD", k.leases),
+            ("ZCARD", k.dead), ("EXISTS", k.base + "paused"), ("HGETALL", k.stats))]],
+            self.prefix)
+        now_ms = int(first[0][0]) * 1000 + int(first[0][1]) // 1000
+        levels = [[int(m) for m in first[1 + 6 * i]] for i in range(len(keys))]
+        second = await self._many([c for k, lv in zip(keys, levels, strict=True)
+                                   for level in lv for c in (("LLEN", k.wait(level)),
+                                                             ("LINDEX", k.wait(level), 0))],
+                                  self.prefix)
+        heads: list[tuple[int, str]] = []
+        pos = 0
+        for i, lv in enumerate(levels):
+            for _ in lv:
+                if second[pos + 1] is not None:
+                    heads.append((i, str(second[pos + 1])))
+                pos += 2
+        third = await self._many([("HGET", keys[i].job(head), Field.ENQUEUED)
+                                  for i, head in heads], self.prefix)
         oldest: dict[int, int] = {}
         for (i, _), enqueued in zip(heads, third, strict=True):
             if _int(enqueued) is not None:
@@ -236,23 +248,19 @@ class BrokerAdmin:
         if not 1 <= limit <= PAGE_LIMIT:
             raise ConfigurationError(f"limit must be 1..{PAGE_LIMIT}, got {limit}")
         k = self.keys(queue)
-        with translate_errors(k.base):
-            if state is JobState.WAITING:
-                ids, scores, total, nxt = await self._waiting_ids(k, cursor, limit)
-            else:
-                _, offset = _parse_cursor(cursor)
-                ids, scores, total, nxt = await self._zset_ids(k, state, offset, limit)
-            rows = await self._rows(k, ids, scores)
+        if state is JobState.WAITING:
+            ids, scores, total, nxt = await self._waiting_ids(k, cursor, limit)
+        else:
+            _, offset = _parse_cursor(cursor)
+            ids, scores, total, nxt = await self._zset_ids(k, state, offset, limit)
+        rows = await self._rows(k, ids, scores)
         return JobPage(queue, state, total, rows, nxt)
 
     async def _waiting_ids(self, k: QueueKeys, cursor: str | None, limit: int
                            ) -> tuple[list[str], list[int | None], int, str | None]:
-        levels = [int(m) for m, _ in _pairs(await self.client.zrange(k.prios, 0, -1,
-                                                                     withscores=True))]
-        async with self.client.pipeline(transaction=False) as pipe:
-            for lv in levels:
-                pipe.llen(k.wait(lv))
-            lengths = [int(n) for n in await pipe.execute()]
+        levels = [int(m) for m in await self._one(k.base, "ZRANGE", k.prios, 0, -1)]
+        lengths = [int(n) for n in await self._many([("LLEN", k.wait(lv)) for lv in levels],
+                                                    k.base)]
         first, offset = 0, 0
         if cursor:
             level, offset = _parse_cursor(cursor)
@@ -267,7 +275,8 @@ class BrokerAdmin:
             start = offset if i == first else 0
             room = limit - len(ids)
             if start < lengths[i]:
-                got: Any = await self.client.lrange(k.wait(levels[i]), start, start + room - 1)
+                got = await self._one(k.base, "LRANGE", k.wait(levels[i]), start,
+                                      start + room - 1)
                 ids.extend(str(x) for x in got)
             if len(ids) >= limit:
                 if start + room < lengths[i]:
@@ -281,25 +290,17 @@ class BrokerAdmin:
                         ) -> tuple[list[str], list[int | None], int, str | None]:
         key = {JobState.SCHEDULED: k.delayed, JobState.RUNNING: k.leases,
                JobState.DEAD: k.dead}[state]
-        async with self.client.pipeline(transaction=False) as pipe:
-            pipe.zcard(key)
-            if state is JobState.DEAD:
-                pipe.zrevrange(key, offset, offset + limit - 1, withscores=True)
-            else:
-                pipe.zrange(key, offset, offset + limit - 1, withscores=True)
-            total, raw = await pipe.execute()
+        page = ("ZREVRANGE" if state is JobState.DEAD else "ZRANGE", key, offset,
+                offset + limit - 1, "WITHSCORES")
+        total, raw = await self._many([("ZCARD", key), page], k.base)
         pairs = _pairs(raw)
         nxt = str(offset + limit) if offset + limit < int(total) else None
         return [m for m, _ in pairs], [int(s) for _, s in pairs], int(total), nxt
 
     async def _rows(self, k: QueueKeys, ids: list[str], scores: list[int | None]
                     ) -> list[JobRow]:
-        if not ids:
-            return []
-        async with self.client.pipeline(transaction=False) as pipe:
-            for job_id in ids:
-                pipe.hmget(k.job(job_id), list(_ROW_FIELDS))
-            records = await pipe.execute()
+        records = await self._many([("HMGET", k.job(job_id), *_ROW_FIELDS) for job_id in ids],
+                                   k.base)
         rows = []
         for job_id, score, rec in zip(ids, scores, records, strict=True):
             task, status, prio, att, et, ts, worker = rec
@@ -312,20 +313,15 @@ class BrokerAdmin:
     async def find_queues(self, job_id: str, candidates: Sequence[str]) -> list[str]:
         """The queues (among ``candidates``) that hold a record of ``job_id``;
         one pipelined EXISTS per candidate, no scan."""
-        keys = [self.keys(q) for q in candidates]
-        with translate_errors(self.prefix):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for k in keys:
-                    pipe.exists(k.job(job_id))
-                found = await pipe.execute()
+        found = await self._many([("EXISTS", self.keys(q).job(job_id)) for q in candidates],
+                                 self.prefix)
         return [q for q, hit in zip(candidates, found, strict=True) if hit]
 
     async def stored_result(self, queue: str, job_id: str) -> Any:
         """A finished job's stored result (parsed JSON; the raw text when it
         is not JSON; None when there is none)."""
         k = self.keys(queue)
-        with translate_errors(k.base):
-            raw: Any = await self.client.hget(k.job(job_id), Field.RESULT)
+        raw = await self._one(k.base, "HGET", k.job(job_id), Field.RESULT)
         if raw is None:
             return None
         try:
@@ -338,21 +334,15 @@ class BrokerAdmin:
     async def pause(self, queue: str) -> None:
         """Stop new claims on the queue (running jobs finish). Stored in
         Redis, so it outlives worker restarts."""
-        with translate_errors(self.keys(queue).base):
-            await self.client.set(self.paused_key(queue), "1")
+        await self._one(self.keys(queue).base, "SET", self.paused_key(queue), "1")
 
     async def resume(self, queue: str) -> None:
         """Allow claims again and wake an idle worker."""
         k = self.keys(queue)
-        with translate_errors(k.base):
-            async with self.client.pipeline(transaction=False) as pipe:
-                pipe.delete(self.paused_key(queue))
-                pipe.rpush(k.wake, "1")
-                await pipe.execute()
+        await self._many([("DEL", self.paused_key(queue)), ("RPUSH", k.wake, "1")], k.base)
 
     async def is_paused(self, queue: str) -> bool:
-        with translate_errors(self.keys(queue).base):
-            return bool(await self.client.exists(self.paused_key(queue)))
+        return bool(await self._one(self.keys(queue).base, "EXISTS", self.paused_key(queue)))
 
     async def purge(self, queue: str, state: JobState | str, *, result_ttl_ms: int,
                     reason: str = "purged by an operator", batch: int = 1000) -> int:
@@ -363,12 +353,21 @@ class BrokerAdmin:
             raise ConfigurationError("purge takes waiting or scheduled jobs; "
                                      "dead letters: 'aioqueue dead purge'")
         k = self.keys(queue)
+        keys = [k.prios, k.delayed, k.wake, k.stats]
         total = 0
         while True:
-            with translate_errors(k.base):
-                removed, purged = await self._purge(
-                    keys=[k.prios, k.delayed, k.wake, k.stats],
-                    args=[k.base, state.value, batch, result_ttl_ms, reason])
+            removed, purged = await self._script(
+                k.base, keys, [k.base, state.value, batch, result_ttl_ms, reason])
             total += int(purged)
             if int(removed) == 0:
                 return total
+
+    async def _script(self, where: str, keys: list[str], args: list[Any]) -> Any:
+        script = self._purge_script
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        with translate_errors(where):
+            try:
+                return await self.lane.execute(*command)
+            except NoScriptError:
+                await self.lane.execute("SCRIPT", "LOAD", script.source)
+                return await self.lane.execute(*command)

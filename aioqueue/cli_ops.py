@@ -86,7 +86,7 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
         async def main() -> int:
             async with app:
-                admin = BrokerAdmin(app.broker.client, app.prefix)
+                admin = BrokerAdmin(app.broker.lane, app.prefix)
                 return await handler(app, admin, args)
 
         return anyio.run(main)

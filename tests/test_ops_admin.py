@@ -17,7 +17,7 @@ from .helpers import wait_until
 
 
 def _admin(app: aioqueue.App) -> BrokerAdmin:
-    return BrokerAdmin(app.broker.client, app.prefix)
+    return BrokerAdmin(app.broker.lane, app.prefix)
 
 
 async def test_queue_registry_is_bounded_and_keeps_the_newest(

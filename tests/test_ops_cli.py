@@ -43,7 +43,7 @@ def test_info_lists_every_known_queue_as_a_table_and_json(
         await ops_app.add.options(priority=3).enqueue(1, 2)
         await ops_app.add.enqueue(1, 2)
         # a queue this app's code never names, known from the registry
-        await BrokerAdmin(app.broker.client, app.prefix).register_queues(["elsewhere-only"])
+        await BrokerAdmin(app.broker.lane, app.prefix).register_queues(["elsewhere-only"])
         await app.enqueue_with("foreign", queue="elsewhere-only")
 
     _in_app(redis_url, setup)

@@ -24,7 +24,7 @@ from ..app import App
 from ._holder import held_open
 
 APP_KEY: web.AppKey[App] = web.AppKey("aioqueue", App)
-"""Where :func:`cleanup_ctx` puts the open app: ``web_app[APP_KEY]``."""
+"""Where `cleanup_ctx` puts the open app: ``web_app[APP_KEY]``."""
 
 
 def cleanup_ctx(queue_app: App) -> Callable[[web.Application], AsyncIterator[None]]:

@@ -54,7 +54,7 @@ async def job_state(job: Job[Any]) -> dict[str, Any]:
 
 async def wait_state(job: Job[Any], timeout: float) -> dict[str, Any]:
     """Wait up to ``timeout`` seconds for the job to end, then return its
-    :func:`job_state` (``status`` tells whether it ended in time)."""
+    `job_state` (``status`` tells whether it ended in time)."""
     with contextlib.suppress(JobError):
         await job.result(timeout=timeout)
     return await job_state(job)

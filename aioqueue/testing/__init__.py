@@ -11,7 +11,7 @@ async def test_add(aioqueue_app):            # pytest fixture from the plugin
 ```
 
 Everything here runs the real worker against a real server (the same
-embedded default as ``aioqueue dev``), except :func:`eager`, which runs
+embedded default as ``aioqueue dev``), except `eager`, which runs
 tasks inline for quick unit tests (see its docstring for what differs).
 The pytest plugin (fixtures ``aioqueue_server``, ``aioqueue_url``,
 ``aioqueue_app``) is registered through an entry point when aioqueue is

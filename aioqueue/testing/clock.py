@@ -24,7 +24,7 @@ async def advance(
     """Act as if ``by`` (seconds or a timedelta) had passed for every
     scheduled job of the app's queues: each becomes due that much earlier.
     Jobs whose due time is now past run as soon as a worker claims (a running
-    :func:`run_worker` is woken at once; :func:`drain` runs them).
+    `run_worker` is woken at once; `drain` runs them).
 
     Returns how many scheduled jobs were moved.
     """

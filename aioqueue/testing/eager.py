@@ -1,7 +1,7 @@
 """Eager mode: enqueued jobs run inline, in the caller, with no server.
 
 A unit-test convenience, not a substitute for a worker: what is the same and
-what is not is listed in :func:`eager`'s docstring.
+what is not is listed in `eager`'s docstring.
 """
 
 from __future__ import annotations
@@ -175,8 +175,8 @@ async def eager(app: App) -> AsyncIterator[App]:
     the caller (no queue, no concurrency, no ordering by priority), delays,
     ``at=`` and retry backoffs are not waited for, there are no leases,
     re-deliveries, cancellation of running jobs, schedules or workflows, and
-    nothing is persisted. Test those with :func:`drain` and
-    :func:`run_worker` against a real server.
+    nothing is persisted. Test those with `drain` and
+    `run_worker` against a real server.
     """
     if app._broker is not None:
         raise ConfigurationError("the app is open (connected to a server); eager mode "

@@ -25,7 +25,7 @@ def embedded_server() -> Iterator[ServerProcess]:
 def local_server() -> Iterator[str]:
     """The URL of a server to run examples and experiments against: the
     ``AIOQUEUE_URL`` environment variable when it is set (``aioqueue dev``
-    prints it), else an :func:`embedded_server` started for the block."""
+    prints it), else an `embedded_server` started for the block."""
     url = os.environ.get("AIOQUEUE_URL")
     if url:
         yield url

@@ -52,7 +52,7 @@ async def run_worker(
     queues: Sequence[str] | None = None,
     settings: WorkerSettings | None = None,
 ) -> AsyncIterator[Supervisor]:
-    """Run a worker (a :class:`~aioqueue.Supervisor`) in this event loop for
+    """Run a worker (a `Supervisor`) in this event loop for
     the body of the block; it stops gracefully when the block ends.
 
     ```python
@@ -63,7 +63,7 @@ async def run_worker(
 
     :param queues: default: every queue the app's tasks use.
     :param settings: default: the app's, with the short waits of
-        :func:`fast_settings`.
+        `fast_settings`.
     """
     supervisor = Supervisor(
         app, queues=queues or queues_of(app), concurrency=concurrency,
@@ -137,7 +137,7 @@ async def drain(
     return the outcomes of every job that ended meanwhile.
 
     Jobs enqueued by jobs (and workflow steps) run too. Jobs scheduled for
-    later stay scheduled (move them with :func:`advance`). A job waiting for
+    later stay scheduled (move them with `advance`). A job waiting for
     a retry is made due at once when ``skip_retry_delays`` (the default), so
     a task with ``max_tries=3`` is tried three times within one drain.
 

@@ -59,14 +59,14 @@ def aioqueue_target_app(request: pytest.FixtureRequest) -> App:
 
     target = str(request.config.getini(INI_APP) or "")
     if not target:
-        raise pytest.UsageError(
+        pytest.fail(
             "the aioqueue_app fixture needs to know your app: set "
             "'aioqueue_app = \"myproject.tasks:app\"' in your pytest configuration, "
-            "or override the aioqueue_target_app fixture")
+            "or override the aioqueue_target_app fixture", pytrace=False)
     try:
         return load_app(target)
     except Exception as exc:
-        raise pytest.UsageError(f"aioqueue_app = {target!r}: {exc}") from exc
+        pytest.fail(f"aioqueue_app = {target!r}: {exc}", pytrace=False)
 
 
 def _async_fixture(fn: Any) -> Any:
@@ -75,8 +75,8 @@ def _async_fixture(fn: Any) -> Any:
         import pytest_asyncio
     except ImportError:  # pragma: no cover - only without pytest-asyncio
         def missing() -> Any:
-            raise pytest.UsageError(f"the {fn.__name__} fixture needs pytest-asyncio: "
-                                    "pip install 'aioqueue[testing]'")
+            pytest.fail(f"the {fn.__name__} fixture needs pytest-asyncio: "
+                        "pip install 'aioqueue[testing]'", pytrace=False)
 
         return pytest.fixture(name=fn.__name__)(missing)
     return pytest_asyncio.fixture(fn)

@@ -211,3 +211,13 @@ def test_plugin_says_how_to_name_the_app_when_it_is_not_configured(tmp_path: Pat
                           check=False)
     assert done.returncode != 0
     assert "aioqueue_app = " in done.stdout + done.stderr
+
+
+async def test_eager_mode_refuses_workflows_with_a_clear_error(
+    make_app: Callable[..., aioqueue.App],
+) -> None:
+    app = _app_with_tasks(make_app)
+    add = app.tasks["add"]
+    async with eager(app):
+        with pytest.raises(aioqueue.ConfigurationError, match="workflows"):
+            await aioqueue.chain(add.s(1, 2), add.s(3)).enqueue()

@@ -32,6 +32,8 @@ from .job import CancelOutcome as CancelOutcome
 from .job import Job as Job
 from .job import JobEvent as JobEvent
 from .job import gather as gather
+from .options import UNSET as UNSET
+from .options import EnqueueOptions as EnqueueOptions
 from .record import JobInfo as JobInfo
 from .record import JobStatus as JobStatus
 from .record import Progress as Progress
@@ -62,6 +64,7 @@ __all__ = [
     "CancelOutcome",
     "ConfigurationError",
     "DurabilityUnconfirmed",
+    "EnqueueOptions",
     "Group",
     "Job",
     "JobCancelled",
@@ -90,6 +93,7 @@ __all__ = [
     "Supervisor",
     "Task",
     "TaskNotFound",
+    "UNSET",
     "UnsupportedServer",
     "WorkerSettings",
     "Workflow",

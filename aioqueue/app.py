@@ -15,23 +15,21 @@ from anyio.abc import TaskGroup
 from .broker import Broker
 from .broker_admin import BrokerAdmin
 from .context import JobContext, LifecycleHook, Middleware
-from .errors import ConfigurationError, PayloadTooLarge, TaskNotFound
+from .errors import ConfigurationError, TaskNotFound
 from .job import Job
 from .keys import check_name, check_task_name
+from .options import UNSET, EnqueueOptions, UnsetType
 from .record import Field, JobInfo, copied_overrides, parse_info
 from .results import ResultListener, Wakeup
 from .retry import RetryPolicy
 from .schedule import MissedPolicy, Schedule, make_schedule
 from .settings import WorkerSettings
 from .task import (
-    UNSET,
     Task,
-    check_options,
-    delay_ms,
+    check_payload,
     encode_untyped,
-    epoch_ms,
     new_job_id,
-    record_fields,
+    prepare_job,
 )
 
 P = ParamSpec("P")
@@ -212,11 +210,12 @@ class App:
                 raise ConfigurationError(
                     f"a task named {task_name!r} is already registered; "
                     "give one of them another name with @app.task(name=...)")
+            defaults = EnqueueOptions(
+                queue=queue or self.default_queue, priority=priority, max_tries=max_tries,
+                max_deliveries=max_deliveries, timeout=timeout, result_ttl=result_ttl)
             t: Task[Any, Any] = Task(
-                self, f, name=task_name, queue=queue or self.default_queue,
-                max_tries=max_tries, max_deliveries=max_deliveries, timeout=timeout,
+                self, f, name=task_name, defaults=defaults,
                 retry=retry or self.default_retry, retry_on=retry_on, fail_on=fail_on,
-                priority=priority, result_ttl=result_ttl,
             )
             self.tasks[task_name] = t
             return t
@@ -404,42 +403,38 @@ class App:
         task_name: str,
         args: tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] | None = None,
+        options: EnqueueOptions | None = None,
         *,
-        queue: str | None = None,
-        delay: float | None = None,
-        at: datetime | None = None,
-        priority: int = 0,
-        job_id: str | None = None,
-        max_tries: int | None = None,
-        timeout: float | None = None,
-        result_ttl: float | None = None,
+        queue: str | UnsetType = UNSET,
+        delay: float | None | UnsetType = UNSET,
+        at: datetime | None | UnsetType = UNSET,
+        priority: int | UnsetType = UNSET,
+        job_id: str | None | UnsetType = UNSET,
+        max_tries: int | UnsetType = UNSET,
+        timeout: float | None | UnsetType = UNSET,
+        result_ttl: float | None | UnsetType = UNSET,
     ) -> Job[Any]:
-        """Enqueue by task name with explicit options."""
+        """Enqueue by task name with options (as ``Task.options``). Options not
+        given take the registered task's defaults, or, for a task this app does
+        not know, the app's (its default queue, priority 0) and the worker's.
+        """
+        call = (options or EnqueueOptions()).merged(EnqueueOptions(
+            queue=queue, delay=delay, at=at, priority=priority, job_id=job_id,
+            max_tries=max_tries, timeout=timeout, result_ttl=result_ttl))
         kwargs = dict(kwargs or {})
         task = self.tasks.get(task_name)
         if task is not None:
-            chosen: dict[str, Any] = {k: v for k, v in dict(
-                    queue=queue, delay=delay, at=at, priority=priority, job_id=job_id,
-                    max_tries=max_tries, timeout=timeout, result_ttl=result_ttl,
-                ).items() if v is not None}
-            return await task.options(**chosen).enqueue(*args, **kwargs)
+            return await task.options(call).enqueue(*args, **kwargs)
         check_task_name(task_name)
-        check_options(delay=delay, at=at, priority=priority, max_tries=max_tries,
-                      timeout=timeout, result_ttl=result_ttl, job_id=job_id)
-        queue = queue or self.default_queue
-        check_name("queue", queue)
+        effective = EnqueueOptions(queue=self.default_queue).merged(call)
         payload = encode_untyped(args, kwargs)
-        if len(payload) > self.max_payload_bytes:
-            raise PayloadTooLarge(
-                f"task {task_name!r}: arguments are {len(payload)} bytes as JSON, over the "
-                f"limit of {self.max_payload_bytes}")
-        extra = record_fields(max_tries=max_tries, timeout=UNSET if timeout is None else timeout,
-                              result_ttl=result_ttl, max_deliveries=None)
-        jid = job_id or new_job_id()
+        check_payload(task_name, payload, self.max_payload_bytes)
+        job = prepare_job(task_name, payload, effective)
+        target = str(effective.queue)
         await self.broker.enqueue(
-            queue, jid, task_name, payload, priority=priority,
-            delay_ms=delay_ms(delay), at_ms=epoch_ms(at), extra=extra)
-        return Job(self, jid, queue, enqueued=True)
+            target, job.job_id, task_name, payload, priority=job.priority,
+            delay_ms=job.delay_ms, at_ms=job.at_ms, extra=job.fields)
+        return Job(self, job.job_id, target, enqueued=True)
 
     # -- operating --------------------------------------------------------
 

@@ -21,7 +21,7 @@ from cronsim import CronSim, CronSimError
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .task import Task
+    from .task import PreparedJob, Task
 
 MissedPolicy = Literal["skip", "run_once"]
 
@@ -57,7 +57,11 @@ class Schedule:
 
     @property
     def queue(self) -> str:
-        return self.task.queue
+        return self.task.target_queue
+
+    def job(self, tick_ms: int) -> PreparedJob:
+        """The job of one tick, with the task's options."""
+        return self.task.prepare_payload(self.args_json, job_id=self.job_id(tick_ms))
 
     @property
     def job_prefix(self) -> str:

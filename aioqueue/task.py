@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import inspect
 import json
-import math
 import secrets
 import typing
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
@@ -27,8 +25,8 @@ from .errors import (
     PayloadTooLarge,
 )
 from .job import Job
-from .keys import check_name, check_task_name
-from .record import override_fields
+from .keys import check_task_name
+from .options import UNSET, EnqueueOptions, UnsetType
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -37,113 +35,6 @@ if TYPE_CHECKING:
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-MIN_PRIORITY, MAX_PRIORITY = -100, 100
-MAX_SECONDS = 10 * 365 * 86_400.0
-
-
-class _Unset:
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class EnqueueOptions:
-    """Per-call options. Fields left UNSET take the task's default."""
-
-    queue: str = UNSET
-    delay: float | None = None
-    at: datetime | None = None
-    priority: int = UNSET
-    job_id: str | None = None
-    max_tries: int = UNSET
-    timeout: float | None = UNSET
-    result_ttl: float = UNSET
-
-
-def check_options(
-    *,
-    delay: float | None = None,
-    at: datetime | None = None,
-    priority: int | None = None,
-    max_tries: int | None = None,
-    timeout: float | None = None,
-    result_ttl: float | None = None,
-    job_id: str | None = None,
-    max_deliveries: int | None = None,
-) -> None:
-    """Refuse invalid option values before anything is written."""
-
-    def seconds(name: str, value: object, *, minimum: float, inclusive: bool) -> None:
-        ok = (isinstance(value, int | float) and not isinstance(value, bool)
-              and math.isfinite(value) and value <= MAX_SECONDS
-              and (value >= minimum if inclusive else value > minimum))
-        if not ok:
-            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-            raise ConfigurationError(
-                f"{name} must be a finite number of seconds {bound} and at most "
-                f"{MAX_SECONDS:g} (10 years), got {value!r}")
-
-    def count(name: str, value: object) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**9:
-            raise ConfigurationError(f"{name} must be an int in [1, 10**9], got {value!r}")
-
-    if delay is not None:
-        seconds("delay", delay, minimum=0, inclusive=True)
-    if delay is not None and at is not None:
-        raise ConfigurationError("give delay or at, not both")
-    if at is not None and not isinstance(at, datetime):
-        raise ConfigurationError(f"at must be a datetime, got {at!r}")
-    if priority is not None and (
-        isinstance(priority, bool) or not isinstance(priority, int)
-        or not MIN_PRIORITY <= priority <= MAX_PRIORITY
-    ):
-        raise ConfigurationError(
-            f"priority must be an int in [{MIN_PRIORITY}, {MAX_PRIORITY}], got {priority!r}")
-    if max_tries is not None:
-        count("max_tries", max_tries)
-    if max_deliveries is not None:
-        count("max_deliveries", max_deliveries)
-    if timeout is not None:
-        # below a millisecond a timeout would round to 0, which means "none"
-        seconds("timeout", timeout, minimum=0.001, inclusive=True)
-    if result_ttl is not None:
-        seconds("result_ttl", result_ttl, minimum=0.001, inclusive=True)
-    if job_id is not None:
-        check_name("job_id", job_id)
-
-
-def _ms(seconds: float) -> int:
-    """A positive duration in whole milliseconds (never 0, which means "none")."""
-    return max(1, round(seconds * 1000))
-
-
-def epoch_ms(at: datetime | None) -> int | None:
-    """An absolute due time in epoch ms (naive datetimes are UTC)."""
-    if at is None:
-        return None
-    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
-
-
-def delay_ms(delay: float | None) -> int:
-    return round(delay * 1000) if delay else 0
-
-
-def record_fields(
-    *, max_tries: int | None, timeout: float | None | _Unset, result_ttl: float | None,
-    max_deliveries: int | None,
-) -> dict[str, str | int]:
-    """Per-job overrides stored in the record (absent = the task's default).
-    ``timeout=None`` stores 0: "no timeout", overriding the task's."""
-    return override_fields(
-        max_tries=max_tries,
-        timeout_ms=None if isinstance(timeout, _Unset) else 0 if timeout is None else _ms(timeout),
-        result_ttl_ms=None if result_ttl is None else _ms(result_ttl),
-        max_deliveries=max_deliveries)
-
 
 def new_job_id() -> str:
     return secrets.token_urlsafe(12)
@@ -259,6 +150,41 @@ class BoundCall(Generic[P, R]):
     kwargs: dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedJob:
+    """One validated job, ready for the broker: nothing is written yet."""
+
+    job_id: str
+    task: str
+    payload: str
+    priority: int
+    delay_ms: int
+    at_ms: int | None
+    fields: dict[str, str | int]
+    """Per-job record fields (see ``EnqueueOptions.record_fields``)."""
+
+    def as_tuple(self) -> tuple[str, str, str, int, int, int | None, dict[str, str | int]]:
+        return (self.job_id, self.task, self.payload, self.priority, self.delay_ms,
+                self.at_ms, self.fields)
+
+
+def check_payload(task_name: str, payload: str, limit: int) -> None:
+    size = len(payload)
+    if size > limit:
+        raise PayloadTooLarge(
+            f"task {task_name!r}: arguments are {size} bytes as JSON, over the "
+            f"limit of {limit} (App(max_payload_bytes=...))")
+
+
+def prepare_job(task_name: str, payload: str, options: EnqueueOptions) -> PreparedJob:
+    """The broker's view of one enqueue: the effective ``options`` (defaults
+    merged with the call's) are the only source of what is stored."""
+    priority = options.priority if isinstance(options.priority, int) else 0
+    job_id = options.job_id if isinstance(options.job_id, str) else new_job_id()
+    return PreparedJob(job_id, task_name, payload, priority, options.delay_ms(),
+                       options.at_ms(), options.record_fields())
+
+
 class Task(Generic[P, R]):
     """A registered task. Call it to run the function here; ``enqueue`` it to
     run it on a worker."""
@@ -269,41 +195,68 @@ class Task(Generic[P, R]):
         fn: Callable[..., Any],
         *,
         name: str,
-        queue: str,
-        max_tries: int,
-        max_deliveries: int | None,
-        timeout: float | None,
+        defaults: EnqueueOptions,
         retry: RetryPolicy,
         retry_on: tuple[type[BaseException], ...],
-        priority: int,
-        result_ttl: float | None,
         fail_on: tuple[type[BaseException], ...] = (),
-        options: EnqueueOptions | None = None,
+        call_options: EnqueueOptions | None = None,
         codec: ArgumentCodec | None = None,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"task {name!r} must be a function")
         check_task_name(name)
-        check_name("queue", queue)
-        check_options(max_tries=max_tries, timeout=timeout, priority=priority,
-                      result_ttl=result_ttl, max_deliveries=max_deliveries)
+        missing = [k for k in ("queue", "priority", "max_tries", "timeout", "result_ttl",
+                               "max_deliveries") if getattr(defaults, k) is UNSET]
+        if missing:
+            raise ConfigurationError(f"task {name!r}: defaults need {', '.join(missing)}")
         self.app = app
         self.fn = fn
         self.name = name
-        self.queue = queue
-        self.max_tries = max_tries
-        self.max_deliveries = max_deliveries
-        self.timeout = timeout
+        self.defaults = defaults
+        """The task's own options (every enqueue starts from these)."""
+        self.call_options = call_options or EnqueueOptions()
+        """Options set with :meth:`options` (UNSET: the default applies)."""
         self.retry = retry
         self.retry_on = retry_on
         self.fail_on = fail_on
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.priority = priority
-        self.result_ttl = result_ttl
-        self._options = options or EnqueueOptions()
         self.codec = codec or ArgumentCodec(fn)
+        # what the Lua scripts need in the record (they do not know the task);
+        # max_tries and timeout are stored only when a call overrides them
+        self._stored = EnqueueOptions(
+            queue=defaults.queue, priority=defaults.priority,
+            max_deliveries=defaults.max_deliveries, result_ttl=defaults.result_ttl,
+        ).merged(self.call_options)
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
+
+    # the task's defaults, as the worker reads them
+    @property
+    def queue(self) -> str:
+        return str(self.defaults.queue)
+
+    @property
+    def priority(self) -> int:
+        return int(self.defaults.priority)  # type: ignore[arg-type]
+
+    @property
+    def max_tries(self) -> int:
+        return int(self.defaults.max_tries)  # type: ignore[arg-type]
+
+    @property
+    def max_deliveries(self) -> int | None:
+        value = self.defaults.max_deliveries
+        return value if isinstance(value, int) else None
+
+    @property
+    def timeout(self) -> float | None:
+        value = self.defaults.timeout
+        return value if isinstance(value, int | float) else None
+
+    @property
+    def result_ttl(self) -> float | None:
+        value = self.defaults.result_ttl
+        return value if isinstance(value, int | float) else None
 
     def __repr__(self) -> str:
         return f"Task({self.name!r}, queue={self.queue!r})"
@@ -330,37 +283,31 @@ class Task(Generic[P, R]):
 
     def options(
         self,
+        options: EnqueueOptions | None = None,
+        /,
         *,
-        queue: str = UNSET,
-        delay: float | None = None,
-        at: datetime | None = None,
-        priority: int = UNSET,
-        job_id: str | None = None,
-        max_tries: int = UNSET,
-        timeout: float | None = UNSET,
-        result_ttl: float = UNSET,
+        queue: str | UnsetType = UNSET,
+        delay: float | None | UnsetType = UNSET,
+        at: datetime | None | UnsetType = UNSET,
+        priority: int | UnsetType = UNSET,
+        job_id: str | None | UnsetType = UNSET,
+        max_tries: int | UnsetType = UNSET,
+        timeout: float | None | UnsetType = UNSET,
+        result_ttl: float | None | UnsetType = UNSET,
     ) -> Task[P, R]:
-        """A copy of this task whose next enqueues use these options."""
-        check_options(
-            delay=delay, at=at,
-            priority=None if priority is UNSET else priority,
-            max_tries=None if max_tries is UNSET else max_tries,
-            timeout=None if timeout is UNSET else timeout,
-            result_ttl=None if result_ttl is UNSET else result_ttl,
-            job_id=job_id,
-        )
-        if queue is not UNSET:
-            check_name("queue", queue)
-        changes: dict[str, Any] = {k: v for k, v in dict(
+        """A copy of this task whose enqueues use these options (on top of
+        options set before). ``timeout=None`` means no timeout for those jobs.
+
+        :raises ConfigurationError: an invalid value.
+        """
+        given = EnqueueOptions(
             queue=queue, delay=delay, at=at, priority=priority, job_id=job_id,
-            max_tries=max_tries, timeout=timeout, result_ttl=result_ttl,
-        ).items() if v is not UNSET and v is not None}
-        merged = dataclasses.replace(self._options, **changes)
+            max_tries=max_tries, timeout=timeout, result_ttl=result_ttl)
+        merged = self.call_options.merged(options or EnqueueOptions()).merged(given)
         return Task(
-            self.app, self.fn, name=self.name, queue=self.queue, max_tries=self.max_tries,
-            max_deliveries=self.max_deliveries, timeout=self.timeout, retry=self.retry,
-            retry_on=self.retry_on, priority=self.priority, result_ttl=self.result_ttl,
-            fail_on=self.fail_on, options=merged, codec=self.codec,
+            self.app, self.fn, name=self.name, defaults=self.defaults, retry=self.retry,
+            retry_on=self.retry_on, fail_on=self.fail_on, call_options=merged,
+            codec=self.codec,
         )
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
@@ -373,32 +320,24 @@ class Task(Generic[P, R]):
         """Capture one call's arguments for ``enqueue_many``."""
         return BoundCall(self, args, kwargs)
 
-    def _record_extra(self, opts: EnqueueOptions) -> dict[str, str | int]:
-        return record_fields(
-            max_tries=None if opts.max_tries is UNSET else opts.max_tries,
-            timeout=opts.timeout,
-            result_ttl=self.result_ttl if opts.result_ttl is UNSET else opts.result_ttl,
-            max_deliveries=self.max_deliveries,
-        )
-
-    def _prepare(
-        self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-    ) -> tuple[str, str, str, int, int, int | None, dict[str, str | int]]:
-        opts = self._options
-        payload = self.codec.encode(args, kwargs)
-        limit = self.app.max_payload_bytes
-        if len(payload) > limit:
-            raise PayloadTooLarge(
-                f"task {self.name!r}: arguments are {len(payload)} bytes as JSON, over the "
-                f"limit of {limit} (App(max_payload_bytes=...))")
-        priority = self.priority if opts.priority is UNSET else opts.priority
-        job_id = opts.job_id or new_job_id()
-        return (job_id, self.name, payload, priority, delay_ms(opts.delay), epoch_ms(opts.at),
-                self._record_extra(opts))
-
     @property
     def target_queue(self) -> str:
-        return self.queue if self._options.queue is UNSET else self._options.queue
+        """The queue the next enqueue goes to."""
+        return str(self._stored.queue)
+
+    def prepare(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> PreparedJob:
+        """Validate one call (nothing is written).
+
+        :raises pydantic.ValidationError: arguments do not fit the signature.
+        :raises PayloadTooLarge: over ``App(max_payload_bytes=)``.
+        """
+        payload = self.codec.encode(args, kwargs)
+        check_payload(self.name, payload, self.app.max_payload_bytes)
+        return prepare_job(self.name, payload, self._stored)
+
+    def prepare_payload(self, payload: str, *, job_id: str) -> PreparedJob:
+        """A job with already encoded arguments (a schedule's tick)."""
+        return prepare_job(self.name, payload, self._stored.merged(EnqueueOptions(job_id=job_id)))
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Validate the arguments and enqueue one job.
@@ -406,13 +345,13 @@ class Task(Generic[P, R]):
         :raises pydantic.ValidationError: arguments do not fit the signature
             (nothing is written).
         """
-        job_id, name, payload, priority, delay_ms, at_ms, extra = self._prepare(args, kwargs)
+        job = self.prepare(args, kwargs)
         queue = self.target_queue
         await self.app.broker.enqueue(
-            queue, job_id, name, payload, priority=priority, delay_ms=delay_ms,
-            at_ms=at_ms, extra=extra,
+            queue, job.job_id, job.task, job.payload, priority=job.priority,
+            delay_ms=job.delay_ms, at_ms=job.at_ms, extra=job.fields,
         )
-        return Job(self.app, job_id, queue, self.codec.returns, enqueued=True)
+        return Job(self.app, job.job_id, queue, self.codec.returns, enqueued=True)
 
     async def enqueue_many(
         self, calls: Iterable[BoundCall[P, R]], *, chunk_size: int = 1000
@@ -422,9 +361,9 @@ class Task(Generic[P, R]):
         Nothing is written if any call fails validation. With a ``job_id``
         option every call would share one id, so it is refused here.
         """
-        if self._options.job_id is not None:
+        if isinstance(self.call_options.job_id, str):
             raise ConfigurationError("enqueue_many cannot use a fixed job_id option")
-        prepared = [self._prepare(c.args, c.kwargs) for c in calls]
+        prepared = [self.prepare(c.args, c.kwargs).as_tuple() for c in calls]
         queue = self.target_queue
         for start in range(0, len(prepared), chunk_size):
             await self.app.broker.enqueue_many(queue, prepared[start:start + chunk_size])

@@ -141,7 +141,8 @@ def _check_usable(name: str, value: Any) -> None:
     except aioqueue.ConfigurationError:
         return
     try:
-        _, _, _, prio, delay_ms, _, extra = task._prepare((1,), {})
+        job = task.prepare((1,), {})
+        prio, delay_ms, extra = job.priority, job.delay_ms, job.fields
     except aioqueue.ConfigurationError:
         return
     assert isinstance(prio, int) and not isinstance(prio, bool) and -100 <= prio <= 100

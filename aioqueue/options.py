@@ -1,0 +1,160 @@
+"""Enqueue options: one object, validated once, turned into stored fields once.
+
+Every enqueue path (``task.enqueue``, ``task.options(...)``, ``App.enqueue``,
+``App.enqueue_with``, schedules) builds an :class:`EnqueueOptions` and nothing
+else reads option values. A field left :data:`UNSET` takes the task's default;
+``None`` is a value of its own where it has a meaning (``timeout=None``: no
+timeout, whatever the task says).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal
+
+from .errors import ConfigurationError
+from .keys import check_name
+from .record import override_fields
+
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+MAX_SECONDS = 10 * 365 * 86_400.0
+
+
+class Unset(enum.Enum):
+    """The type of :data:`UNSET`."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+"""An option not given: the task's default applies. Distinct from ``None``."""
+
+UnsetType = Literal[Unset.UNSET]
+
+
+def _seconds(name: str, value: object, *, minimum: float, inclusive: bool) -> None:
+    ok = (isinstance(value, int | float) and not isinstance(value, bool)
+          and math.isfinite(value) and value <= MAX_SECONDS
+          and (value >= minimum if inclusive else value > minimum))
+    if not ok:
+        bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds {bound} and at most "
+            f"{MAX_SECONDS:g} (10 years), got {value!r}")
+
+
+def _count(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**9:
+        raise ConfigurationError(f"{name} must be an int in [1, 10**9], got {value!r}")
+
+
+def _priority(value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not (
+            MIN_PRIORITY <= value <= MAX_PRIORITY):
+        raise ConfigurationError(
+            f"priority must be an int in [{MIN_PRIORITY}, {MAX_PRIORITY}], got {value!r}")
+
+
+def _ms(seconds: float) -> int:
+    """A positive duration in whole milliseconds (never 0, which means "none")."""
+    return max(1, round(seconds * 1000))
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EnqueueOptions:
+    """How to enqueue a job. Fields left UNSET take the task's default.
+
+    :param queue: the queue the job goes to.
+    :param delay: seconds to wait before the job may run (``None``: none).
+    :param at: when the job may run; a naive datetime is local time.
+    :param priority: higher runs first, in [-100, 100].
+    :param job_id: the job's id; enqueueing an existing id does nothing.
+    :param max_tries: attempts before the job is dead-lettered.
+    :param max_deliveries: lease expiries tolerated before it is dead-lettered
+        (``None``: the worker's setting).
+    :param timeout: seconds one attempt may run (``None``: no timeout).
+    :param result_ttl: seconds the result is kept (``None``: the app's).
+
+    :raises ConfigurationError: an invalid value (nothing is written).
+    """
+
+    queue: str | UnsetType = UNSET
+    delay: float | None | UnsetType = UNSET
+    at: datetime | None | UnsetType = UNSET
+    priority: int | UnsetType = UNSET
+    job_id: str | None | UnsetType = UNSET
+    max_tries: int | UnsetType = UNSET
+    max_deliveries: int | None | UnsetType = UNSET
+    timeout: float | None | UnsetType = UNSET
+    result_ttl: float | None | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        self._check_values()
+        if isinstance(self.delay, int | float) and isinstance(self.at, datetime):
+            raise ConfigurationError("give delay or at, not both")
+
+    def _check_values(self) -> None:
+        if self.queue is not UNSET:
+            check_name("queue", self.queue)
+        if self.delay not in (None, UNSET):
+            _seconds("delay", self.delay, minimum=0, inclusive=True)
+        if self.at not in (None, UNSET) and not isinstance(self.at, datetime):
+            raise ConfigurationError(f"at must be a datetime, got {self.at!r}")
+        if self.priority is not UNSET:
+            _priority(self.priority)
+        if self.job_id not in (None, UNSET):
+            check_name("job_id", self.job_id)
+        if self.max_tries is not UNSET:
+            _count("max_tries", self.max_tries)
+        if self.max_deliveries not in (None, UNSET):
+            _count("max_deliveries", self.max_deliveries)
+        if self.timeout not in (None, UNSET):
+            # below a millisecond a timeout would round to 0, which means "none"
+            _seconds("timeout", self.timeout, minimum=0.001, inclusive=True)
+        if self.result_ttl not in (None, UNSET):
+            _seconds("result_ttl", self.result_ttl, minimum=0.001, inclusive=True)
+
+    def given(self) -> dict[str, Any]:
+        """The fields that are set (not UNSET), by name."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not UNSET}
+
+    def merged(self, later: EnqueueOptions) -> EnqueueOptions:
+        """These options with every field ``later`` sets replacing ours. A
+        later ``delay`` replaces an earlier ``at`` and the other way round."""
+        changes = later.given()
+        if "delay" in changes and changes["delay"] is not None:
+            changes.setdefault("at", None)
+        if "at" in changes and changes["at"] is not None:
+            changes.setdefault("delay", None)
+        return dataclasses.replace(self, **changes) if changes else self
+
+    def record_fields(self) -> dict[str, str | int]:
+        """Per-job overrides stored in the job record; what is absent takes
+        the worker's task default. ``timeout=None`` stores 0, "no timeout"."""
+        timeout = self.timeout
+        return override_fields(
+            max_tries=self.max_tries if isinstance(self.max_tries, int) else None,
+            timeout_ms=None if timeout is UNSET else 0 if timeout is None else _ms(timeout),
+            result_ttl_ms=_ms(self.result_ttl) if isinstance(self.result_ttl, int | float)
+            else None,
+            max_deliveries=self.max_deliveries if isinstance(self.max_deliveries, int) else None,
+        )
+
+    def delay_ms(self) -> int:
+        """The delay in whole milliseconds (0: none)."""
+        return round(self.delay * 1000) if isinstance(self.delay, int | float) else 0
+
+    def at_ms(self) -> int | None:
+        """The due time in epoch milliseconds, or None."""
+        if not isinstance(self.at, datetime):
+            return None
+        at = self.at if self.at.tzinfo else self.at.replace(tzinfo=UTC)
+        return int(at.timestamp() * 1000)

@@ -42,11 +42,11 @@ from .schedule import Schedule as Schedule
 from .settings import WorkerSettings as WorkerSettings
 from .supervisor import Supervisor as Supervisor
 from .task import BoundCall as BoundCall
+from .task import Signature as Signature
 from .task import Task as Task
 from .workflow import Chain as Chain
 from .workflow import Chord as Chord
 from .workflow import Group as Group
-from .workflow import Signature as Signature
 from .workflow import Workflow as Workflow
 from .workflow import chain as chain
 from .workflow import chord as chord
@@ -59,9 +59,9 @@ __all__ = [
     "App",
     "BoundCall",
     "BrokerError",
+    "CancelOutcome",
     "Chain",
     "Chord",
-    "CancelOutcome",
     "ConfigurationError",
     "DurabilityUnconfirmed",
     "EnqueueOptions",

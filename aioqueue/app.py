@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
 from datetime import datetime, timedelta, tzinfo
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
@@ -12,9 +12,10 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 import anyio
 from anyio.abc import TaskGroup
 
+from .backend import Backend
 from .broker import Broker
 from .broker_admin import BrokerAdmin
-from .context import JobContext, LifecycleHook, Middleware
+from .context import JobContext, Middleware
 from .errors import ConfigurationError, TaskNotFound
 from .job import Job
 from .keys import check_name, check_task_name
@@ -31,6 +32,10 @@ from .task import (
     new_job_id,
     prepare_job,
 )
+
+LifecycleHook = Callable[["App"], Awaitable[None]]
+"""``async def hook(app) -> None``, registered with ``@app.on_startup`` or
+``@app.on_shutdown``; runs once per worker process."""
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -115,7 +120,6 @@ class App:
         self.max_payload_bytes = max_payload_bytes
         self.default_retry = retry or RetryPolicy()
         self.tasks: dict[str, Task[Any, Any]] = {}
-        self.state: dict[str, Any] = {}
         self.schedules: dict[str, Schedule] = {}
         self.startup_hooks: list[LifecycleHook] = []
         self.shutdown_hooks: list[LifecycleHook] = []
@@ -123,7 +127,12 @@ class App:
         if sync_concurrency < 1:
             raise ConfigurationError("sync_concurrency must be >= 1")
         self.sync_concurrency = sync_concurrency
-        self._sync_limiter: anyio.CapacityLimiter | None = None
+        self.backend = Backend(max_payload_bytes=max_payload_bytes,
+                               result_ttl_ms=max(1, round(result_ttl_s * 1000)),
+                               sync_concurrency=sync_concurrency)
+        """What task, job and workflow handles use: broker, listener, limits."""
+        self.state: dict[str, Any] = self.backend.state
+        """Shared state for tasks (``ctx.state``), filled by ``on_startup`` hooks."""
         if wait_replicas < 0 or wait_timeout_s <= 0:
             raise ConfigurationError("wait_replicas must be >= 0 and wait_timeout_s > 0")
         self._broker_options = dict(
@@ -131,8 +140,6 @@ class App:
             redis_options=redis_options, wait_replicas=wait_replicas, wait_fsync=wait_fsync,
             wait_timeout_s=wait_timeout_s,
         )
-        self._broker: Broker | None = None
-        self._results: ResultListener | None = None
         self._task_group: TaskGroup | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._listener_lock = anyio.Lock()
@@ -214,7 +221,7 @@ class App:
                 queue=queue or self.default_queue, priority=priority, max_tries=max_tries,
                 max_deliveries=max_deliveries, timeout=timeout, result_ttl=result_ttl)
             t: Task[Any, Any] = Task(
-                self, f, name=task_name, defaults=defaults,
+                self.backend, f, name=task_name, defaults=defaults,
                 retry=retry or self.default_retry, retry_on=retry_on, fail_on=fail_on,
             )
             self.tasks[task_name] = t
@@ -299,21 +306,20 @@ class App:
 
     @property
     def sync_limiter(self) -> anyio.CapacityLimiter:
-        if self._sync_limiter is None:
-            self._sync_limiter = anyio.CapacityLimiter(self.sync_concurrency)
-        return self._sync_limiter
+        return self.backend.sync_limiter
+
+    @property
+    def is_open(self) -> bool:
+        """True between ``open()`` (``async with app:``) and ``close()``."""
+        return self.backend.is_open
 
     @property
     def broker(self) -> Broker:
-        if self._broker is None:
-            raise ConfigurationError("the app is not open: use 'async with app:'")
-        return self._broker
+        return self.backend.broker
 
     @property
     def results(self) -> ResultListener:
-        if self._results is None:
-            raise ConfigurationError("the app is not open: use 'async with app:'")
-        return self._results
+        return self.backend.results
 
     def make_broker(self, max_connections: int | None = None) -> Broker:
         options: dict[str, Any] = dict(self._broker_options)
@@ -322,7 +328,7 @@ class App:
         return Broker(self.url, prefix=self.prefix, **options)
 
     async def open(self, *, max_connections: int | None = None) -> None:
-        if self._broker is not None:
+        if self.backend.is_open:
             return
         stack = contextlib.AsyncExitStack()
         broker = self.make_broker(max_connections)
@@ -339,14 +345,12 @@ class App:
             await stack.aclose()
             raise
         self._stack = stack
-        self._broker = broker
-        self._results = _LazyListener(self, broker)
+        self.backend.attach(broker, _LazyListener(broker, self._ensure_listener))
         self._task_group = task_group
 
     async def close(self) -> None:
         stack, self._stack = self._stack, None
-        self._broker = None
-        self._results = None
+        self.backend.detach()
         self._task_group = None
         self._listener_started = False
         if stack is not None:
@@ -434,7 +438,7 @@ class App:
         await self.broker.enqueue(
             target, job.job_id, task_name, payload, priority=job.priority,
             delay_ms=job.delay_ms, at_ms=job.at_ms, extra=job.fields)
-        return Job(self, job.job_id, target, enqueued=True)
+        return Job(self.backend, job.job_id, target, enqueued=True)
 
     # -- operating --------------------------------------------------------
 
@@ -498,7 +502,7 @@ class App:
 
     def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
         """A handle on an existing job, by id."""
-        return Job(self, job_id, queue or self.default_queue)
+        return Job(self.backend, job_id, queue or self.default_queue)
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:
@@ -510,12 +514,13 @@ class App:
 class _LazyListener(ResultListener):
     """Starts the shared listener on first use, inside the app's task group."""
 
-    def __init__(self, app: App, broker: Broker) -> None:
+    def __init__(self, broker: Broker,
+                 ensure_started: Callable[[ResultListener], Awaitable[None]]) -> None:
         super().__init__(broker)
-        self._app = app
+        self._ensure_started = ensure_started
 
     @contextlib.asynccontextmanager
     async def watch(self, queue: str, job_id: str) -> AsyncIterator[Wakeup]:
-        await self._app._ensure_listener(self)
+        await self._ensure_started(self)
         async with super().watch(queue, job_id) as wakeup:
             yield wakeup

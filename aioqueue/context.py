@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .app import App
-    from .broker import ClaimedJob
+    from .backend import Backend
+    from .broker import Broker, ClaimedJob
 
 
 @dataclass(slots=True)
@@ -22,7 +22,6 @@ class JobContext:
     external system can refuse writes from an older delivery of the same job.
     """
 
-    app: App
     job_id: str
     task_name: str
     queue: str
@@ -31,33 +30,33 @@ class JobContext:
     enqueued_at: datetime
     worker_id: str
     max_tries: int
+    state: dict[str, Any] = field(repr=False)
+    """The app's shared state (``app.state``, filled by ``on_startup`` hooks)."""
     _job: ClaimedJob | None = field(repr=False)
-
-    @property
-    def state(self) -> dict[str, Any]:
-        """The app's shared state (filled by ``on_startup`` hooks)."""
-        return self.app.state
+    _broker: Broker | None = field(repr=False)
 
     async def progress(self, fraction: float, message: str = "") -> bool:
         """Record progress (0.0-1.0) for the producer to see in ``job.info()``
         and ``job.events()``. Returns False if this worker lost the job's lease."""
         fraction = min(1.0, max(0.0, float(fraction)))
-        if self._job is None:
+        if self._job is None or self._broker is None:
             return True
         payload = json.dumps({"fraction": fraction, "message": message})
-        return await self.app.broker.progress(self.queue, self.job_id, self.token, payload)
+        return await self._broker.progress(self.queue, self.job_id, self.token, payload)
 
 
-def make_context(app: App, job: ClaimedJob | None, worker_id: str,
+def make_context(backend: Backend, job: ClaimedJob | None, worker_id: str,
                  max_tries: int) -> JobContext:
     if job is None:  # a direct call, outside any queue
         return JobContext(
-            app=app, job_id="local", task_name="", queue="", attempt=1, token="0",
-            enqueued_at=datetime.now(UTC), worker_id=worker_id, max_tries=max_tries, _job=None)
+            job_id="local", task_name="", queue="", attempt=1, token="0",
+            enqueued_at=datetime.now(UTC), worker_id=worker_id, max_tries=max_tries,
+            state=backend.state, _job=None, _broker=None)
     return JobContext(
-        app=app, job_id=job.id, task_name=job.task, queue=job.queue, attempt=job.attempt,
+        job_id=job.id, task_name=job.task, queue=job.queue, attempt=job.attempt,
         token=job.token, enqueued_at=datetime.fromtimestamp(job.enqueued_ms / 1000, UTC),
-        worker_id=worker_id, max_tries=max_tries, _job=job,
+        worker_id=worker_id, max_tries=max_tries, state=backend.state, _job=job,
+        _broker=backend.broker,
     )
 
 
@@ -70,6 +69,3 @@ every job in a worker; it may log, time, trace, or change the outcome by
 raising. Registered with ``@app.middleware``; the first registered is the
 outermost."""
 
-LifecycleHook = Callable[["App"], Awaitable[None]]
-"""``async def hook(app) -> None``, registered with ``@app.on_startup`` or
-``@app.on_shutdown``; runs once per worker process."""

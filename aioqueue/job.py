@@ -35,7 +35,7 @@ from .record import (
 __all__ = ["CancelOutcome", "Job", "JobEvent", "JobInfo", "JobStatus", "Progress", "gather"]
 
 if TYPE_CHECKING:
-    from .app import App
+    from .backend import Backend
 
 R = TypeVar("R")
 
@@ -68,13 +68,13 @@ class Job(Generic[R]):
     listener per app), never by polling.
     """
 
-    __slots__ = ("_adapter", "_enqueued_here", "app", "id", "queue")
+    __slots__ = ("_adapter", "_backend", "_enqueued_here", "id", "queue")
 
     def __init__(
-        self, app: App, job_id: str, queue: str, adapter: TypeAdapter[Any] | None = None,
+        self, backend: Backend, job_id: str, queue: str, adapter: TypeAdapter[Any] | None = None,
         *, enqueued: bool = False,
     ) -> None:
-        self.app = app
+        self._backend = backend
         self.id = job_id
         self.queue = queue
         self._adapter = adapter
@@ -84,12 +84,12 @@ class Job(Generic[R]):
         return f"Job(id={self.id!r}, queue={self.queue!r})"
 
     async def status(self) -> JobStatus:
-        (status,) = await self.app.broker.job_fields(self.queue, self.id, Field.STATUS)
+        (status,) = await self._backend.broker.job_fields(self.queue, self.id, Field.STATUS)
         return JobStatus(status) if status else JobStatus.UNKNOWN
 
     async def info(self) -> JobInfo:
         """Status, attempt, timestamps, worker, progress and errors."""
-        rec = await self.app.broker.job_record(self.queue, self.id)
+        rec = await self._backend.broker.job_record(self.queue, self.id)
         if not rec:
             raise self._not_found()
         return parse_info(self.id, self.queue, rec)
@@ -97,8 +97,8 @@ class Job(Generic[R]):
     async def cancel(self, reason: str = "cancelled by request") -> CancelOutcome:
         """Cancel the job: at once if it waits; through its worker if it runs
         (it ends ``cancelled``, not retried); a no-op if it already ended."""
-        outcome = await self.app.broker.cancel(
-            self.queue, self.id, reason, int(self.app.result_ttl_s * 1000))
+        outcome = await self._backend.broker.cancel(
+            self.queue, self.id, reason, self._backend.result_ttl_ms)
         return CancelOutcome(outcome)
 
     async def events(self) -> AsyncIterator[JobEvent]:
@@ -107,7 +107,7 @@ class Job(Generic[R]):
         The first event is the current state; no change is missed, including
         across a reconnect of the shared listener (the state is read again).
         """
-        async with self.app.results.watch(self.queue, self.id) as changed:
+        async with self._backend.results.watch(self.queue, self.id) as changed:
             last: JobEvent | None = None
             while True:
                 # messages first, in the order they were published; then the
@@ -149,9 +149,9 @@ class Job(Generic[R]):
         fields = OUTCOME_FIELDS
         try:
             with anyio.fail_after(timeout):
-                async with self.app.results.watch(self.queue, self.id) as changed:
+                async with self._backend.results.watch(self.queue, self.id) as changed:
                     while True:
-                        values = await self.app.broker.job_fields(self.queue, self.id, *fields)
+                        values = await self._backend.broker.job_fields(self.queue, self.id, *fields)
                         status = values[0]
                         if status is None or status in FINAL_STATUSES:
                             break

@@ -151,7 +151,7 @@ class Supervisor:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until shutdown is requested (or, in burst mode, the queues are empty)."""
         async with contextlib.AsyncExitStack() as stack:
-            if self.app._broker is None:
+            if not self.app.is_open:
                 # size the pool from the concurrency: every running job may
                 # settle, enqueue or read while the fetchers hold their own
                 await stack.enter_async_context(
@@ -327,7 +327,7 @@ class Supervisor:
         max_tries = job.max_tries or task.max_tries
         ctx = None
         if task.codec.wants_context or self.app.middlewares:
-            ctx = make_context(self.app, job, self.worker_id, max_tries)
+            ctx = make_context(self.app.backend, job, self.worker_id, max_tries)
         key = (job.id, job.token)
         # one scope per job (each costs CPU on the hot path): its deadline is
         # the timeout; a cancel request or the shutdown cancels it explicitly

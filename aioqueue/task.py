@@ -4,34 +4,27 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import secrets
-import typing
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
-import pydantic
 import pydantic_core
-from pydantic import TypeAdapter
 
+from .backend import Backend
+from .codec import ArgumentCodec, encode_untyped
 from .context import JobContext, make_context
-from .errors import (
-    ConfigurationError,
-    PayloadNotSerializable,
-    PayloadTooLarge,
-)
+from .errors import ConfigurationError, PayloadNotSerializable, PayloadTooLarge
 from .job import Job
 from .keys import check_task_name
 from .options import UNSET, EnqueueOptions, UnsetType
 from .retry import RetryPolicy
 
-if TYPE_CHECKING:
-    from .app import App
-    from .workflow import Signature
+__all__ = ["ArgumentCodec", "BoundCall", "PreparedJob", "RetryPolicy", "Signature", "Task",
+           "encode_untyped", "new_job_id"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -40,105 +33,29 @@ def new_job_id() -> str:
     return secrets.token_urlsafe(12)
 
 
-class ArgumentCodec:
-    """Validates a task's arguments against its signature and turns them into
-    JSON and back. Built once per task."""
+@dataclass(frozen=True, slots=True)
+class Signature(Generic[R]):
+    """A task with some of its arguments, for use in a workflow
+    (``task.s(...)``). In a chain, every step after the first receives the
+    previous step's result as its first positional argument; a chord's
+    callback receives the list of the group's results."""
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
-        self.signature = inspect.signature(fn)
+    task: Task[Any, R]
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def payload(self) -> str:
+        """Arguments of a first member: validated against the signature now."""
+        return self.task.codec.encode(self.args, self.kwargs)
+
+    def spec(self, job_id: str) -> str:
+        """A later step: its extra arguments, validated when it runs."""
         try:
-            hints = typing.get_type_hints(fn)
-        except Exception as exc:
-            raise ConfigurationError(
-                f"cannot resolve the annotations of {fn.__qualname__}: {exc}") from exc
-        fields: dict[str, Any] = {}
-        self.names: list[str] = []
-        self.positional_only: set[str] = set()
-        params = list(self.signature.parameters.items())
-        self.wants_context = bool(params) and hints.get(params[0][0]) is JobContext
-        if self.wants_context:
-            params = params[1:]
-        for name, param in params:
-            if hints.get(name) is JobContext:
-                raise ConfigurationError(
-                    f"task {fn.__qualname__}: the JobContext parameter must come first")
-            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-                raise ConfigurationError(
-                    f"task {fn.__qualname__}: *args/**kwargs parameters are not supported; "
-                    "name every parameter so it can be validated")
-            if param.kind is param.POSITIONAL_ONLY:
-                self.positional_only.add(name)
-            annotation = hints.get(name, Any)
-            default = ... if param.default is param.empty else param.default
-            fields[f"p{len(self.names)}"] = (annotation, pydantic.Field(default, alias=name))
-            self.names.append(name)
-        self.model: type[pydantic.BaseModel] = pydantic.create_model(
-            f"{fn.__name__}_args",
-            # inf and NaN have no JSON form: refuse them at enqueue
-            __config__=pydantic.ConfigDict(extra="forbid", populate_by_name=False,
-                                           arbitrary_types_allowed=False,
-                                           allow_inf_nan=False),
-            **fields,
-        )
-        ret = hints.get("return", Any)
-        self.returns: TypeAdapter[Any] = TypeAdapter(ret)
-
-    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
-        if len(args) > len(self.names):
-            raise TypeError(f"takes {len(self.names)} positional arguments but "
-                            f"{len(args)} were given")
-        data = dict(zip(self.names, args, strict=False))
-        for key, value in kwargs.items():
-            if key in data:
-                raise TypeError(f"got multiple values for argument {key!r}")
-            if key in self.positional_only:
-                raise TypeError(f"argument {key!r} is positional-only")
-            data[key] = value
-        return data
-
-    def encode(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-        """Validate (raises ``pydantic.ValidationError``) and serialise."""
-        data = self.bind(args, kwargs)
-        model = self.model.model_validate(data)
-        try:
-            return model.model_dump_json(by_alias=True)
+            rest = pydantic_core.to_json(list(self.args)).decode()[1:-1]
+            kwargs = pydantic_core.to_json(self.kwargs).decode()
         except pydantic_core.PydanticSerializationError as exc:
             raise PayloadNotSerializable(str(exc)) from exc
-
-    def decode(self, payload: str) -> tuple[list[Any], dict[str, Any]]:
-        """Parse stored JSON and validate it again; returns call arguments."""
-        if payload[:1] == "{":
-            # the usual form (a typed enqueue): parsed and validated in one pass
-            model = self.model.model_validate_json(payload)
-        else:
-            raw = json.loads(payload)
-            if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], list)
-                    and isinstance(raw[1], dict)):
-                raise ValueError("arguments must be a JSON object or [args, kwargs]")
-            # enqueued by name by a producer without the task code
-            model = self.model.model_validate(self.bind(tuple(raw[0]), raw[1]))
-        values = {name: getattr(model, f"p{i}") for i, name in enumerate(self.names)}
-        pos = [values.pop(n) for n in self.names if n in self.positional_only]
-        return pos, values
-
-    def encode_result(self, value: Any) -> str:
-        """Validate the return value against the annotation, then serialise.
-
-        :raises pydantic.ValidationError: the value does not fit the annotation.
-        """
-        checked = self.returns.validate_python(value)
-        try:
-            return self.returns.dump_json(checked).decode()
-        except pydantic_core.PydanticSerializationError as exc:
-            raise PayloadNotSerializable(f"result is not JSON-serialisable: {exc}") from exc
-
-
-def encode_untyped(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
-    """Arguments for a task this process does not know: stored as [args, kwargs]."""
-    try:
-        return pydantic_core.to_json([list(args), dict(kwargs)]).decode()
-    except pydantic_core.PydanticSerializationError as exc:
-        raise PayloadNotSerializable(str(exc)) from exc
+        return "\x1f".join((job_id, self.task.name, rest, kwargs))
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +108,7 @@ class Task(Generic[P, R]):
 
     def __init__(
         self,
-        app: App,
+        backend: Backend,
         fn: Callable[..., Any],
         *,
         name: str,
@@ -209,7 +126,8 @@ class Task(Generic[P, R]):
                                "max_deliveries") if getattr(defaults, k) is UNSET]
         if missing:
             raise ConfigurationError(f"task {name!r}: defaults need {', '.join(missing)}")
-        self.app = app
+        self.backend = backend
+        """The app's broker, listener and limits this task enqueues with."""
         self.fn = fn
         self.name = name
         self.defaults = defaults
@@ -273,13 +191,13 @@ class Task(Generic[P, R]):
                      kwargs: dict[str, Any]) -> R:
         """Call the function with ``ctx`` prepended when it takes one."""
         if self.codec.wants_context:
-            args = [ctx or make_context(self.app, None, "local", self.max_tries), *args]
+            args = [ctx or make_context(self.backend, None, "local", self.max_tries), *args]
         if self.is_async:
             result: R = await self.fn(*args, **kwargs)
             return result
         call = functools.partial(self.fn, *args, **kwargs)
         return await anyio.to_thread.run_sync(
-            call, abandon_on_cancel=True, limiter=self.app.sync_limiter)
+            call, abandon_on_cancel=True, limiter=self.backend.sync_limiter)
 
     def options(
         self,
@@ -305,15 +223,13 @@ class Task(Generic[P, R]):
             max_tries=max_tries, timeout=timeout, result_ttl=result_ttl)
         merged = self.call_options.merged(options or EnqueueOptions()).merged(given)
         return Task(
-            self.app, self.fn, name=self.name, defaults=self.defaults, retry=self.retry,
+            self.backend, self.fn, name=self.name, defaults=self.defaults, retry=self.retry,
             retry_on=self.retry_on, fail_on=self.fail_on, call_options=merged,
             codec=self.codec,
         )
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
         """This task with some arguments, for ``chain``/``group``/``chord``."""
-        from .workflow import Signature
-
         return Signature(self, args, kwargs)
 
     def bind(self, *args: P.args, **kwargs: P.kwargs) -> BoundCall[P, R]:
@@ -332,7 +248,7 @@ class Task(Generic[P, R]):
         :raises PayloadTooLarge: over ``App(max_payload_bytes=)``.
         """
         payload = self.codec.encode(args, kwargs)
-        check_payload(self.name, payload, self.app.max_payload_bytes)
+        check_payload(self.name, payload, self.backend.max_payload_bytes)
         return prepare_job(self.name, payload, self._stored)
 
     def prepare_payload(self, payload: str, *, job_id: str) -> PreparedJob:
@@ -347,11 +263,11 @@ class Task(Generic[P, R]):
         """
         job = self.prepare(args, kwargs)
         queue = self.target_queue
-        await self.app.broker.enqueue(
+        await self.backend.broker.enqueue(
             queue, job.job_id, job.task, job.payload, priority=job.priority,
             delay_ms=job.delay_ms, at_ms=job.at_ms, extra=job.fields,
         )
-        return Job(self.app, job.job_id, queue, self.codec.returns, enqueued=True)
+        return Job(self.backend, job.job_id, queue, self.codec.returns, enqueued=True)
 
     async def enqueue_many(
         self, calls: Iterable[BoundCall[P, R]], *, chunk_size: int = 1000
@@ -366,5 +282,5 @@ class Task(Generic[P, R]):
         prepared = [self.prepare(c.args, c.kwargs).as_tuple() for c in calls]
         queue = self.target_queue
         for start in range(0, len(prepared), chunk_size):
-            await self.app.broker.enqueue_many(queue, prepared[start:start + chunk_size])
-        return [Job(self.app, p[0], queue, self.codec.returns, enqueued=True) for p in prepared]
+            await self.backend.broker.enqueue_many(queue, prepared[start:start + chunk_size])
+        return [Job(self.backend, p[0], queue, self.codec.returns, enqueued=True) for p in prepared]

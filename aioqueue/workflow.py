@@ -13,27 +13,23 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
-import pydantic_core
 
 from .errors import (
     ConfigurationError,
     JobCancelled,
     JobFailed,
     JobNotFound,
-    PayloadNotSerializable,
     ResultTimeout,
 )
 from .job import Job
 from .record import WORKFLOW_RUNNING, JobStatus, WorkflowField
-from .task import new_job_id
+from .task import Signature, new_job_id
 
 if TYPE_CHECKING:
-    from .app import App
-    from .task import Task
+    from .backend import Backend
 
 R = TypeVar("R")
 R1 = TypeVar("R1")
@@ -41,36 +37,11 @@ R2 = TypeVar("R2")
 R3 = TypeVar("R3")
 
 
-@dataclass(frozen=True, slots=True)
-class Signature(Generic[R]):
-    """A task with some of its arguments, for use in a workflow
-    (``task.s(...)``). In a chain, every step after the first receives the
-    previous step's result as its first positional argument; a chord's
-    callback receives the list of the group's results."""
-
-    task: Task[Any, R]
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    def payload(self) -> str:
-        """Arguments of a first member: validated against the signature now."""
-        return self.task.codec.encode(self.args, self.kwargs)
-
-    def spec(self, job_id: str) -> str:
-        """A later step: its extra arguments, validated when it runs."""
-        try:
-            rest = pydantic_core.to_json(list(self.args)).decode()[1:-1]
-            kwargs = pydantic_core.to_json(self.kwargs).decode()
-        except pydantic_core.PydanticSerializationError as exc:
-            raise PayloadNotSerializable(str(exc)) from exc
-        return "\x1f".join((job_id, self.task.name, rest, kwargs))
-
-
 class Workflow(Generic[R]):
     """A handle on a running workflow."""
 
-    def __init__(self, app: App, wf_id: str, queue: str) -> None:
-        self.app = app
+    def __init__(self, backend: Backend, wf_id: str, queue: str) -> None:
+        self._backend = backend
         self.id = wf_id
         self.queue = queue
 
@@ -78,8 +49,8 @@ class Workflow(Generic[R]):
         return f"Workflow(id={self.id!r}, queue={self.queue!r})"
 
     async def _fields(self, *names: str) -> list[str | None]:
-        values: Any = await self.app.broker.lane.execute(
-            "HMGET", self.app.broker.keys(self.queue).workflow(self.id), *names)
+        values: Any = await self._backend.broker.lane.execute(
+            "HMGET", self._backend.broker.keys(self.queue).workflow(self.id), *names)
         return list(values)
 
     async def status(self) -> JobStatus:
@@ -92,9 +63,9 @@ class Workflow(Generic[R]):
 
     async def members(self) -> list[Job[Any]]:
         """Every member job created so far."""
-        ids: Any = await self.app.broker.lane.execute(
-            "LRANGE", self.app.broker.keys(self.queue).workflow_members(self.id), 0, -1)
-        return [Job(self.app, i, self.queue) for i in ids]
+        ids: Any = await self._backend.broker.lane.execute(
+            "LRANGE", self._backend.broker.keys(self.queue).workflow_members(self.id), 0, -1)
+        return [Job(self._backend, i, self.queue) for i in ids]
 
     async def result(self, timeout: float | None = None) -> R:
         """The chain's last result, the group's list of results, or the
@@ -102,7 +73,7 @@ class Workflow(Generic[R]):
         error is raised as ``JobFailed`` (``JobCancelled`` if cancelled)."""
         try:
             with anyio.fail_after(timeout):
-                async with self.app.results.watch(self.queue, self.id) as changed:
+                async with self._backend.results.watch(self.queue, self.id) as changed:
                     while True:
                         status, result, error = await self._fields(
                             WorkflowField.STATUS, WorkflowField.RESULT, WorkflowField.ERROR)
@@ -141,8 +112,8 @@ class Workflow(Generic[R]):
 class _Start(Generic[R]):
     kind = ""
 
-    def _app(self, first: Signature[Any]) -> App:
-        return first.task.app
+    def _backend(self, first: Signature[Any]) -> Backend:
+        return first.task.backend
 
     async def enqueue(self, *, queue: str | None = None) -> Workflow[R]:
         raise NotImplementedError
@@ -159,14 +130,14 @@ class Chain(_Start[R]):
         self.steps = steps
 
     async def enqueue(self, *, queue: str | None = None) -> Workflow[R]:
-        app = self._app(self.steps[0])
+        backend = self._backend(self.steps[0])
         q = queue or self.steps[0].task.queue
         wf_id = new_job_id()
         first = (f"{wf_id}.0", self.steps[0].task.name, self.steps[0].payload())
         specs = [s.spec(f"{wf_id}.{i}") for i, s in enumerate(self.steps[1:], start=1)]
-        await app.broker.create_workflow(q, wf_id, "chain", len(self.steps), False, "",
+        await backend.broker.create_workflow(q, wf_id, "chain", len(self.steps), False, "",
                                          [first], specs)
-        return Workflow(app, wf_id, q)
+        return Workflow(backend, wf_id, q)
 
 
 class Group(_Start[list[R]]):
@@ -184,12 +155,12 @@ class Group(_Start[list[R]]):
         return [(f"{wf_id}.{i}", m.task.name, m.payload()) for i, m in enumerate(self.members)]
 
     async def enqueue(self, *, queue: str | None = None) -> Workflow[list[R]]:
-        app = self._app(self.members[0])
+        backend = self._backend(self.members[0])
         q = queue or self.members[0].task.queue
         wf_id = new_job_id()
-        await app.broker.create_workflow(q, wf_id, "group", len(self.members),
+        await backend.broker.create_workflow(q, wf_id, "group", len(self.members),
                                          self.continue_on_error, "", self._jobs(wf_id), [])
-        return Workflow(app, wf_id, q)
+        return Workflow(backend, wf_id, q)
 
 
 class Chord(_Start[R]):
@@ -202,13 +173,13 @@ class Chord(_Start[R]):
         self.callback = callback
 
     async def enqueue(self, *, queue: str | None = None) -> Workflow[R]:
-        app = self._app(self.callback)
+        backend = self._backend(self.callback)
         q = queue or self.header.members[0].task.queue
         wf_id = new_job_id()
-        await app.broker.create_workflow(
+        await backend.broker.create_workflow(
             q, wf_id, "chord", len(self.header.members), self.header.continue_on_error,
             self.callback.spec(f"{wf_id}.cb"), self.header._jobs(wf_id), [])
-        return Workflow(app, wf_id, q)
+        return Workflow(backend, wf_id, q)
 
 
 @overload

@@ -46,7 +46,7 @@ async def job_state(job: Job[Any]) -> dict[str, Any]:
     if info.status is JobStatus.SUCCEEDED:
         # a handle without the task's return type gives the stored JSON back
         with contextlib.suppress(JobError):
-            state["result"] = await job.app.job(job.id, job.queue).result()
+            state["result"] = await Job(job.backend, job.id, job.queue).result()
     elif info.status is JobStatus.FAILED and info.error is not None:
         state["error"] = {"type": info.error.get("type"), "message": info.error.get("message")}
     return state

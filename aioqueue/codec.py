@@ -1,0 +1,118 @@
+"""A task's arguments and result as JSON: validated against the function's
+signature and annotations with pydantic, never pickled."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pydantic
+import pydantic_core
+from pydantic import TypeAdapter
+
+from .context import JobContext
+from .errors import ConfigurationError, PayloadNotSerializable
+
+
+class ArgumentCodec:
+    """Validates a task's arguments against its signature and turns them into
+    JSON and back. Built once per task."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.signature = inspect.signature(fn)
+        try:
+            hints = typing.get_type_hints(fn)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"cannot resolve the annotations of {fn.__qualname__}: {exc}") from exc
+        fields: dict[str, Any] = {}
+        self.names: list[str] = []
+        self.positional_only: set[str] = set()
+        params = list(self.signature.parameters.items())
+        self.wants_context = bool(params) and hints.get(params[0][0]) is JobContext
+        if self.wants_context:
+            params = params[1:]
+        for name, param in params:
+            if hints.get(name) is JobContext:
+                raise ConfigurationError(
+                    f"task {fn.__qualname__}: the JobContext parameter must come first")
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise ConfigurationError(
+                    f"task {fn.__qualname__}: *args/**kwargs parameters are not supported; "
+                    "name every parameter so it can be validated")
+            if param.kind is param.POSITIONAL_ONLY:
+                self.positional_only.add(name)
+            annotation = hints.get(name, Any)
+            default = ... if param.default is param.empty else param.default
+            fields[f"p{len(self.names)}"] = (annotation, pydantic.Field(default, alias=name))
+            self.names.append(name)
+        self.model: type[pydantic.BaseModel] = pydantic.create_model(
+            f"{fn.__name__}_args",
+            # inf and NaN have no JSON form: refuse them at enqueue
+            __config__=pydantic.ConfigDict(extra="forbid", populate_by_name=False,
+                                           arbitrary_types_allowed=False,
+                                           allow_inf_nan=False),
+            **fields,
+        )
+        ret = hints.get("return", Any)
+        self.returns: TypeAdapter[Any] = TypeAdapter(ret)
+
+    def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        if len(args) > len(self.names):
+            raise TypeError(f"takes {len(self.names)} positional arguments but "
+                            f"{len(args)} were given")
+        data = dict(zip(self.names, args, strict=False))
+        for key, value in kwargs.items():
+            if key in data:
+                raise TypeError(f"got multiple values for argument {key!r}")
+            if key in self.positional_only:
+                raise TypeError(f"argument {key!r} is positional-only")
+            data[key] = value
+        return data
+
+    def encode(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+        """Validate (raises ``pydantic.ValidationError``) and serialise."""
+        data = self.bind(args, kwargs)
+        model = self.model.model_validate(data)
+        try:
+            return model.model_dump_json(by_alias=True)
+        except pydantic_core.PydanticSerializationError as exc:
+            raise PayloadNotSerializable(str(exc)) from exc
+
+    def decode(self, payload: str) -> tuple[list[Any], dict[str, Any]]:
+        """Parse stored JSON and validate it again; returns call arguments."""
+        if payload[:1] == "{":
+            # the usual form (a typed enqueue): parsed and validated in one pass
+            model = self.model.model_validate_json(payload)
+        else:
+            raw = json.loads(payload)
+            if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], list)
+                    and isinstance(raw[1], dict)):
+                raise ValueError("arguments must be a JSON object or [args, kwargs]")
+            # enqueued by name by a producer without the task code
+            model = self.model.model_validate(self.bind(tuple(raw[0]), raw[1]))
+        values = {name: getattr(model, f"p{i}") for i, name in enumerate(self.names)}
+        pos = [values.pop(n) for n in self.names if n in self.positional_only]
+        return pos, values
+
+    def encode_result(self, value: Any) -> str:
+        """Validate the return value against the annotation, then serialise.
+
+        :raises pydantic.ValidationError: the value does not fit the annotation.
+        """
+        checked = self.returns.validate_python(value)
+        try:
+            return self.returns.dump_json(checked).decode()
+        except pydantic_core.PydanticSerializationError as exc:
+            raise PayloadNotSerializable(f"result is not JSON-serialisable: {exc}") from exc
+
+
+def encode_untyped(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:
+    """Arguments for a task this process does not know: stored as [args, kwargs]."""
+    try:
+        return pydantic_core.to_json([list(args), dict(kwargs)]).decode()
+    except pydantic_core.PydanticSerializationError as exc:
+        raise PayloadNotSerializable(str(exc)) from exc

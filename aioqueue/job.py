@@ -83,6 +83,11 @@ class Job(Generic[R]):
     def __repr__(self) -> str:
         return f"Job(id={self.id!r}, queue={self.queue!r})"
 
+    @property
+    def backend(self) -> Backend:
+        """The broker and listener of the app this job belongs to."""
+        return self._backend
+
     async def status(self) -> JobStatus:
         (status,) = await self._backend.broker.job_fields(self.queue, self.id, Field.STATUS)
         return JobStatus(status) if status else JobStatus.UNKNOWN

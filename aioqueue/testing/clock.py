@@ -46,12 +46,12 @@ async def make_due(*jobs: Job[Any]) -> int:
     moved = 0
     by_app_queue: dict[tuple[int, str], list[Job[Any]]] = {}
     for job in jobs:
-        by_app_queue.setdefault((id(job.app), job.queue), []).append(job)
+        by_app_queue.setdefault((id(job.backend), job.queue), []).append(job)
     for group in by_app_queue.values():
-        app, queue = group[0].app, group[0].queue
-        now_ms = await app.broker.server_time_ms()
+        broker, queue = group[0].backend.broker, group[0].queue
+        now_ms = await broker.server_time_ms()
         moved += await broker_testing.set_due_times(
-            app.broker, queue, {job.id: now_ms for job in group})
+            broker, queue, {job.id: now_ms for job in group})
     return moved
 
 

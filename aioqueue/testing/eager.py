@@ -178,11 +178,11 @@ async def eager(app: App) -> AsyncIterator[App]:
     nothing is persisted. Test those with `drain` and
     `run_worker` against a real server.
     """
-    if app._broker is not None:
+    if app.is_open:
         raise ConfigurationError("the app is open (connected to a server); eager mode "
                                  "replaces its connection: use it on a closed app")
     broker = EagerBroker(app)
-    app._broker, app._results = broker, _EagerResults(broker)
+    app.backend.attach(broker, _EagerResults(broker))
     try:
         for hook in app.startup_hooks:
             await hook(app)
@@ -192,4 +192,4 @@ async def eager(app: App) -> AsyncIterator[App]:
             for hook in reversed(app.shutdown_hooks):
                 await hook(app)
     finally:
-        app._broker = app._results = None
+        app.backend.detach()

@@ -201,7 +201,7 @@ def _typed_job(app: App, job_id: str, queue: str, task: str | None) -> Job[Any]:
     known = app.tasks.get(task) if task is not None else None
     if known is None:
         return app.job(job_id, queue)
-    return Job(app, job_id, queue, known.codec.returns)
+    return Job(app.backend, job_id, queue, known.codec.returns)
 
 
 async def _result(job: Job[Any], info: JobInfo) -> Any:

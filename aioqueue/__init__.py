@@ -13,6 +13,7 @@ from .errors import DurabilityUnconfirmed as DurabilityUnconfirmed
 from .errors import JobCancelled as JobCancelled
 from .errors import JobError as JobError
 from .errors import JobFailed as JobFailed
+from .errors import JobIdConflict as JobIdConflict
 from .errors import JobNotFound as JobNotFound
 from .errors import MalformedJobRecord as MalformedJobRecord
 from .errors import PayloadError as PayloadError
@@ -72,6 +73,7 @@ __all__ = [
     "JobError",
     "JobEvent",
     "JobFailed",
+    "JobIdConflict",
     "JobInfo",
     "JobNotFound",
     "JobStatus",

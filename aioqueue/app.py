@@ -435,9 +435,7 @@ class App:
         check_payload(task_name, payload, self.max_payload_bytes)
         job = prepare_job(task_name, payload, effective)
         target = str(effective.queue)
-        await self.broker.enqueue(
-            target, job.job_id, task_name, payload, priority=job.priority,
-            delay_ms=job.delay_ms, at_ms=job.at_ms, extra=job.fields)
+        await job.submit(self.broker, target)
         return Job(self.backend, job.job_id, target, enqueued=True)
 
     # -- operating --------------------------------------------------------

@@ -17,6 +17,16 @@ from .context import JobContext
 from .errors import ConfigurationError, PayloadNotSerializable
 
 
+def result_adapter(annotation: Any) -> TypeAdapter[Any]:
+    """Validates a task's return value. inf and NaN have no JSON form, so
+    floats refuse them (models, dataclasses and TypedDicts keep their own
+    config; ``encode_result`` catches those by reading the JSON back)."""
+    try:
+        return TypeAdapter(annotation, config=pydantic.ConfigDict(allow_inf_nan=False))
+    except pydantic.PydanticUserError:
+        return TypeAdapter(annotation)
+
+
 class ArgumentCodec:
     """Validates a task's arguments against its signature and turns them into
     JSON and back. Built once per task."""
@@ -57,8 +67,7 @@ class ArgumentCodec:
                                            allow_inf_nan=False),
             **fields,
         )
-        ret = hints.get("return", Any)
-        self.returns: TypeAdapter[Any] = TypeAdapter(ret)
+        self.returns = result_adapter(hints.get("return", Any))
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if len(args) > len(self.names):
@@ -105,9 +114,14 @@ class ArgumentCodec:
         """
         checked = self.returns.validate_python(value)
         try:
-            return self.returns.dump_json(checked).decode()
+            raw = self.returns.dump_json(checked).decode()
         except pydantic_core.PydanticSerializationError as exc:
             raise PayloadNotSerializable(f"result is not JSON-serialisable: {exc}") from exc
+        # what Job.result() will parse: a value whose JSON does not read back
+        # (inf/NaN inside a model are written as null) is refused here, on
+        # the worker, instead of breaking the producer's result()
+        self.returns.validate_json(raw)
+        return raw
 
 
 def encode_untyped(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:

@@ -159,3 +159,8 @@ class DurabilityUnconfirmed(BrokerError):
     def __init__(self, message: str, *, job_ids: list[str]) -> None:
         super().__init__(message)
         self.job_ids = job_ids
+
+
+class JobIdConflict(JobError, ValueError):
+    """A job id given at enqueue already names a job of another task (ids are
+    per queue; enqueueing the same task under an existing id is a no-op)."""

@@ -13,7 +13,7 @@ import dataclasses
 import enum
 import math
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 
 from .errors import ConfigurationError
@@ -73,7 +73,8 @@ class EnqueueOptions:
 
     :param queue: the queue the job goes to.
     :param delay: seconds to wait before the job may run (``None``: none).
-    :param at: when the job may run; a naive datetime is local time.
+    :param at: when the job may run; a naive datetime is this process's local
+        time, an aware one is taken in its own zone.
     :param priority: higher runs first, in [-100, 100].
     :param job_id: the job's id; enqueueing an existing id does nothing.
     :param max_tries: attempts before the job is dead-lettered.
@@ -153,8 +154,8 @@ class EnqueueOptions:
         return round(self.delay * 1000) if isinstance(self.delay, int | float) else 0
 
     def at_ms(self) -> int | None:
-        """The due time in epoch milliseconds, or None."""
+        """The due time in epoch milliseconds, or None. A naive datetime is
+        this process's local time (as ``datetime.now()`` gives it)."""
         if not isinstance(self.at, datetime):
             return None
-        at = self.at if self.at.tzinfo else self.at.replace(tzinfo=UTC)
-        return int(at.timestamp() * 1000)
+        return int(self.at.timestamp() * 1000)

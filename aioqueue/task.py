@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -17,11 +17,15 @@ import pydantic_core
 from .backend import Backend
 from .codec import ArgumentCodec, encode_untyped
 from .context import JobContext, make_context
-from .errors import ConfigurationError, PayloadNotSerializable, PayloadTooLarge
+from .errors import ConfigurationError, JobIdConflict, PayloadNotSerializable, PayloadTooLarge
 from .job import Job
 from .keys import check_task_name
 from .options import UNSET, EnqueueOptions, UnsetType
+from .record import Field
 from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .broker import Broker
 
 __all__ = ["ArgumentCodec", "BoundCall", "PreparedJob", "RetryPolicy", "Signature", "Task",
            "encode_untyped", "new_job_id"]
@@ -79,14 +83,39 @@ class PreparedJob:
     at_ms: int | None
     fields: dict[str, str | int]
     """Per-job record fields (see ``EnqueueOptions.record_fields``)."""
+    fixed_id: bool = False
+    """The id was given by the caller (not generated)."""
+
+    async def submit(self, broker: Broker, queue: str) -> None:
+        """Enqueue this job (a no-op if its id exists for the same task).
+
+        :raises JobIdConflict: the given id names a job of another task.
+        """
+        created = await broker.enqueue(
+            queue, self.job_id, self.task, self.payload, priority=self.priority,
+            delay_ms=self.delay_ms, at_ms=self.at_ms, extra=self.fields)
+        if created or not self.fixed_id:
+            return
+        # the id exists: the enqueue is idempotent only for the same task
+        (owner,) = await broker.job_fields(queue, self.job_id, Field.TASK)
+        if owner is not None and owner != self.task:
+            raise JobIdConflict(
+                f"job id {self.job_id!r} in queue {queue!r} already names a job of task "
+                f"{owner!r}; nothing was enqueued for task {self.task!r}", job_id=self.job_id)
 
     def as_tuple(self) -> tuple[str, str, str, int, int, int | None, dict[str, str | int]]:
         return (self.job_id, self.task, self.payload, self.priority, self.delay_ms,
                 self.at_ms, self.fields)
 
 
+def payload_bytes(payload: str) -> int:
+    """The size of ``payload`` as stored: UTF-8 bytes, not characters."""
+    return len(payload) if payload.isascii() else len(payload.encode("utf-8", "surrogatepass"))
+
+
 def check_payload(task_name: str, payload: str, limit: int) -> None:
-    size = len(payload)
+    """:raises PayloadTooLarge: ``payload`` is over ``limit`` bytes (UTF-8)."""
+    size = payload_bytes(payload)
     if size > limit:
         raise PayloadTooLarge(
             f"task {task_name!r}: arguments are {size} bytes as JSON, over the "
@@ -97,9 +126,10 @@ def prepare_job(task_name: str, payload: str, options: EnqueueOptions) -> Prepar
     """The broker's view of one enqueue: the effective ``options`` (defaults
     merged with the call's) are the only source of what is stored."""
     priority = options.priority if isinstance(options.priority, int) else 0
+    fixed_id = isinstance(options.job_id, str)
     job_id = options.job_id if isinstance(options.job_id, str) else new_job_id()
     return PreparedJob(job_id, task_name, payload, priority, options.delay_ms(),
-                       options.at_ms(), options.record_fields())
+                       options.at_ms(), options.record_fields(), fixed_id)
 
 
 class Task(Generic[P, R]):
@@ -263,10 +293,7 @@ class Task(Generic[P, R]):
         """
         job = self.prepare(args, kwargs)
         queue = self.target_queue
-        await self.backend.broker.enqueue(
-            queue, job.job_id, job.task, job.payload, priority=job.priority,
-            delay_ms=job.delay_ms, at_ms=job.at_ms, extra=job.fields,
-        )
+        await job.submit(self.backend.broker, queue)
         return Job(self.backend, job.job_id, queue, self.codec.returns, enqueued=True)
 
     async def enqueue_many(

@@ -12,6 +12,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
 import anyio
 from anyio.abc import TaskGroup
 
+from . import dead_letters
 from .backend import Backend
 from .broker import Broker
 from .broker_admin import BrokerAdmin
@@ -20,7 +21,7 @@ from .errors import ConfigurationError, TaskNotFound
 from .job import Job
 from .keys import check_name, check_task_name
 from .options import UNSET, EnqueueOptions, UnsetType
-from .record import Field, JobInfo, copied_overrides, parse_info
+from .record import JobInfo
 from .results import ResultListener, Wakeup
 from .retry import RetryPolicy
 from .schedule import MissedPolicy, Schedule, make_schedule
@@ -29,9 +30,9 @@ from .task import (
     Task,
     check_payload,
     encode_untyped,
-    new_job_id,
     prepare_job,
 )
+from .urls import check_url
 
 LifecycleHook = Callable[["App"], Awaitable[None]]
 """``async def hook(app) -> None``, registered with ``@app.on_startup`` or
@@ -112,6 +113,7 @@ class App:
             raise ConfigurationError(
                 "result_ttl_s, dead_letter_ttl_s and max_payload_bytes must be > 0")
         self.url = url or os.environ.get("AIOQUEUE_URL", "redis://localhost:6379/0")
+        """The server URL (checked when set: ``ConfigurationError`` if malformed)."""
         self.prefix = prefix
         self.default_queue = queue
         self.worker_settings = worker or WorkerSettings()
@@ -144,6 +146,14 @@ class App:
         self._stack: contextlib.AsyncExitStack | None = None
         self._listener_lock = anyio.Lock()
         self._listener_started = False
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    @url.setter
+    def url(self, value: str) -> None:
+        self._url = check_url(value)
 
     # -- registry ---------------------------------------------------------
 
@@ -445,47 +455,25 @@ class App:
     ) -> list[JobInfo]:
         """Dead-lettered jobs of a queue, oldest first, with their payload and
         every attempt's error and traceback."""
-        queue = queue or self.default_queue
-        infos = []
-        for job_id in await self.broker.dead_ids(queue, offset=offset, limit=limit):
-            record = await self.broker.job_record(queue, job_id)
-            if record:
-                infos.append(parse_info(job_id, queue, record))
-        return infos
+        return await dead_letters.dead_letters(
+            self.broker, queue or self.default_queue, limit=limit, offset=offset)
 
     async def replay_dead(
         self, job_ids: Sequence[str] | None = None, *, queue: str | None = None,
         new_ids: bool = False,
     ) -> list[str]:
-        """Give dead-lettered jobs fresh attempts (all of them when ``job_ids``
-        is None). With ``new_ids`` each is enqueued again as a new job and the
-        dead one is purged; otherwise it runs again under its own id.
-        Returns the ids that will run."""
+        """Give dead-lettered jobs fresh attempts: those given, or every job
+        dead when the call begins (one that dies again meanwhile is not
+        replayed again). With ``new_ids`` each is enqueued again as a new job
+        and the dead one is purged; otherwise it runs again under its own id.
+        Ids that are not dead-lettered are skipped.
+
+        :returns: the ids that will run (the new ids with ``new_ids``).
+        """
         queue = queue or self.default_queue
-        replayed: list[str] = []
-        while True:
-            ids = list(job_ids) if job_ids is not None else await self.broker.dead_ids(
-                queue, limit=500)
-            if not ids:
-                return replayed
-            if new_ids:
-                for old in ids:
-                    rec = await self.broker.job_record(queue, old)
-                    if not rec or await self.broker.client.zscore(
-                            self.broker.keys(queue).dead, old) is None:
-                        continue
-                    fresh = new_job_id()
-                    await self.broker.enqueue(queue, fresh, rec.get(Field.TASK, ""),
-                                              rec.get(Field.ARGS, "{}"),
-                                              priority=int(rec.get(Field.PRIORITY, "0")),
-                                              extra=copied_overrides(rec))
-                    await self.broker.purge_dead(queue, [old])
-                    replayed.append(fresh)
-            else:
-                await self.broker.replay(queue, ids)
-                replayed.extend(ids)
-            if job_ids is not None:
-                return replayed
+        if new_ids:
+            return list((await dead_letters.replay_as_new(self.broker, queue, job_ids)).values())
+        return await dead_letters.replay_in_place(self.broker, queue, job_ids)
 
     async def purge_dead(
         self, job_ids: Sequence[str] | None = None, *, queue: str | None = None
@@ -501,6 +489,11 @@ class App:
     def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
         """A handle on an existing job, by id."""
         return Job(self.backend, job_id, queue or self.default_queue)
+
+    def task_queues(self) -> list[str]:
+        """The app's default queue and every registered task's queue, sorted:
+        what a worker consumes when no queues are named."""
+        return sorted({self.default_queue, *(t.queue for t in self.tasks.values())})
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:

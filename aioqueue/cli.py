@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from . import cli_ops, processes, processes_child
+from . import __version__, cli_ops, dead_letters, processes, processes_child
 from .app import App
 from .cli_common import CommandError, add_app_arguments, load_app, open_app, split_queues
 from .errors import AioqueueError
@@ -22,12 +22,21 @@ from .supervisor import Supervisor
 
 log = logging.getLogger("aioqueue.cli")
 
+LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
+
 
 def _run_worker(app: App, args: argparse.Namespace) -> int:
+    queues = split_queues(args.queues) or app.task_queues()
     supervisor = Supervisor(
-        app, queues=split_queues(args.queues), concurrency=args.concurrency, burst=args.burst,
+        app, queues=queues, concurrency=args.concurrency, burst=args.burst,
         handle_signals=True,
     )
+    log.info("aioqueue worker: queues %s; tasks %s", ", ".join(queues), ", ".join(
+        f"{t.name} ({t.queue})" for t in sorted(app.tasks.values(), key=lambda t: t.name))
+        or "none")
+    if not app.tasks:
+        log.warning("aioqueue worker: the app registers no task: every job will be "
+                    "dead-lettered as TaskNotFound")
     backend_options: dict[str, Any] = {}
     if args.uvloop:
         if importlib.util.find_spec("uvloop") is None:
@@ -67,11 +76,7 @@ def cmd_dead(args: argparse.Namespace) -> int:
                                     "\n", "\n    "))
                 print(f"{len(infos)} dead-lettered job(s) shown in queue {queue!r}")
             elif args.action == "replay":
-                if not args.ids and not args.all:
-                    raise CommandError("give job ids to replay, or --all")
-                ids = await app.replay_dead(args.ids or None, queue=queue,
-                                            new_ids=args.new_ids)
-                print(f"replayed {len(ids)} job(s): {' '.join(ids)}")
+                return await _replay(app, queue, args)
             else:
                 if not args.ids and not args.all:
                     raise CommandError("give job ids to purge, or --all")
@@ -80,6 +85,27 @@ def cmd_dead(args: argparse.Namespace) -> int:
         return 0
 
     return anyio.run(run)
+
+
+async def _replay(app: App, queue: str, args: argparse.Namespace) -> int:
+    if not args.ids and not args.all:
+        raise CommandError("give job ids to replay, or --all")
+    if args.ids and args.all:
+        raise CommandError("give job ids or --all, not both")
+    requested = args.ids or None
+    if args.new_ids:
+        replayed = await dead_letters.replay_as_new(app.broker, queue, requested)
+    else:
+        ids = await app.replay_dead(requested, queue=queue)
+        replayed = dict(zip(ids, ids, strict=True))
+    for old, new in replayed.items():
+        print(f"replayed {old}" + (f" as {new}" if new != old else ""))
+    print(f"replayed {len(replayed)} job(s) in queue {queue!r}")
+    missing = [i for i in args.ids if i not in replayed]
+    if missing:
+        raise CommandError(f"not dead-lettered in queue {queue!r} (nothing done): "
+                           + " ".join(missing))
+    return 0
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
@@ -137,15 +163,16 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aioqueue", description=__doc__)
-    parser.add_argument("--log-level", default="INFO",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    parser.add_argument("--version", action="version", version=f"aioqueue {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def worker_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--concurrency", type=int, default=100,
                        help="most jobs running at once (default 100)")
         p.add_argument("--queues", default=None,
-                       help="comma-separated queues to consume (default: the app's queue)")
+                       help="comma-separated queues to consume (default: the queues of "
+                       "the app's tasks and the app's default queue)")
         p.add_argument("--burst", action="store_true",
                        help="exit once the queues are empty")
         p.add_argument("--uvloop", action="store_true", help="run on uvloop")
@@ -184,6 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     # more command groups register here: each module's register(sub) adds
     # its subparsers with set_defaults(func=...) (see cli_common for helpers)
     cli_ops.register(sub)
+    for command in sub.choices.values():
+        # also after the subcommand; SUPPRESS keeps the top-level value otherwise
+        command.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
+                             help="DEBUG, INFO (default), WARNING or ERROR")
     return parser
 
 

@@ -82,6 +82,18 @@ def default_server_binary() -> ServerBinary:
     return binaries[0]
 
 
+def port_in_use(port: int) -> bool:
+    """True if something listens on 127.0.0.1:``port`` (a port held only by
+    connections in TIME_WAIT is free: the server binds with SO_REUSEADDR)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -141,8 +153,17 @@ class ServerProcess:
         ]
 
     def start(self, timeout: float = 15.0) -> None:
+        """Start the server and wait until it answers.
+
+        :raises ConfigurationError: something already listens on the port (a
+            server there would answer our readiness check in its stead).
+        """
         if self.process is not None and self.process.poll() is None:
             return
+        if port_in_use(self.port):
+            raise ConfigurationError(
+                f"port {self.port} on 127.0.0.1 is already in use (another server?): "
+                "choose another port")
         self.process = subprocess.Popen(
             self.command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             cwd=self.directory,

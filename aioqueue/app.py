@@ -1,13 +1,14 @@
-"""The application object: task registry, connection pool and enqueue."""
+"""The application object: the task registry (``registry.py``), the
+connection, enqueue by name and the operator paths."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
-from datetime import datetime, timedelta, tzinfo
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from types import TracebackType
-from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
@@ -16,18 +17,16 @@ from . import dead_letters
 from .backend import Backend
 from .broker import Broker
 from .broker_admin import BrokerAdmin
-from .context import JobContext, Middleware
-from .errors import ConfigurationError, TaskNotFound
+from .errors import ConfigurationError
 from .job import Job
 from .keys import check_name, check_task_name
 from .options import UNSET, EnqueueOptions, UnsetType
 from .record import JobInfo
+from .registry import TaskRegistry
 from .results import ResultListener, Wakeup
 from .retry import RetryPolicy
-from .schedule import MissedPolicy, Schedule, make_schedule
 from .settings import WorkerSettings
 from .task import (
-    Task,
     check_payload,
     encode_untyped,
     prepare_job,
@@ -43,22 +42,7 @@ R = TypeVar("R")
 T = TypeVar("T")
 
 
-class TaskDecorator(Protocol):
-    """What ``@app.task(...)`` with options returns."""
-
-    @overload
-    def __call__(
-        self, fn: Callable[Concatenate[JobContext, P], Coroutine[Any, Any, R]], /
-    ) -> Task[P, R]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
-
-    @overload
-    def __call__(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-
-
-class App:
+class App(TaskRegistry):
     """An aioqueue application.
 
     ``async with app:`` checks the server and opens the connection pool; it is
@@ -121,11 +105,7 @@ class App:
         self.dead_letter_ttl_s = dead_letter_ttl_s
         self.max_payload_bytes = max_payload_bytes
         self.default_retry = retry or RetryPolicy()
-        self.tasks: dict[str, Task[Any, Any]] = {}
-        self.schedules: dict[str, Schedule] = {}
-        self.startup_hooks: list[LifecycleHook] = []
-        self.shutdown_hooks: list[LifecycleHook] = []
-        self.middlewares: list[Middleware] = []
+        super().__init__()
         if sync_concurrency < 1:
             raise ConfigurationError("sync_concurrency must be >= 1")
         self.sync_concurrency = sync_concurrency
@@ -154,163 +134,6 @@ class App:
     @url.setter
     def url(self, value: str) -> None:
         self._url = check_url(value)
-
-    # -- registry ---------------------------------------------------------
-
-    @overload
-    def task(
-        self, fn: Callable[Concatenate[JobContext, P], Coroutine[Any, Any, R]], /
-    ) -> Task[P, R]: ...
-
-    @overload
-    def task(self, fn: Callable[P, Coroutine[Any, Any, R]], /) -> Task[P, R]: ...
-
-    @overload
-    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
-
-    @overload
-    def task(
-        self,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-        max_tries: int = 1,
-        max_deliveries: int | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        fail_on: tuple[type[BaseException], ...] = (),
-        priority: int = 0,
-        result_ttl: float | None = None,
-    ) -> TaskDecorator: ...
-
-    def task(  # type: ignore[misc]
-        self,
-        fn: Callable[..., Any] | None = None,
-        /,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-        max_tries: int = 1,
-        max_deliveries: int | None = None,
-        timeout: float | None = None,
-        retry: RetryPolicy | None = None,
-        retry_on: tuple[type[BaseException], ...] = (Exception,),
-        fail_on: tuple[type[BaseException], ...] = (),
-        priority: int = 0,
-        result_ttl: float | None = None,
-    ) -> Any:
-        """Register a function as a task.
-
-        ``async def`` functions run on the worker's event loop; plain ``def``
-        functions run in a worker thread (``App(sync_concurrency=)`` threads at
-        most), so blocking code does not stall other jobs. A first parameter
-        annotated :class:`JobContext` receives the job's context and is not
-        part of the enqueue signature.
-
-        :param name: name stored in jobs and used by ``App.enqueue(name)``
-            (default: the function's ``__qualname__``, e.g. ``"add"``).
-        :param max_tries: attempts before the job is dead-lettered.
-        :param max_deliveries: lease expiries (crashed or hung workers) tolerated
-            before the job is dead-lettered (default: the worker setting).
-        :param timeout: seconds one attempt may run; a timeout is a failure.
-        :param retry: backoff between attempts (default: the app's).
-        :param retry_on: exception types that are retried; others fail at once.
-        :param fail_on: exception types that fail at once even if in ``retry_on``.
-        :param priority: default priority; higher runs first.
-        :param result_ttl: seconds the result is kept (default: the app's).
-        """
-
-        def register(f: Callable[..., Any]) -> Task[Any, Any]:
-            task_name = name or f.__qualname__
-            if task_name in self.tasks:
-                raise ConfigurationError(
-                    f"a task named {task_name!r} is already registered; "
-                    "give one of them another name with @app.task(name=...)")
-            defaults = EnqueueOptions(
-                queue=queue or self.default_queue, priority=priority, max_tries=max_tries,
-                max_deliveries=max_deliveries, timeout=timeout, result_ttl=result_ttl)
-            t: Task[Any, Any] = Task(
-                self.backend, f, name=task_name, defaults=defaults,
-                retry=retry or self.default_retry, retry_on=retry_on, fail_on=fail_on,
-            )
-            self.tasks[task_name] = t
-            return t
-
-        if fn is not None:
-            return register(fn)
-        return register
-
-    def schedule(
-        self,
-        task: Task[P, Any],
-        *,
-        cron: str | None = None,
-        every: timedelta | float | None = None,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        name: str | None = None,
-        tz: str | tzinfo = "UTC",
-        missed: MissedPolicy = "run_once",
-    ) -> Schedule:
-        """Run ``task(*args, **kwargs)`` periodically: on a cron expression
-        (evaluated in ``tz``, DST-aware) or every fixed interval (aligned to
-        the epoch, so all supervisors agree). Each tick is enqueued exactly
-        once across all supervisors consuming the task's queue, as a job with
-        the id ``cron.<name>.<tick ms>``.
-
-        :param name: the schedule's identity (default: the task's name); give
-            one when a task has several schedules.
-        :param missed: ``"run_once"`` (default) fires the latest missed tick
-            once when a supervisor comes back; ``"skip"`` drops missed ticks.
-        """
-        sched = make_schedule(task, cron=cron, every=every, args=args, kwargs=kwargs or {},
-                              name=name, tz=tz, missed=missed)
-        if sched.name in self.schedules:
-            raise ConfigurationError(f"a schedule named {sched.name!r} already exists; "
-                                     "give this one another name=")
-        self.schedules[sched.name] = sched
-        return sched
-
-    def cron(
-        self,
-        cron: str | None = None,
-        *,
-        every: timedelta | float | None = None,
-        args: tuple[Any, ...] = (),
-        kwargs: dict[str, Any] | None = None,
-        name: str | None = None,
-        tz: str | tzinfo = "UTC",
-        missed: MissedPolicy = "run_once",
-    ) -> Callable[[T], T]:
-        """Decorator form of :meth:`schedule`, placed above ``@app.task``
-        (or directly on an ``async def``, which is then registered as a task)."""
-
-        def decorate(target: T) -> T:
-            task: Task[Any, Any] = (
-                target if isinstance(target, Task) else self.task(target))  # type: ignore[call-overload]
-            self.schedule(task, cron=cron, every=every, args=args, kwargs=kwargs, name=name,
-                          tz=tz, missed=missed)
-            return target
-
-        return decorate
-
-    def on_startup(self, hook: LifecycleHook) -> LifecycleHook:
-        """Run ``await hook(app)`` once when a worker process starts, before any
-        job (create shared clients here and keep them in ``app.state``)."""
-        self.startup_hooks.append(hook)
-        return hook
-
-    def on_shutdown(self, hook: LifecycleHook) -> LifecycleHook:
-        """Run ``await hook(app)`` once when a worker process stops, after the
-        last job; hooks run in reverse order of registration."""
-        self.shutdown_hooks.append(hook)
-        return hook
-
-    def middleware(self, mw: Middleware) -> Middleware:
-        """Run ``await mw(ctx, call_next)`` around every job in a worker."""
-        self.middlewares.append(mw)
-        return mw
 
     # -- connection -------------------------------------------------------
 
@@ -489,17 +312,6 @@ class App:
     def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
         """A handle on an existing job, by id."""
         return Job(self.backend, job_id, queue or self.default_queue)
-
-    def task_queues(self) -> list[str]:
-        """The app's default queue and every registered task's queue, sorted:
-        what a worker consumes when no queues are named."""
-        return sorted({self.default_queue, *(t.queue for t in self.tasks.values())})
-
-    def get_task(self, name: str) -> Task[Any, Any]:
-        try:
-            return self.tasks[name]
-        except KeyError:
-            raise TaskNotFound(f"no task named {name!r} in this app") from None
 
 
 class _LazyListener(ResultListener):

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+from .connection_cluster import ClusterURL, is_cluster_url
+from .connection_sentinel import SentinelURL, is_sentinel_url
 from .errors import ConfigurationError
 
 PLAIN_SCHEMES = ("redis", "rediss", "unix")
 """Schemes redis-py reads; ``redis+sentinel://`` and ``redis+cluster://``
-(and their ``rediss+`` forms) are parsed, and checked, by their own modules."""
+(and their ``rediss+`` forms) are checked by their own parsers."""
 
 EXAMPLES = ("redis://host:6379/0, rediss://host:6380/0, unix:///path/redis.sock?db=0, "
             "redis+sentinel://..., redis+cluster://...")
@@ -30,7 +32,11 @@ def check_url(url: str) -> str:
     if not sep or base not in PLAIN_SCHEMES or (scheme != base and base == "unix"):
         shown = f"{scheme}://..." if sep else repr(url[:40])
         raise ConfigurationError(f"not a Redis URL: {shown} (examples: {EXAMPLES})")
-    if scheme in ("redis", "rediss"):
+    if is_cluster_url(url):
+        ClusterURL.parse(url)
+    elif is_sentinel_url(url):
+        SentinelURL.parse(url)
+    elif scheme in ("redis", "rediss"):
         try:
             parts = urlsplit(url)
             parts.port  # noqa: B018 - raises ValueError on a bad port

@@ -8,7 +8,7 @@ import secrets
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -71,9 +71,9 @@ class BoundCall(Generic[P, R]):
     kwargs: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class PreparedJob:
-    """One validated job, ready for the broker: nothing is written yet."""
+class PreparedJob(NamedTuple):
+    """One validated job, ready for the broker: nothing is written yet.
+    (A named tuple: built on every enqueue, so it must be cheap.)"""
 
     job_id: str
     task: str
@@ -175,6 +175,8 @@ class Task(Generic[P, R]):
             queue=defaults.queue, priority=defaults.priority,
             max_deliveries=defaults.max_deliveries, result_ttl=defaults.result_ttl,
         ).merged(self.call_options)
+        # everything but the id and payload is the same for each enqueue: built once
+        self._shape = prepare_job(name, "", self._stored)
         self.__name__ = fn.__name__
         self.__doc__ = fn.__doc__
 
@@ -279,7 +281,10 @@ class Task(Generic[P, R]):
         """
         payload = self.codec.encode(args, kwargs)
         check_payload(self.name, payload, self.backend.max_payload_bytes)
-        return prepare_job(self.name, payload, self._stored)
+        shape = self._shape
+        job_id = shape.job_id if shape.fixed_id else new_job_id()
+        return PreparedJob(job_id, self.name, payload, shape.priority, shape.delay_ms,
+                           shape.at_ms, shape.fields, shape.fixed_id)
 
     def prepare_payload(self, payload: str, *, job_id: str) -> PreparedJob:
         """A job with already encoded arguments (a schedule's tick)."""

@@ -6,9 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from datetime import datetime
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, Unpack
 
 import anyio
 from anyio.abc import TaskGroup
@@ -20,7 +19,7 @@ from .broker_admin import BrokerAdmin
 from .errors import ConfigurationError
 from .job import Job
 from .keys import check_name, check_task_name
-from .options import UNSET, EnqueueOptions, UnsetType
+from .options import EnqueueKwargs, EnqueueOptions
 from .record import JobInfo
 from .registry import TaskRegistry
 from .results import ResultListener, Wakeup
@@ -241,23 +240,13 @@ class App(TaskRegistry):
         args: tuple[Any, ...] = (),
         kwargs: Mapping[str, Any] | None = None,
         options: EnqueueOptions | None = None,
-        *,
-        queue: str | UnsetType = UNSET,
-        delay: float | None | UnsetType = UNSET,
-        at: datetime | None | UnsetType = UNSET,
-        priority: int | UnsetType = UNSET,
-        job_id: str | None | UnsetType = UNSET,
-        max_tries: int | UnsetType = UNSET,
-        timeout: float | None | UnsetType = UNSET,
-        result_ttl: float | None | UnsetType = UNSET,
+        **given: Unpack[EnqueueKwargs],
     ) -> Job[Any]:
         """Enqueue by task name with options (as ``Task.options``). Options not
         given take the registered task's defaults, or, for a task this app does
         not know, the app's (its default queue, priority 0) and the worker's.
         """
-        call = (options or EnqueueOptions()).merged(EnqueueOptions(
-            queue=queue, delay=delay, at=at, priority=priority, job_id=job_id,
-            max_tries=max_tries, timeout=timeout, result_ttl=result_ttl))
+        call = (options or EnqueueOptions()).merged(EnqueueOptions(**given))
         kwargs = dict(kwargs or {})
         task = self.tasks.get(task_name)
         if task is not None:

@@ -14,7 +14,7 @@ import enum
 import math
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypedDict
 
 from .errors import ConfigurationError
 from .keys import check_name
@@ -65,6 +65,22 @@ def _priority(value: object) -> None:
 def _ms(seconds: float) -> int:
     """A positive duration in whole milliseconds (never 0, which means "none")."""
     return max(1, round(seconds * 1000))
+
+
+class EnqueueKwargs(TypedDict, total=False):
+    """``task.options(**kwargs)`` and ``app.enqueue_with(..., **kwargs)``: a
+    key not given is UNSET (see :class:`EnqueueOptions` for the meanings;
+    passing ``UNSET`` explicitly, from a wrapper's default, means the same)."""
+
+    queue: str | UnsetType
+    delay: float | None | UnsetType
+    at: datetime | None | UnsetType
+    priority: int | UnsetType
+    job_id: str | None | UnsetType
+    max_tries: int | UnsetType
+    max_deliveries: int | None | UnsetType
+    timeout: float | None | UnsetType
+    result_ttl: float | None | UnsetType
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

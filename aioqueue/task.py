@@ -7,8 +7,7 @@ import inspect
 import secrets
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, ParamSpec, TypeVar, Unpack
 
 import anyio
 import anyio.to_thread
@@ -20,7 +19,7 @@ from .context import JobContext, make_context
 from .errors import ConfigurationError, JobIdConflict, PayloadNotSerializable, PayloadTooLarge
 from .job import Job
 from .keys import check_task_name
-from .options import UNSET, EnqueueOptions, UnsetType
+from .options import UNSET, EnqueueKwargs, EnqueueOptions
 from .record import Field
 from .retry import RetryPolicy
 
@@ -235,25 +234,15 @@ class Task(Generic[P, R]):
         self,
         options: EnqueueOptions | None = None,
         /,
-        *,
-        queue: str | UnsetType = UNSET,
-        delay: float | None | UnsetType = UNSET,
-        at: datetime | None | UnsetType = UNSET,
-        priority: int | UnsetType = UNSET,
-        job_id: str | None | UnsetType = UNSET,
-        max_tries: int | UnsetType = UNSET,
-        timeout: float | None | UnsetType = UNSET,
-        result_ttl: float | None | UnsetType = UNSET,
+        **given: Unpack[EnqueueKwargs],
     ) -> Task[P, R]:
         """A copy of this task whose enqueues use these options (on top of
         options set before). ``timeout=None`` means no timeout for those jobs.
 
         :raises ConfigurationError: an invalid value.
         """
-        given = EnqueueOptions(
-            queue=queue, delay=delay, at=at, priority=priority, job_id=job_id,
-            max_tries=max_tries, timeout=timeout, result_ttl=result_ttl)
-        merged = self.call_options.merged(options or EnqueueOptions()).merged(given)
+        merged = self.call_options.merged(options or EnqueueOptions()).merged(
+            EnqueueOptions(**given))
         return Task(
             self.backend, self.fn, name=self.name, defaults=self.defaults, retry=self.retry,
             retry_on=self.retry_on, fail_on=self.fail_on, call_options=merged,

@@ -3,12 +3,14 @@ defaults apply unless an option is given, and ``None`` is a value (not "unset").
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import anyio
 import pytest
 
 import aioqueue
+from aioqueue.options import EnqueueKwargs
 
 from .conftest import running
 
@@ -106,3 +108,15 @@ def test_later_options_replace_earlier_ones(make_app: Callable[..., aioqueue.App
     assert later.call_options.priority == 1
     assert later.call_options.timeout is None
     assert task.call_options.priority is aioqueue.UNSET
+
+
+def test_keyword_options_are_the_options_object_fields() -> None:
+    # task.options(**kw) / app.enqueue_with(..., **kw) take exactly EnqueueOptions' fields
+    fields = {f.name for f in dataclasses.fields(aioqueue.EnqueueOptions)}
+    assert set(EnqueueKwargs.__annotations__) == fields
+
+
+def test_per_call_max_deliveries_is_stored(make_app: Callable[..., aioqueue.App]) -> None:
+    app = _defaults_app(make_app)
+    task = app.get_task("shaped").options(max_deliveries=9, timeout=None)
+    assert task.prepare((1,), {}).fields == {"md": 9, "rt": 600_000, "to": 0}

@@ -19,3 +19,6 @@ async def produce() -> None:
     await add.options(priority=1).enqueue(1, "b")  # E: arg-type
     text: str = await (await add.enqueue(1, 2)).result()  # noqa: F841  # E: assignment
     add.bind("x", 1)  # E: arg-type
+    add.options(priority="high")  # E: arg-type
+    add.options(prio=1)  # E: call-arg
+    await app.enqueue_with("add", (1, 2), timeout="soon")  # E: arg-type

@@ -26,5 +26,9 @@ async def produce() -> int:
     many = await add.enqueue_many([add.bind(i, i) for i in range(3)])
     direct: int = await add(1, 2)
     byname: aioqueue.Job[object] = await app.enqueue("add", 4, 5)
-    del later, text, status, many, byname
+    untimed: aioqueue.Job[int] = await add.options(timeout=None, job_id="a-1").enqueue(1, 1)
+    whole = add.options(aioqueue.EnqueueOptions(priority=-5, queue="slow"))
+    shaped = await app.enqueue_with("add", (1, 2), options=aioqueue.EnqueueOptions(delay=1.0),
+                                    priority=aioqueue.UNSET, timeout=None)
+    del later, text, status, many, byname, untimed, whole, shaped
     return await job.result(timeout=10) + direct

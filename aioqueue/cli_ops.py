@@ -336,7 +336,8 @@ def register(sub: Any) -> None:
     p.add_argument("--kwargs", default="{}", help="keyword arguments as a JSON object")
     p.add_argument("--queue", default=None, help="override the task's queue")
     p.add_argument("--delay", type=float, default=None, help="seconds before it may run")
-    p.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    p.add_argument("--priority", type=int, default=None,
+                   help="higher runs first (default: the task's)")
     p.add_argument("--job-id", default=None, help="its id (default: a new one)")
     p.add_argument("--unregistered", action="store_true",
                    help="allow a task this app does not register (stored unchecked)")

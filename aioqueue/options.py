@@ -72,28 +72,34 @@ class EnqueueKwargs(TypedDict, total=False):
     key not given is UNSET (see :class:`EnqueueOptions` for the meanings;
     passing ``UNSET`` explicitly, from a wrapper's default, means the same)."""
 
-    queue: str | UnsetType
+    queue: str | None | UnsetType
     delay: float | None | UnsetType
     at: datetime | None | UnsetType
-    priority: int | UnsetType
+    priority: int | None | UnsetType
     job_id: str | None | UnsetType
-    max_tries: int | UnsetType
+    max_tries: int | None | UnsetType
     max_deliveries: int | None | UnsetType
     timeout: float | None | UnsetType
     result_ttl: float | None | UnsetType
+
+
+DEFAULT_WHEN_NONE = ("queue", "priority", "max_tries")
+"""Options for which ``None`` has no meaning of its own: it means "the
+default", as UNSET does (so ``queue=None`` from an optional CLI flag works)."""
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class EnqueueOptions:
     """How to enqueue a job. Fields left UNSET take the task's default.
 
-    :param queue: the queue the job goes to.
+    :param queue: the queue the job goes to (``None``: as UNSET, the default).
     :param delay: seconds to wait before the job may run (``None``: none).
     :param at: when the job may run; a naive datetime is this process's local
         time, an aware one is taken in its own zone.
-    :param priority: higher runs first, in [-100, 100].
+    :param priority: higher runs first, in [-100, 100] (``None``: the default).
     :param job_id: the job's id; enqueueing an existing id does nothing.
-    :param max_tries: attempts before the job is dead-lettered.
+    :param max_tries: attempts before the job is dead-lettered (``None``: the
+        default).
     :param max_deliveries: lease expiries tolerated before it is dead-lettered
         (``None``: the worker's setting).
     :param timeout: seconds one attempt may run (``None``: no timeout).
@@ -102,32 +108,37 @@ class EnqueueOptions:
     :raises ConfigurationError: an invalid value (nothing is written).
     """
 
-    queue: str | UnsetType = UNSET
+    queue: str | None | UnsetType = UNSET
     delay: float | None | UnsetType = UNSET
     at: datetime | None | UnsetType = UNSET
-    priority: int | UnsetType = UNSET
+    priority: int | None | UnsetType = UNSET
     job_id: str | None | UnsetType = UNSET
-    max_tries: int | UnsetType = UNSET
+    max_tries: int | None | UnsetType = UNSET
     max_deliveries: int | None | UnsetType = UNSET
     timeout: float | None | UnsetType = UNSET
     result_ttl: float | None | UnsetType = UNSET
 
     def __post_init__(self) -> None:
+        for name in DEFAULT_WHEN_NONE:
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, UNSET)
         self._check_values()
         if isinstance(self.delay, int | float) and isinstance(self.at, datetime):
             raise ConfigurationError("give delay or at, not both")
 
     def _check_values(self) -> None:
-        if self.queue is not UNSET:
-            check_name("queue", self.queue)
+        for name in ("queue", "job_id"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                check_name(name, value)
+            elif value not in (None, UNSET):
+                raise ConfigurationError(f"{name} must be a string, got {value!r}")
         if self.delay not in (None, UNSET):
             _seconds("delay", self.delay, minimum=0, inclusive=True)
         if self.at not in (None, UNSET) and not isinstance(self.at, datetime):
             raise ConfigurationError(f"at must be a datetime, got {self.at!r}")
         if self.priority is not UNSET:
             _priority(self.priority)
-        if self.job_id not in (None, UNSET):
-            check_name("job_id", self.job_id)
         if self.max_tries is not UNSET:
             _count("max_tries", self.max_tries)
         if self.max_deliveries not in (None, UNSET):

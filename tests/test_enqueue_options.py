@@ -120,3 +120,14 @@ def test_per_call_max_deliveries_is_stored(make_app: Callable[..., aioqueue.App]
     app = _defaults_app(make_app)
     task = app.get_task("shaped").options(max_deliveries=9, timeout=None)
     assert task.prepare((1,), {}).fields == {"md": 9, "rt": 600_000, "to": 0}
+
+
+async def test_none_means_the_default_for_queue_priority_and_max_tries(
+        make_app: Callable[..., aioqueue.App]) -> None:
+    # an optional CLI flag left out arrives as None: it must not override the task
+    app = _defaults_app(make_app)
+    async with app:
+        job = await app.enqueue_with("shaped", (1,), queue=None, priority=None,
+                                     max_tries=None)
+        assert job.queue == "special"
+        assert (await job.info()).priority == 50

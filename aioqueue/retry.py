@@ -13,7 +13,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, Retry
 
 MAX_RETRY_DELAY_S = 10 * 365 * 86_400.0
 """The longest wait before a retry (10 years, as for ``delay=``)."""
@@ -114,5 +114,16 @@ def safe_text(exc: BaseException) -> str:
     """``str(exc)``, even when the exception's ``__str__`` raises."""
     try:
         return str(exc)
-    except Exception as inner:
+    except BaseException as inner:  # noqa: B036 - str() cannot be cancelled: no await
         return f"<str() failed: {type(inner).__name__}>"
+
+
+def retry_delay(policy: RetryPolicy, retry_number: int, error: BaseException) -> float:
+    """The wait before retry ``retry_number`` after ``error``: the delay of a
+    ``Retry`` the task raised, else the policy's.
+
+    :raises InvalidRetryDelay: the task asked for an unusable delay.
+    :raises RetryPolicyError: the policy failed.
+    """
+    delay = requested_delay(getattr(error, "delay", None)) if isinstance(error, Retry) else None
+    return delay if delay is not None else policy_delay(policy, retry_number, error)

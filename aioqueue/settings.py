@@ -21,8 +21,6 @@ class WorkerSettings:
     :param reaper_grace_s: after (re)connecting, wait this long before reaping,
         so that leases that could not be renewed during an outage are renewed
         first (no expiry storm when Redis comes back).
-    :param promoter_max_sleep_s: longest sleep of the delayed-job promoter; it
-        normally sleeps until the next due job.
     :param block_s: how long an idle fetcher blocks on one wait (bounded so
         shutdown never has to cut a blocking read).
     :param claim_batch: most jobs claimed in one round trip when busy.
@@ -42,7 +40,6 @@ class WorkerSettings:
     renew_interval_s: float | None = None
     reaper_interval_s: float = 1.0
     reaper_grace_s: float | None = None
-    promoter_max_sleep_s: float = 1.0
     block_s: float = 1.0
     claim_batch: int = 100
     shutdown_grace_s: float = 10.0
@@ -52,7 +49,7 @@ class WorkerSettings:
     loop_lag_warn_s: float | None = None
 
     def __post_init__(self) -> None:
-        for name in ("lease_s", "reaper_interval_s", "promoter_max_sleep_s", "block_s",
+        for name in ("lease_s", "reaper_interval_s", "block_s",
                      "reconnect_cap_s"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"WorkerSettings.{name} must be > 0")

@@ -18,7 +18,7 @@ from ..errors import ConfigurationError
 from ..record import FINAL_STATUSES
 from ..record import Field as F
 from ..results import ResultListener, Wakeup
-from ..supervisor import Supervisor
+from ..runner import JobRunner
 
 # where an unsupported call would go: a socket that does not exist, so it
 # fails at once instead of reaching a real server by accident
@@ -39,7 +39,7 @@ class EagerBroker(Broker):
         super().__init__(_NOWHERE, prefix=app.prefix, retries=0)
         self.app = app
         self.records: dict[tuple[str, str], dict[str, str]] = {}
-        self._runner = Supervisor(app, concurrency=1, worker_id="eager")
+        self._runner = JobRunner(app, worker_id="eager")
 
     async def close(self) -> None:
         return None
@@ -80,7 +80,7 @@ class EagerBroker(Broker):
                 timeout_ms=_opt_int(record.get(F.TIMEOUT)),
                 enqueued_ms=int(record[F.ENQUEUED]),
                 result_ttl_ms=_opt_int(record.get(F.RESULT_TTL)))
-            settlement = await self._runner._execute(job)
+            settlement = await self._runner.run(job)
             record.update(_settled(record, settlement))
         record[F.FINISHED] = str(_now_ms())
 

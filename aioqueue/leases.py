@@ -1,0 +1,155 @@
+"""Leases: the renewer extends running jobs' leases, the lease clock stops a
+run whose lease ran out here, the reaper re-delivers jobs whose lease ran out
+anywhere.
+
+A run whose lease this worker lost (renewals failed until the local lease
+clock ran out, or a renewal found the lease gone) is cancelled here: the job
+may already run elsewhere, and an old run must not overlap the new delivery
+by more than the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+
+from .record import Field
+from .roles import WorkerState, keep_stepping
+from .running import RunningJob, StopReason
+
+log = logging.getLogger("aioqueue.worker")
+
+RENEWED, GONE, CANCEL_ASKED = 1, 0, 2  # renew.lua's codes
+
+
+def lease_lost(state: WorkerState, running: RunningJob, why: str) -> None:
+    """Stop a run whose lease is no longer (surely) ours; counted once."""
+    if running.stop(StopReason.LEASE_LOST, why):
+        running.lost = True
+        state.counters["lost_leases"] += 1
+        log.warning("job %s task=%s: %s; its run is cancelled here (the job may run "
+                    "elsewhere)", running.job.id, running.job.task, why)
+
+
+class Renewer:
+    """Extends the leases of every running job, one call per queue."""
+
+    def __init__(self, state: WorkerState) -> None:
+        self.state = state
+
+    async def step(self) -> None:
+        s = self.state.settings
+        lease_ms = int(s.lease_s * 1000)
+        for queue in self.state.queues:
+            jobs = [r for r in self.state.running.in_queue(queue)
+                    if not r.lost and not r.settling]
+            if not jobs:
+                continue
+            sent_at = time.monotonic()
+            codes = await self.state.broker.renew(queue, [r.key for r in jobs], lease_ms)
+            for running, code in zip(jobs, codes, strict=True):
+                await self._apply(running, code, sent_at + s.lease_s)
+
+    async def _apply(self, running: RunningJob, code: int, lease_until: float) -> None:
+        if code == RENEWED:
+            running.lease_until = max(running.lease_until, lease_until)
+        elif code == CANCEL_ASKED:
+            running.lease_until = max(running.lease_until, lease_until)
+            reason = (await self.state.broker.job_fields(
+                running.job.queue, running.job.id, Field.CANCEL))[0]
+            running.stop(StopReason.CANCEL, reason or "cancelled")
+        elif code == GONE and not running.settling:
+            lease_lost(self.state, running, "lease lost (it expired and was reaped)")
+
+    async def _next(self) -> float:
+        await self.step()
+        return self.state.settings.renew_every_s
+
+    async def run(self) -> None:
+        await anyio.sleep(self.state.settings.renew_every_s)
+        await keep_stepping("lease renewal", self._next, self.state.settings)
+
+
+class LeaseClock:
+    """Stops runs whose local lease clock ran out: renewals kept failing
+    (Redis unreachable, or too slow) until the lease deadline, so the reaper
+    may already have handed the job to another worker."""
+
+    def __init__(self, state: WorkerState) -> None:
+        self.state = state
+
+    def step(self) -> float:
+        """Stop every run past its lease; returns the seconds until the next
+        lease could run out."""
+        now = time.monotonic()
+        next_check = self.state.settings.renew_every_s
+        for running in self.state.running:
+            if running.settling or running.stop_reason is not None:
+                continue
+            left = running.lease_until - now
+            if left <= 0:
+                lease_lost(self.state, running, "lease ran out without a successful renewal")
+            else:
+                next_check = min(next_check, left)
+        return next_check
+
+    async def run(self) -> None:
+        while True:
+            await anyio.sleep(max(0.001, self.step()))
+
+
+class Reaper:
+    """Re-delivers (or dead-letters, at the delivery limit) jobs whose lease
+    expired, in every queue of this worker."""
+
+    def __init__(self, state: WorkerState, *, dead_letter_ttl_ms: int, result_ttl_ms: int
+                 ) -> None:
+        self.state = state
+        self.dead_letter_ttl_ms = dead_letter_ttl_ms
+        self.result_ttl_ms = result_ttl_ms
+        self._resuming = False
+        s = state.settings
+        # a gap between reaps much longer than the interval means Redis (or
+        # every worker) stood still: hold reaping until renewals caught up
+        self.stall_ms = int(max(1.0, 3 * s.reaper_interval_s) * 1000)
+        self.hold_ms = int(max(2 * s.renew_every_s, s.reap_grace_s) * 1000)
+
+    async def step(self) -> tuple[int, int]:
+        """Reap every queue once; returns (re-delivered, dead-lettered)."""
+        if self._resuming:
+            # the last step failed: leases could not be renewed meanwhile
+            # either, give the renewer its grace before reaping
+            await anyio.sleep(self.state.settings.reap_grace_s)
+        self._resuming = True
+        totals = (0, 0)
+        for queue in self.state.queues:
+            requeued, dead = await self._reap_queue(queue)
+            totals = (totals[0] + requeued, totals[1] + dead)
+        self._resuming = False
+        return totals
+
+    async def _reap_queue(self, queue: str) -> tuple[int, int]:
+        s, total_requeued, total_dead = self.state.settings, 0, 0
+        while True:
+            requeued, dead = await self.state.broker.reap(
+                queue, limit=100, max_deliveries=s.max_deliveries,
+                dead_letter_ttl_ms=self.dead_letter_ttl_ms, result_ttl_ms=self.result_ttl_ms,
+                stall_ms=self.stall_ms, hold_ms=self.hold_ms)
+            self.state.counters["reaped"] += requeued
+            self.state.counters["reaped_dead"] += dead
+            total_requeued, total_dead = total_requeued + requeued, total_dead + dead
+            if requeued or dead:
+                log.warning("queue %s: %d expired lease(s) re-delivered, %d dead-lettered at "
+                            "the delivery limit", queue, requeued, dead)
+            if requeued + dead < 100:
+                return total_requeued, total_dead
+
+    async def _next(self) -> float:
+        await self.step()
+        return self.state.settings.reaper_interval_s
+
+    async def run(self) -> None:
+        await anyio.sleep(self.state.settings.reap_grace_s)
+        await keep_stepping("reaper", self._next, self.state.settings)

@@ -1,0 +1,119 @@
+"""The jobs a worker runs: one :class:`RunningJob` per delivery, and the
+process-wide count of slots (``concurrency``) that every fetcher shares."""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import anyio
+
+from .broker import ClaimedJob
+
+
+class StopReason(enum.Enum):
+    """Why the worker cancelled a run (the outcome follows from it)."""
+
+    CANCEL = "cancel"          # job.cancel() was asked: the job ends cancelled
+    SHUTDOWN = "shutdown"      # the grace period ended: the job is handed back
+    LEASE_LOST = "lease_lost"  # renewals failed until the local lease clock ran out
+
+
+@dataclass(eq=False, slots=True)
+class RunningJob:
+    """One delivery of a job in this worker, from its claim to its settle.
+
+    A job whose lease this worker lost may be delivered to it again while
+    the first delivery still runs: each delivery (id, token) is its own
+    ``RunningJob``.
+    """
+
+    job: ClaimedJob
+    lease_until: float
+    """Local lease clock (``time.monotonic()``): when the lease runs out if no
+    renewal succeeds. Started before the claim was sent and moved on from
+    before each successful renewal was sent, so it never ends after the
+    server's deadline."""
+    scope: anyio.CancelScope | None = None
+    stop_reason: StopReason | None = None
+    cancel_reason: str = ""
+    lost: bool = False
+    """A renewal found the lease gone: its outcome will be refused."""
+    settling: bool = False
+    """The outcome is on its way to Redis (a renewal racing it is not a loss)."""
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.job.id, self.job.token
+
+    def stop(self, reason: StopReason, text: str = "") -> bool:
+        """Cancel the run for ``reason``; the first reason wins. Returns
+        False if the run was already stopped (or has ended)."""
+        if self.stop_reason is not None or self.settling:
+            return False
+        self.stop_reason = reason
+        self.cancel_reason = text
+        if self.scope is not None:
+            self.scope.cancel(reason.value)
+        return True
+
+
+class RunningJobs:
+    """Every running job of one worker, and its concurrency slots.
+
+    A fetcher :meth:`reserve` s slots before it claims and :meth:`release` s
+    what it did not fill, so fetchers of several queues together never run
+    more than ``capacity`` jobs.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.reserved = 0
+        self._jobs: dict[tuple[str, str], RunningJob] = {}
+        self._changed = anyio.Event()
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __iter__(self) -> Iterator[RunningJob]:
+        return iter(list(self._jobs.values()))
+
+    @property
+    def free(self) -> int:
+        return self.capacity - len(self._jobs) - self.reserved
+
+    def reserve(self, wanted: int) -> int:
+        """Take up to ``wanted`` free slots; returns how many were taken."""
+        taken = max(0, min(wanted, self.free))
+        self.reserved += taken
+        return taken
+
+    def release(self, count: int) -> None:
+        self.reserved -= count
+        self.changed()
+
+    def add(self, job: ClaimedJob, lease_until: float) -> RunningJob:
+        running = RunningJob(job, lease_until)
+        self._jobs[running.key] = running
+        return running
+
+    def remove(self, running: RunningJob) -> None:
+        self._jobs.pop(running.key, None)
+        self.changed()
+
+    def in_queue(self, queue: str) -> list[RunningJob]:
+        return [r for r in self._jobs.values() if r.job.queue == queue]
+
+    def with_id(self, job_id: str) -> list[RunningJob]:
+        return [r for r in self._jobs.values() if r.job.id == job_id]
+
+    def changed(self) -> None:
+        """Wake whoever waits for a slot or for the last job to end."""
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def wait_change(self) -> None:
+        await self._changed.wait()

@@ -1,0 +1,76 @@
+"""The settler: sends finished jobs' outcomes to Redis, one round trip per
+queue for everything that finished meanwhile."""
+
+from __future__ import annotations
+
+import logging
+
+import anyio
+
+from .broker import Settlement
+from .roles import WorkerState, keep_stepping
+from .running import RunningJob
+
+log = logging.getLogger("aioqueue.worker")
+
+_COUNTER = {"ok": "succeeded", "dead": "failed", "retry": "retried",
+            "requeue": "requeued", "cancel": "cancelled"}
+
+
+class Settler:
+    """Outcomes wait in :attr:`pending` until :meth:`step` sends them; a job
+    keeps its concurrency slot until its outcome is in Redis."""
+
+    def __init__(self, state: WorkerState, *, result_ttl_ms: int, dead_letter_ttl_ms: int
+                 ) -> None:
+        self.state = state
+        self.result_ttl_ms = result_ttl_ms
+        self.dead_letter_ttl_ms = dead_letter_ttl_ms
+        self.pending: dict[str, list[tuple[RunningJob, Settlement]]] = {}
+        self._wakeup = anyio.Event()
+
+    def submit(self, running: RunningJob, settlement: Settlement) -> None:
+        running.settling = True
+        self.pending.setdefault(running.job.queue, []).append((running, settlement))
+        self._wakeup.set()
+
+    async def step(self) -> None:
+        """Send every pending outcome (settle is fenced and idempotent, so an
+        outcome whose reply was lost is simply sent again)."""
+        for queue in list(self.pending):
+            items = list(self.pending.get(queue, ()))
+            if not items:
+                continue
+            codes = await self.state.broker.settle(
+                queue, [st for _, st in items], default_result_ttl_ms=self.result_ttl_ms,
+                dead_letter_ttl_ms=self.dead_letter_ttl_ms)
+            # outcomes submitted while the call was on its way stay pending
+            self.pending[queue] = self.pending[queue][len(items):]
+            for (running, st), code in zip(items, codes, strict=True):
+                self._finished(running, st, code)
+
+    def _finished(self, running: RunningJob, st: Settlement, code: int) -> None:
+        self.state.running.remove(running)
+        counters = self.state.counters
+        if code < 0:
+            counters["stale_settle"] += 1
+            log.warning("job %s: outcome %r refused, the lease (token %s) is no longer ours "
+                        "(it expired and the job was re-delivered)", running.job.id, st.kind,
+                        running.job.token)
+            return
+        key = _COUNTER.get(st.kind)
+        if key:
+            counters[key] += 1
+
+    async def _next(self) -> float:
+        if not any(self.pending.values()):
+            await self._wakeup.wait()
+        self._wakeup = anyio.Event()
+        await self.step()
+        return 0.0
+
+    async def run(self) -> None:
+        await keep_stepping("settle", self._next, self.state.settings)
+
+    def flush_soon(self) -> None:
+        self._wakeup.set()

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .errors import BrokerError
+
 if TYPE_CHECKING:
     from .backend import Backend
     from .broker import Broker, ClaimedJob
+
+
+log = logging.getLogger("aioqueue.worker")
 
 
 @dataclass(slots=True)
@@ -37,12 +43,21 @@ class JobContext:
 
     async def progress(self, fraction: float, message: str = "") -> bool:
         """Record progress (0.0-1.0) for the producer to see in ``job.info()``
-        and ``job.events()``. Returns False if this worker lost the job's lease."""
+        and ``job.events()``. Returns False if this worker lost the job's lease.
+
+        Progress is best effort: when Redis cannot take it (unreachable, busy,
+        read-only...), the report is dropped with a warning and the job goes
+        on; a report never costs the job a try."""
         fraction = min(1.0, max(0.0, float(fraction)))
         if self._job is None or self._broker is None:
             return True
         payload = json.dumps({"fraction": fraction, "message": message})
-        return await self._broker.progress(self.queue, self.job_id, self.token, payload)
+        try:
+            return await self._broker.progress(self.queue, self.job_id, self.token, payload)
+        except BrokerError as exc:
+            log.warning("job %s: progress report dropped (%s: %s)", self.job_id,
+                        type(exc).__name__, exc)
+            return True
 
 
 def make_context(backend: Backend, job: ClaimedJob | None, worker_id: str,

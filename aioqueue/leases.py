@@ -74,23 +74,31 @@ class Renewer:
 
 class LeaseClock:
     """Stops runs whose local lease clock ran out: renewals kept failing
-    (Redis unreachable, or too slow) until the lease deadline, so the reaper
-    may already have handed the job to another worker."""
+    (Redis unreachable, or too slow) for a lease past the lease's deadline.
+
+    From its deadline on, the reaper may hand the job to another worker; one
+    more lease of allowance lets a worker ride out a Redis freeze shorter than
+    two leases without losing its jobs (the reaper's stall guard lets its
+    renewals land first), while a worker cut off from a live Redis stops its
+    run at most one lease after another delivery could have started.
+    """
 
     def __init__(self, state: WorkerState) -> None:
         self.state = state
+        self.allowance_s = state.settings.lease_s
 
     def step(self) -> float:
         """Stop every run past its lease; returns the seconds until the next
         lease could run out."""
-        now = time.monotonic()
+        now = time.monotonic() - self.allowance_s
         next_check = self.state.settings.renew_every_s
         for running in self.state.running:
             if running.settling or running.stop_reason is not None:
                 continue
             left = running.lease_until - now
             if left <= 0:
-                lease_lost(self.state, running, "lease ran out without a successful renewal")
+                lease_lost(self.state, running, "no lease renewal succeeded for a lease past "
+                           "its deadline")
             else:
                 next_check = min(next_check, left)
         return next_check

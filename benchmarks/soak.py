@@ -14,7 +14,11 @@ outcome, retried under the same job id until acknowledged.
 The nemesis picks a fault every 1.5-4 s (seeded): worker SIGKILL, SIGTERM or
 SIGSTOP (0.5-2.5 s), Redis SIGKILL + restart or SIGSTOP (0.5-2 s), CLIENT
 KILL of a fetcher's blocking connection, a cut of every proxied connection,
-or a lost claim/settle reply. Killed and stopped workers are restarted.
+a lost claim/settle reply, a busy script (another client's Lua loop of
+0.5-1.2 s: every other command gets ``BUSY`` meanwhile) or cancellations (a
+running slow job and a few recent ones). Killed and stopped workers are
+restarted. Among the jobs, 1% raise ``SystemExit`` and 1% fail with an error
+text holding a lone surrogate: each must fail only its job.
 
 At the end every fault is healed, the queue must drain, and
 :func:`tests.harness.checker.check` judges the histories; the table shows
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import os
 import random
 import signal
@@ -39,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import redis
+import redis.asyncio
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -49,6 +56,15 @@ from aioqueue.server import ServerProcess  # noqa: E402
 from benchmarks import soak_app  # noqa: E402
 from tests.harness.checker import check, read_history, snapshot  # noqa: E402
 from tests.harness.proxy import FaultProxy  # noqa: E402
+
+BUSY_LOOP = """
+local t = redis.call('TIME')
+local stop = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
+while true do
+  local n = redis.call('TIME')
+  if tonumber(n[1]) * 1000 + math.floor(tonumber(n[2]) / 1000) >= stop then return 1 end
+end
+"""
 
 
 class Worker:
@@ -108,6 +124,8 @@ class Soak:
         self.acked: list[str] = []
         self.unknown: list[str] = []
         self.planned_fail: set[str] = set()
+        self.slow: list[str] = []
+        self.cancels = 0
         self.enqueue_errors = 0
         self.running = True
         self.redis_paused = False
@@ -166,13 +184,18 @@ class Soak:
                 options["delay"] = rng.uniform(0.1, 2.0)
             fail = rng.random() < 0.05
             seconds = rng.uniform(2.0, 4.0) if rng.random() < 0.01 else 0.0
+            draw = rng.random()
+            mode = "exit" if draw < 0.01 else "surrogate" if draw < 0.02 else ""
             while True:
                 try:
                     with anyio.fail_after(10):
-                        await task.options(**options).enqueue(n, fail=fail, seconds=seconds)
+                        await task.options(**options).enqueue(n, fail=fail, seconds=seconds,
+                                                              mode=mode)
                     self.acked.append(job_id)
-                    if fail:
+                    if fail or mode:
                         self.planned_fail.add(job_id)
+                    if seconds:
+                        self.slow.append(job_id)
                     break
                 except (aioqueue.BrokerError, TimeoutError):
                     self.enqueue_errors += 1
@@ -196,7 +219,7 @@ class Soak:
     async def nemesis(self) -> None:
         kinds = ["worker_sigkill", "worker_sigterm", "worker_sigstop", "redis_sigkill",
                  "redis_sigstop", "client_kill", "proxy_cut", "lost_claim_reply",
-                 "lost_settle_reply"]
+                 "lost_settle_reply", "busy_script", "cancel"]
         await anyio.sleep(2.0)
         while True:
             await anyio.sleep(self.rng.uniform(1.5, 4.0))
@@ -240,6 +263,36 @@ class Soak:
                 self.proxy.lose_reply(claim_sha, reply_contains="p")
             elif kind == "lost_settle_reply":
                 self.proxy.lose_reply(load_script("settle", flags=self.script_flags).sha)
+            elif kind == "busy_script":
+                await self.busy_script(self.rng.uniform(0.5, 1.2))
+            elif kind == "cancel":
+                await self.cancel_some()
+
+    async def busy_script(self, seconds: float) -> None:
+        """Another client runs a Lua loop past the busy threshold: meanwhile
+        the server answers every other command with ``BUSY``."""
+        client = redis.asyncio.Redis.from_url(self.server.url, socket_timeout=seconds + 5)
+        try:
+            for name in ("busy-reply-threshold", "lua-time-limit"):
+                with contextlib.suppress(redis.ResponseError):
+                    await client.config_set(name, "200")
+                    break
+            await client.eval(BUSY_LOOP, 0, int(seconds * 1000))
+        except (redis.RedisError, OSError):
+            pass  # the server was being restarted: no busy script this time
+        finally:
+            await client.aclose()
+
+    async def cancel_some(self) -> None:
+        """Cancel a slow job (likely running) and three recent ones."""
+        picks = self.slow[-3:][:1] + self.acked[-200:][::67][:3]
+        for job_id in picks:
+            try:
+                with anyio.fail_after(5):
+                    await self.app.job(job_id).cancel("cancelled by the nemesis")
+                self.cancels += 1
+            except (aioqueue.BrokerError, TimeoutError):
+                pass
 
     async def drain(self) -> bool:
         broker = self.app.broker
@@ -283,7 +336,8 @@ class Soak:
             ("jobs acknowledged", str(len(set(self.acked)))),
             ("  succeeded", str(sum(1 for r in snap.records.values()
                                     if r.get("st") == "succeeded"))),
-            ("  failed (planned 5%)", f"{stats.get('failed', 0)} ({failed_ok} planned)"),
+            ("  failed (planned 7%)", f"{stats.get('failed', 0)} ({failed_ok} planned)"),
+            ("  cancelled", f"{stats.get('cancelled', 0)} ({self.cancels} requests)"),
             ("enqueue errors retried (unknown outcome)", str(self.enqueue_errors)),
             ("faults injected", str(sum(self.faults.values()))),
             *((f"  {k}", str(v)) for k, v in sorted(self.faults.items())),

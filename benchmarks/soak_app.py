@@ -4,6 +4,10 @@
 file under ``AQ_HISTORY_DIR`` (O_APPEND, one write per line, outside Redis),
 so :mod:`tests.harness.checker` can check the run. 5% of jobs fail for good
 (``fail=True``), 1% are slow (several leases long, kept alive by renewals).
+The nemesis's misbehaving tasks pick a ``mode``: ``"exit"`` raises
+``SystemExit`` (which must fail only that job, never stop its worker) and
+``"surrogate"`` fails with an error text holding a lone surrogate (a
+non-UTF-8 file name, which the scripts must store without failing).
 """
 
 from __future__ import annotations
@@ -44,11 +48,15 @@ def build_app(url: str | None = None) -> aioqueue.App:
 
     @app.task(name="work")
     async def work(ctx: aioqueue.JobContext, n: int, fail: bool = False,
-                   seconds: float = 0.0) -> int:
+                   seconds: float = 0.0, mode: str = "") -> int:
         _log("start", ctx)
         if seconds:
             await anyio.sleep(seconds)
         _log("end", ctx)
+        if mode == "exit":
+            raise SystemExit(f"job {n} exits the process (it must not)")
+        if mode == "surrogate":
+            raise Planned(os.fsdecode(b"cannot read caf\xe9-" + str(n).encode() + b".csv"))
         if fail:
             raise Planned(f"job {n} fails on purpose")
         return n

@@ -69,7 +69,7 @@ class JobRunner:
         max_tries = job.max_tries or task.max_tries
         ctx = None
         if task.codec.wants_context or self.app.middlewares:
-            ctx = make_context(self.app, job, self.worker_id, max_tries)
+            ctx = make_context(self.app.backend, job, self.worker_id, max_tries)
         # one scope per job (each costs CPU on the hot path): its deadline is
         # the timeout; the worker cancels it through ``running.stop()``
         outcome: Settlement | None = None

@@ -47,10 +47,9 @@ class Scheduler:
             await broker.mark_tick(sched.queue, sched.name, tick, only_new=False)
             log.info("schedule %s: skipped missed tick %d", sched.name, tick)
             return
-        task = sched.task
-        fired = await broker.fire_tick(
-            sched.queue, sched.name, tick, sched.job_id(tick), task.name, sched.args_json,
-            task.priority, task._record_extra(task._options))
+        job = sched.job(tick)
+        fired = await broker.fire_tick(sched.queue, sched.name, tick, job.job_id, job.task,
+                                       job.payload, job.priority, job.fields)
         if fired:
             log.info("schedule %s: enqueued tick %d%s", sched.name, tick,
                      " (missed, run once)" if late else "")

@@ -132,7 +132,7 @@ class Supervisor:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until shutdown is requested (or, in burst mode, the queues are empty)."""
         async with contextlib.AsyncExitStack() as stack:
-            if self.app._broker is None:
+            if not self.app.is_open:
                 # size the pool from the concurrency: every running job may
                 # settle, enqueue or read while the fetchers hold their own
                 await stack.enter_async_context(

@@ -135,6 +135,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "local 3-primary cluster, or a primary behind three Sentinels")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "single_server: needs redis_url to be one plain server (it inspects or "
+        "cuts that server's clients directly); skipped under --topology cluster/sentinel")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    topology = config.getoption("topology")
+    if topology == "single":
+        return
+    skip = pytest.mark.skip(reason=f"needs one plain server, not --topology {topology}")
+    for item in items:
+        if item.get_closest_marker("single_server"):
+            item.add_marker(skip)
+
+
 # -- Redis Cluster and Sentinel on loopback (tests/harness/cluster.py, sentinel.py) --------
 # Six (or five) server processes each: only the tests that ask for them start them.
 

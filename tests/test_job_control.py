@@ -298,6 +298,7 @@ async def test_custom_and_fixed_backoff(make_app: Callable[..., aioqueue.App]) -
     assert [expo.delay_for(n) for n in (1, 2, 3, 4)] == [1.0, 2.0, 4.0, 5.0]
 
 
+@pytest.mark.single_server
 async def test_completed_work_does_not_grow_redis(
     make_app: Callable[..., aioqueue.App], redis_url: str
 ) -> None:

@@ -20,6 +20,7 @@ async def _clients_named(url: str, name: str) -> int:
     return sum(1 for c in clients if c.get("name") == name)
 
 
+@pytest.mark.single_server
 async def test_ten_thousand_waiters_share_a_bounded_pool(
     make_app: Callable[..., aioqueue.App], redis_url: str
 ) -> None:
@@ -78,6 +79,7 @@ async def test_result_of_job_finished_before_the_wait(
         assert await job.result(timeout=1) == 1
 
 
+@pytest.mark.single_server
 async def test_listener_reconnect_during_wait_misses_nothing(
     make_app: Callable[..., aioqueue.App], redis_url: str
 ) -> None:

@@ -116,6 +116,7 @@ async def test_cancel_running_workflow(make_app: Callable[..., aioqueue.App]) ->
         assert len(await wf.members()) == 1  # the next step was never created
 
 
+@pytest.mark.single_server
 async def test_thousand_member_group_and_cleanup(
     make_app: Callable[..., aioqueue.App], redis_url: str
 ) -> None:

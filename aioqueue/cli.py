@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="most jobs running at once (default 100)")
         p.add_argument("--queues", default=None,
                        help="comma-separated queues to consume (default: the queues of "
-                       "the app's tasks and the app's default queue)")
+                       "the app's tasks and schedules)")
         p.add_argument("--burst", action="store_true",
                        help="exit once the queues are empty")
         p.add_argument("--uvloop", action="store_true", help="run on uvloop")

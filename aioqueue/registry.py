@@ -208,9 +208,12 @@ class TaskRegistry:
         return mw
 
     def task_queues(self) -> list[str]:
-        """The app's default queue and every registered task's queue, sorted:
-        what a worker consumes when no queues are named."""
-        return sorted({self.default_queue, *(t.queue for t in self.tasks.values())})
+        """The queues of the registered tasks and schedules, in the order they
+        were declared (the default queue when there is none): what a worker
+        consumes when no queues are named."""
+        found = [t.queue for t in self.tasks.values()]
+        found += [s.queue for s in self.schedules.values()]
+        return list(dict.fromkeys(found)) or [self.default_queue]
 
     def get_task(self, name: str) -> Task[Any, Any]:
         try:

@@ -57,8 +57,7 @@ log = logging.getLogger("aioqueue.worker")
 def default_queues(app: App) -> list[str]:
     """The queues of the app's registered tasks and schedules (the app's
     default queue when it has none), in the order they were declared."""
-    found = [t.queue for t in app.tasks.values()] + [s.queue for s in app.schedules.values()]
-    return list(dict.fromkeys(found)) or [app.default_queue]
+    return app.task_queues()
 
 
 class Supervisor:

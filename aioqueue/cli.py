@@ -18,7 +18,7 @@ from . import __version__, cli_ops, dead_letters, processes, processes_child
 from .app import App
 from .cli_common import CommandError, add_app_arguments, load_app, open_app, split_queues
 from .errors import AioqueueError
-from .supervisor import Supervisor
+from .supervisor import Supervisor, exit_without_waiting_for_threads
 
 log = logging.getLogger("aioqueue.cli")
 
@@ -45,6 +45,7 @@ def _run_worker(app: App, args: argparse.Namespace) -> int:
         backend_options["use_uvloop"] = True
     anyio.run(processes_child.serve, supervisor, args, backend="asyncio",
               backend_options=backend_options)
+    exit_without_waiting_for_threads(supervisor, 0)
     return 0
 
 

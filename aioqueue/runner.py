@@ -53,6 +53,10 @@ class JobRunner:
     def __init__(self, app: App, worker_id: str) -> None:
         self.app = app
         self.worker_id = worker_id
+        self.abandoned_threads = 0
+        """Runs of plain ``def`` tasks cancelled while their thread ran on: a
+        thread cannot be interrupted, so it is abandoned (and, being a
+        non-daemon thread, would hold the process at exit)."""
 
     async def run(self, job: ClaimedJob, running: RunningJob | None = None) -> Settlement:
         """Run one delivery of ``job``; ``running`` lets the worker stop it."""
@@ -84,6 +88,8 @@ class JobRunner:
         if running is not None:
             running.scope = None
         if scope.cancel_called or outcome is None:
+            if not task.is_async:
+                self.abandoned_threads += 1
             return self._stopped(job, task, max_tries, running, timeout)
         return outcome
 

@@ -30,6 +30,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import time
 from collections.abc import Sequence
 
@@ -58,6 +59,21 @@ def default_queues(app: App) -> list[str]:
     """The queues of the app's registered tasks and schedules (the app's
     default queue when it has none), in the order they were declared."""
     return app.task_queues()
+
+
+def exit_without_waiting_for_threads(supervisor: Supervisor, code: int) -> None:
+    """End the process now if ``supervisor`` abandoned threads of sync tasks
+    (called once its event loop has ended): Python would otherwise wait for
+    them at exit, and one SIGTERM would not end the worker."""
+    if not supervisor.abandoned_threads:
+        return
+    log.warning("worker %s: %d sync task run(s) abandoned after a timeout or cancel may "
+                "still be running in threads; exiting without waiting for them",
+                supervisor.worker_id, supervisor.abandoned_threads)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 class Supervisor:
@@ -112,6 +128,14 @@ class Supervisor:
     @property
     def running_jobs(self) -> int:
         return len(self.running)
+
+    @property
+    def abandoned_threads(self) -> int:
+        """Plain ``def`` tasks cancelled (timeout, cancel, shutdown) while their
+        thread ran on. Threads cannot be interrupted and would keep the process
+        alive at exit: the CLI exits without waiting for them (see
+        :func:`exit_without_waiting_for_threads`)."""
+        return self.runner.abandoned_threads
 
     def request_shutdown(self) -> None:
         """Stop gracefully (as the first SIGTERM does): claim nothing more,

@@ -3,6 +3,7 @@ and several queues (issue #10 items 4, 5, 6, 7, 11, 13)."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 
@@ -13,7 +14,7 @@ import aioqueue
 from aioqueue.server import ServerProcess
 
 from .conftest import FAST, running
-from .helpers import wait_until
+from .helpers import WorkerProcess, wait_until
 
 
 async def test_task_swallowing_its_cancellation_ends_cancelled(
@@ -205,3 +206,21 @@ async def test_progress_while_redis_is_unreachable_does_not_cost_a_try(
 
 async def _is_active(job: aioqueue.Job[str]) -> bool:
     return await job.status() is aioqueue.JobStatus.ACTIVE
+
+
+async def test_one_sigterm_ends_a_worker_after_a_sync_task_timed_out(redis_url: str) -> None:
+    from . import sync_app
+
+    worker = WorkerProcess("tests.sync_app:app", redis_url)
+    try:
+        sync_app.app.url = redis_url
+        async with sync_app.app:
+            job = await sync_app.stuck.enqueue()
+            with pytest.raises(aioqueue.JobFailed) as failed:
+                await job.result(timeout=20)
+            assert failed.value.error_type == "TimeoutError"
+        # its thread still sleeps (an hour): one SIGTERM must end the process
+        worker.send(signal.SIGTERM)
+        assert await worker.wait_exit(15) == 0
+    finally:
+        worker.close()

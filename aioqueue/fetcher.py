@@ -20,6 +20,7 @@ from collections.abc import Callable
 import anyio
 
 from .broker import ClaimedJob
+from .errors import BrokerError
 from .lane import CommandLane
 from .roles import WorkerState, keep_stepping
 
@@ -143,11 +144,37 @@ class Fetcher:
         return max(0.001, math.ceil(timeout * 1000) / 1000)
 
     async def _session(self) -> None:
+        if self.state.stopping.is_set():
+            return
         broker = self.state.broker
         async with broker.blocking_client(f"aioqueue:{self.state.worker_id}:{self.queue}") \
                 as conn:
             while await self.step(conn):
                 pass
 
+    async def give_back_reservation(self) -> list[ClaimedJob]:
+        """At the stop: a claim whose reply was lost (and not yet repeated)
+        may have leased jobs; ask for them once, so they are handed back now
+        instead of waiting for their lease to expire. Best effort."""
+        reservation, self.reservation = self.reservation, None
+        if reservation is None:
+            return []
+        broker, s = self.state.broker, self.state.settings
+        with anyio.move_on_after(broker.socket_timeout_s):
+            try:
+                async with broker.blocking_client(
+                        f"aioqueue:{self.state.worker_id}:{self.queue}") as conn:
+                    jobs, _ = await broker.claim(conn, self.queue, 0, int(s.lease_s * 1000),
+                                                 self.state.worker_id, reservation)
+            except BrokerError as exc:
+                log.warning("fetcher %s: could not hand back a pending reservation (%s); its "
+                            "jobs, if any, come back when their lease expires", self.queue, exc)
+                return []
+            for job in jobs:
+                self.hand_back(job)
+            return jobs
+        return []
+
     async def run(self) -> None:
         await keep_stepping(f"fetcher {self.queue}", self._session, self.state.settings)
+        await self.give_back_reservation()

@@ -197,3 +197,23 @@ def test_running_jobs_reserve_never_exceeds_capacity(wanted: int) -> None:
     assert first + second <= 4 and jobs.free == 4 - first - second
     jobs.release(first + second)
     assert jobs.free == 4
+
+
+async def test_fetcher_gives_back_a_reservation_whose_reply_was_lost_at_the_stop(
+    make_app: Callable[..., aioqueue.App],
+) -> None:
+    app, work = _app_with_task(make_app)
+    async with app:
+        job = await work.enqueue(1)
+        state = _state(app)
+        handed: list[ClaimedJob] = []
+        fetcher = Fetcher(state, app.default_queue, start=lambda j, t: None,
+                          hand_back=handed.append)
+        # a claim ran on the server but its reply never came back
+        fetcher.reservation = "lost-reply"
+        async with app.broker.blocking_client("test") as conn:
+            await app.broker.claim(conn, app.default_queue, 5, LEASE_MS, "w-test", "lost-reply")
+        assert await job.status() is aioqueue.JobStatus.ACTIVE
+        state.stopping.set()
+        assert [j.id for j in await fetcher.give_back_reservation()] == [job.id]
+        assert [j.id for j in handed] == [job.id] and fetcher.reservation is None

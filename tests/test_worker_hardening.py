@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
 import pytest
@@ -13,8 +14,9 @@ import pytest
 import aioqueue
 from aioqueue.server import ServerProcess
 
+from . import fault_app
 from .conftest import FAST, running
-from .helpers import WorkerProcess, wait_until
+from .helpers import History, WorkerProcess, wait_until
 
 
 async def test_task_swallowing_its_cancellation_ends_cancelled(
@@ -224,3 +226,34 @@ async def test_one_sigterm_ends_a_worker_after_a_sync_task_timed_out(redis_url: 
         assert await worker.wait_exit(15) == 0
     finally:
         worker.close()
+
+
+async def test_cancel_requested_while_its_worker_dies_ends_cancelled_without_running_again(
+    redis_url: str, tmp_path: Path,
+) -> None:
+    history = History(tmp_path / "history")
+    first = WorkerProcess("tests.fault_app:app", redis_url, env=history.env)
+    second: WorkerProcess | None = None
+    try:
+        producer = fault_app.build_app(redis_url)
+        async with producer:
+            job = await producer.get_task("slow").enqueue(seconds=30.0, marker="m")
+            await wait_until(lambda: history.starts("m"), 20, what="the first run")
+            # the worker can no longer act on the request, then dies
+            first.send(signal.SIGSTOP)
+            assert await job.cancel("no longer needed") is aioqueue.CancelOutcome.REQUESTED
+            first.send(signal.SIGKILL)
+            await first.wait_exit(10)
+            second = WorkerProcess("tests.fault_app:app", redis_url, env=history.env)
+            with pytest.raises(aioqueue.JobCancelled):
+                await job.result(timeout=30)
+            info = await job.info()
+            assert info.status is aioqueue.JobStatus.CANCELLED
+            assert info.error is not None and info.error["message"] == "no longer needed"
+        # the request outlived the worker: the job never ran again in full
+        assert history.ends("m") == []
+        assert len(history.starts("m")) <= 2
+    finally:
+        first.close()
+        if second is not None:
+            second.close()

@@ -69,6 +69,11 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         "--max-memory-per-child", type=parse_size, default=None, metavar="SIZE",
         help="replace a worker process whose resident memory passed SIZE "
              "(e.g. 512M, 2G; a bare number is MiB; implies --processes 1)")
+    parser.add_argument(
+        "--child-timeout", type=_positive_float, default=None, metavar="SECONDS",
+        help="kill and replace a worker process whose event loop gave no sign of life "
+             "for SECONDS (a task blocking the loop); its jobs return when their leases "
+             "expire (implies --processes 1)")
 
 
 def parse_processes(value: str) -> int:
@@ -83,6 +88,16 @@ def usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
+    if not 0 < number < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds above 0, got {value!r}")
+    return number
 
 
 def _positive_int(value: str) -> int:
@@ -117,7 +132,8 @@ def wants_parent(args: argparse.Namespace) -> bool:
     if CHILD_FD_ENV in os.environ:
         return False
     return any(getattr(args, name, None) is not None
-               for name in ("processes", "max_jobs_per_child", "max_memory_per_child"))
+               for name in ("processes", "max_jobs_per_child", "max_memory_per_child",
+                            "child_timeout"))
 
 
 
@@ -127,7 +143,8 @@ def run_parent(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     :param argv: this command's arguments; each child runs with the same ones.
     """
-    parent = Parent(argv, args.processes or 1, burst=bool(getattr(args, "burst", False)))
+    parent = Parent(argv, args.processes or 1, burst=bool(getattr(args, "burst", False)),
+                    child_timeout_s=getattr(args, "child_timeout", None))
     return anyio.run(parent.run)
 
 
@@ -140,6 +157,8 @@ class _Child:
     ready: bool = False
     recycling: bool = False
     returncode: int | None = None
+    #: when the child last sent anything (its heartbeat comes every second)
+    last_seen: float = field(default_factory=time.monotonic)
     #: set when the child starts recycling or exits: its slot may move on
     released: anyio.Event = field(default_factory=anyio.Event)
 
@@ -158,10 +177,12 @@ class _Child:
 class Parent:
     """Starts ``count`` worker processes and keeps them running (see the module)."""
 
-    def __init__(self, argv: Sequence[str], count: int, *, burst: bool = False) -> None:
+    def __init__(self, argv: Sequence[str], count: int, *, burst: bool = False,
+                 child_timeout_s: float | None = None) -> None:
         self.command = [sys.executable, "-m", "aioqueue", *argv]
         self.count = count
         self.burst = burst
+        self.child_timeout_s = child_timeout_s
         self._live: set[_Child] = set()
         self._stopping = False
         self._stop_now = False
@@ -175,6 +196,8 @@ class Parent:
         log.info("parent %d: starting %d worker processes", os.getpid(), self.count)
         async with anyio.create_task_group() as root:
             await root.start(self._watch_signals)
+            if self.child_timeout_s is not None:
+                root.start_soon(self._watch_heartbeats, self.child_timeout_s)
             async with anyio.create_task_group() as slots:
                 for index in range(self.count):
                     slots.start_soon(self._slot, index, slots)
@@ -206,6 +229,21 @@ class Parent:
                     log.info("parent %d: got %s; children finish or hand back their jobs",
                              os.getpid(), name)
                     self.stop()
+
+    async def _watch_heartbeats(self, timeout_s: float) -> None:
+        """SIGKILL a ready child that sent nothing for ``timeout_s``: its
+        event loop is stuck, so it neither runs nor renews nor stops."""
+        while True:
+            await anyio.sleep(min(1.0, timeout_s / 4))
+            now = time.monotonic()
+            for child in list(self._live):
+                silent = now - child.last_seen
+                if child.ready and not self._stopping and silent > timeout_s:
+                    log.error("parent %d: worker process %d (pid %d) silent for %.1fs "
+                              "(its event loop is blocked); killing it", os.getpid(),
+                              child.index, child.process.pid, silent)
+                    child.send(signal.SIGKILL)
+                    child.last_seen = now  # one kill is enough
 
     async def _slot(self, index: int, children: anyio.abc.TaskGroup) -> None:
         failures = 0
@@ -271,6 +309,7 @@ class Parent:
                     data = b""
                 if not data:
                     break
+                child.last_seen = time.monotonic()
                 if READY in data:
                     child.ready = self._ever_ready = True
                     log.info("parent %d: worker process %d (pid %d) ready", os.getpid(),

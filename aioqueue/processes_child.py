@@ -34,6 +34,9 @@ CHILD_FD_ENV = "AIOQUEUE_PARENT_FD"
 READY = b"R"
 #: child -> parent: it passed a recycling limit and is draining; start a fresh one
 RECYCLING = b"X"
+#: child -> parent, every HEARTBEAT_S: its event loop is not stuck
+HEARTBEAT = b"H"
+HEARTBEAT_S = 1.0
 #: how often a child compares its resident memory with its limit
 MEMORY_CHECK_S = 0.2
 
@@ -115,6 +118,7 @@ async def serve(supervisor: Supervisor, args: argparse.Namespace) -> None:
         async with anyio.create_task_group() as watchers:
             await watchers.start(_obey_signals, control)
             watchers.start_soon(_watch_parent, control, channel)
+            watchers.start_soon(_beat, channel)
             limits = ChildLimits.from_args(args)
             if limits.max_jobs is not None:
                 _count_jobs(control, channel, limits.max_jobs)
@@ -149,6 +153,15 @@ async def _obey_signals(control: _ChildControl, *,
         # process on its way out (the receiver restored the default action)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+
+
+async def _beat(channel: socket.socket) -> None:
+    """Tell the parent, from this event loop, that the loop runs: a task that
+    blocks it (a CPU-bound loop or a blocking call in async code) stops the
+    beats, and a parent with ``--child-timeout`` replaces the process."""
+    while True:
+        _send(channel, HEARTBEAT)
+        await anyio.sleep(HEARTBEAT_S)
 
 
 async def _watch_parent(control: _ChildControl, channel: socket.socket) -> None:

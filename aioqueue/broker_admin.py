@@ -21,7 +21,7 @@ from .broker import translate_errors
 from .errors import ConfigurationError
 from .keys import QueueKeys, check_name
 from .record import Field
-from .scripts import load_script
+from .scripts import LuaScript, load_script
 
 REGISTRY_LIMIT = 1000
 """Most queues the registry remembers (the most recently seen are kept)."""
@@ -97,6 +97,18 @@ class JobPage:
     next_cursor: str | None
 
 
+async def run_script(lane: Lane, script: LuaScript, keys: Sequence[str],
+                     args: Sequence[Any], where: str) -> Any:
+    """EVALSHA, loading the script once if the server lost it."""
+    command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+    with translate_errors(where):
+        try:
+            return await lane.execute(*command)
+        except NoScriptError:
+            await lane.execute("SCRIPT", "LOAD", script.source)
+            return await lane.execute(*command)
+
+
 def _int(value: Any) -> int | None:
     try:
         return int(float(value)) if value not in (None, "") else None
@@ -111,7 +123,7 @@ def _pairs(raw: Any) -> list[tuple[str, float]]:
     return [(str(raw[i]), float(raw[i + 1])) for i in range(0, len(raw), 2)]
 
 
-def _mapping(raw: Any) -> dict[str, str]:
+def as_mapping(raw: Any) -> dict[str, str]:
     if isinstance(raw, list):
         return {str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw) - 1, 2)}
     return {str(k): str(v) for k, v in (raw or {}).items()}
@@ -233,7 +245,7 @@ class BrokerAdmin:
                 dead=int(first[base + 3]), paused=bool(first[base + 4]),
                 oldest_waiting_age_s=(max(0, now_ms - oldest[i]) / 1000
                                       if i in oldest else None),
-                counters={k: int(v) for k, v in _mapping(first[base + 5]).items()},
+                counters={k: int(v) for k, v in as_mapping(first[base + 5]).items()},
             ))
         return out
 
@@ -356,18 +368,10 @@ class BrokerAdmin:
         keys = [k.prios, k.delayed, k.wake, k.stats]
         total = 0
         while True:
-            removed, purged = await self._script(
-                k.base, keys, [k.base, state.value, batch, result_ttl_ms, reason])
+            removed, purged = await run_script(
+                self.lane, self._purge_script, keys,
+                [k.base, state.value, batch, result_ttl_ms, reason], k.base)
             total += int(purged)
             if int(removed) == 0:
                 return total
 
-    async def _script(self, where: str, keys: list[str], args: list[Any]) -> Any:
-        script = self._purge_script
-        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
-        with translate_errors(where):
-            try:
-                return await self.lane.execute(*command)
-            except NoScriptError:
-                await self.lane.execute("SCRIPT", "LOAD", script.source)
-                return await self.lane.execute(*command)

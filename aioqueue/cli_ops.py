@@ -20,6 +20,7 @@ import pydantic
 
 from .app import App
 from .broker_admin import PAGE_LIMIT, BrokerAdmin, JobState, QueueSummary
+from .broker_workers import WorkerRegistry, WorkerState
 from .cli_common import CommandError, add_app_arguments, open_app
 from .errors import JobNotFound
 
@@ -101,23 +102,50 @@ async def cmd_info(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> in
     queues = args.queues.split(",") if args.queues else sorted(
         set(await admin.known_queues()) | app_queues(app))
     summaries = await admin.summaries([q.strip() for q in queues if q.strip()])
+    workers, _ = await WorkerRegistry(admin.lane, admin.prefix).workers(limit=1000)
+    alive: dict[str, int] = {}
+    for w in workers:
+        for q in w.queues if w.state is WorkerState.ALIVE else ():
+            alive[q] = alive.get(q, 0) + 1
     if args.json:
-        _json([{**dataclasses.asdict(s), "waiting": s.waiting} for s in summaries])
+        _json([{**dataclasses.asdict(s), "waiting": s.waiting, "workers": alive.get(s.name, 0)}
+               for s in summaries])
         return 0
     _out(table(
         ["QUEUE", "WAITING", "BY PRIORITY", "SCHEDULED", "RUNNING", "DEAD", "PAUSED",
-         "OLDEST", "SUCCEEDED", "FAILED", "RETRIED"],
-        [_info_row(s) for s in summaries]))
+         "OLDEST", "WORKERS", "SUCCEEDED", "FAILED", "RETRIED"],
+        [_info_row(s, alive.get(s.name, 0)) for s in summaries]))
     return 0
 
 
-def _info_row(s: QueueSummary) -> list[Any]:
+def _info_row(s: QueueSummary, workers: int) -> list[Any]:
     prios = " ".join(f"p{p}={n}" for p, n in sorted(s.waiting_by_priority.items(),
                                                     reverse=True)) or "-"
     return [s.name, s.waiting, prios, s.scheduled, s.running, s.dead,
-            "yes" if s.paused else "no", age(s.oldest_waiting_age_s),
+            "yes" if s.paused else "no", age(s.oldest_waiting_age_s), workers,
             s.counters.get("succeeded", 0), s.counters.get("failed", 0),
             s.counters.get("retried", 0)]
+
+
+async def cmd_workers(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> int:
+    workers, total = await WorkerRegistry(admin.lane, admin.prefix).workers(limit=args.limit)
+    if args.json:
+        _json(workers)
+        return 0
+    _out(table(
+        ["ID", "STATE", "HOST", "PID", "QUEUES", "CONCURRENCY", "RUNNING", "SUCCEEDED",
+         "FAILED", "LOOP LAG", "LAST SEEN", "VERSION"],
+        [[w.id, w.state.value, w.host, w.pid, ",".join(w.queues), w.concurrency, w.running,
+          w.counters.get("succeeded", 0), w.counters.get("failed", 0),
+          f"{w.loop_lag_s * 1000:.0f}ms", age(w.seen_age_s) + " ago", w.version]
+         for w in workers]))
+    for w in workers:
+        if w.state is WorkerState.LOST and w.running_ids:
+            _out(f"lost worker {w.id}: its jobs recover when their leases expire: "
+                 f"{' '.join(w.running_ids)}")
+    lost = sum(w.state is WorkerState.LOST for w in workers)
+    _out(f"{len(workers) - lost} alive, {lost} lost ({total} in the registry)")
+    return 0
 
 
 # -- jobs / job --------------------------------------------------------------------
@@ -296,6 +324,11 @@ def register(sub: Any) -> None:
                  "paused, oldest waiting job's age and counters")
     p.add_argument("--queues", default=None,
                    help="comma-separated queues to show (default: every known queue)")
+
+    p = _command(sub, "workers", cmd_workers,
+                 "worker processes from their heartbeats: alive or lost, what they run")
+    p.add_argument("--limit", type=_limit, default=100,
+                   help=f"most workers shown, most recently seen first (1..{PAGE_LIMIT})")
 
     p = _command(sub, "jobs", cmd_jobs, "list a queue's jobs in one state, a page at a time")
     p.add_argument("queue", help="the queue")

@@ -34,6 +34,9 @@ class WorkerSettings:
     :param reconnect_cap_s: the longest wait between reconnect attempts.
     :param loop_lag_warn_s: warn when the event loop was blocked this long
         (default: a third of the lease).
+    :param heartbeat_interval_s: how often the worker writes its heartbeat to
+        the worker registry (``aioqueue workers``); it shows as lost after
+        three silent intervals.
     """
 
     lease_s: float = 15.0
@@ -47,10 +50,11 @@ class WorkerSettings:
     burst_horizon_s: float = 5.0
     reconnect_cap_s: float = 2.0
     loop_lag_warn_s: float | None = None
+    heartbeat_interval_s: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("lease_s", "reaper_interval_s", "block_s",
-                     "reconnect_cap_s"):
+                     "reconnect_cap_s", "heartbeat_interval_s"):
             if getattr(self, name) <= 0:
                 raise ConfigurationError(f"WorkerSettings.{name} must be > 0")
         if self.renew_interval_s is not None and not 0 < self.renew_interval_s < self.lease_s:

@@ -39,9 +39,11 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .app import App
 from .broker import ClaimedJob, Settlement
+from .broker_workers import WorkerRegistry
 from .cancel_listener import CancelListener
 from .errors import ConfigurationError
 from .fetcher import BurstTracker, Fetcher
+from .heartbeat import Heartbeat, WorkerActivity
 from .keys import check_name
 from .leases import LeaseClock, Reaper, Renewer
 from .retry import safe_text
@@ -115,6 +117,7 @@ class Supervisor:
         self.running = RunningJobs(concurrency)
         self.runner = JobRunner(app, self.worker_id)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.heartbeat: Heartbeat | None = None
         """started, succeeded, failed, retried, requeued, cancelled, ..."""
         self._state: WorkerState | None = None
         self._settler: Settler | None = None
@@ -203,6 +206,7 @@ class Supervisor:
             root.start_soon(CancelListener(state).run)
             root.start_soon(Scheduler(state, schedules, self.app.schedules).run)
             root.start_soon(LoopLagMonitor(s).run)
+            root.start_soon(self._heartbeat().run)
             async with anyio.create_task_group() as work:
                 self._work = work
                 for fetcher in self._fetchers:
@@ -217,6 +221,17 @@ class Supervisor:
             root.cancel_scope.cancel("stopped")
         log.info("worker %s: stopped (%s)", self.worker_id,
                  ", ".join(f"{k}={v}" for k, v in state.counters.items() if v))
+
+    def _heartbeat(self) -> Heartbeat:
+        self.heartbeat = Heartbeat(
+            WorkerRegistry(self.app.broker.lane, self.app.prefix), worker_id=self.worker_id,
+            queues=self.queues, concurrency=self.concurrency, activity=self.activity,
+            interval_s=self.settings.heartbeat_interval_s)
+        return self.heartbeat
+
+    def activity(self) -> WorkerActivity:
+        """The ids of the jobs this worker runs, and its counters."""
+        return WorkerActivity([r.job.id for r in self.running], dict(self.counters))
 
     async def _watch_signals(self) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

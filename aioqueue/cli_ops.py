@@ -299,6 +299,12 @@ async def cmd_enqueue(app: App, admin: BrokerAdmin, args: argparse.Namespace) ->
     return 0
 
 
+def _dashboard(args: argparse.Namespace) -> int:
+    from .dashboard.serve import cmd_dashboard  # needs the [dashboard] extra
+
+    return cmd_dashboard(args)
+
+
 # -- the parser ------------------------------------------------------------------------
 
 
@@ -329,6 +335,16 @@ def register(sub: Any) -> None:
                  "worker processes from their heartbeats: alive or lost, what they run")
     p.add_argument("--limit", type=_limit, default=100,
                    help=f"most workers shown, most recently seen first (1..{PAGE_LIMIT})")
+
+    p = sub.add_parser("dashboard", help="serve the web dashboard (aioqueue[dashboard])",
+                       description="serve the web dashboard; the token comes from the "
+                       "AIOQUEUE_DASHBOARD_TOKEN environment variable")
+    add_app_arguments(p)
+    p.add_argument("--bind", default="127.0.0.1:8080", help="HOST:PORT (default 127.0.0.1:8080)")
+    p.add_argument("--read-only", action="store_true", help="show no actions, refuse every POST")
+    p.add_argument("--no-auth", action="store_true",
+                   help="no authentication (loopback addresses only)")
+    p.set_defaults(func=_dashboard)
 
     p = _command(sub, "jobs", cmd_jobs, "list a queue's jobs in one state, a page at a time")
     p.add_argument("queue", help="the queue")

@@ -1,0 +1,208 @@
+"""The dashboard as an ASGI application (Starlette), built around an
+:class:`aioqueue.App`.
+
+Every page reads a bounded amount through the broker layer (a page of jobs,
+a page of workers), whatever the size of the queues; every action is a POST
+that needs an authenticated principal, a CSRF token and a same-origin
+request, and is refused in read-only mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from ..app import App
+from ..broker_admin import BrokerAdmin
+from ..broker_workers import WorkerRegistry, WorkerState
+from ..errors import AioqueueError
+from .actions import ACTIONS
+from .security import (
+    SESSION_COOKIE,
+    Authenticator,
+    Csrf,
+    Forbidden,
+    SecurityHeaders,
+    TokenAuth,
+    read_form,
+)
+from .views import PAGES, Action, Page, when
+
+log = logging.getLogger("aioqueue.dashboard")
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+
+
+class Dashboard:
+    """State shared by the handlers: the app, auth, CSRF and templates."""
+
+    def __init__(self, app: App, auth: Authenticator | None, read_only: bool,
+                 title: str) -> None:
+        self.app = app
+        self.auth = auth
+        self.read_only = read_only
+        self.title = title
+        self.csrf = Csrf()
+        self.env = jinja2.Environment(
+            loader=jinja2.PackageLoader("aioqueue.dashboard", "templates"),
+            autoescape=True, undefined=jinja2.StrictUndefined)
+        self.env.filters["when"] = when
+        self.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False)
+
+    @property
+    def admin(self) -> BrokerAdmin:
+        return BrokerAdmin(self.app.broker.lane, self.app.prefix)
+
+    @property
+    def workers(self) -> WorkerRegistry:
+        return WorkerRegistry(self.app.broker.lane, self.app.prefix)
+
+    async def principal(self, request: Request) -> str | None:
+        if self.auth is None:
+            return "anonymous"
+        return await self.auth(request)
+
+    def render(self, request: Request, template: str, principal: str,
+               status_code: int = 200, **context: Any) -> HTMLResponse:
+        base = request.scope.get("root_path", "").rstrip("/")
+        html = self.env.get_template(template).render(
+            base=base, title=self.title, read_only=self.read_only, principal=principal,
+            csrf=self.csrf.token(principal), logout=isinstance(self.auth, TokenAuth),
+            WorkerState=WorkerState, **context)
+        return HTMLResponse(html, status_code=status_code)
+
+
+def _page(dash: Dashboard, page: Page) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        principal = await dash.principal(request)
+        if principal is None:
+            base = request.scope.get("root_path", "").rstrip("/")
+            return RedirectResponse(f"{base}/login", status_code=303)
+        try:
+            template, context = await page(dash, request)
+        except (AioqueueError, ValueError) as exc:
+            return dash.render(request, "error.html", principal, status_code=400,
+                               message=str(exc))
+        return dash.render(request, template, principal, **context)
+
+    return endpoint
+
+
+def _action(dash: Dashboard, action: Action) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        principal = await dash.principal(request)
+        if principal is None:
+            return Response("authentication required\n", status_code=401,
+                            media_type="text/plain")
+        try:
+            if dash.read_only:
+                raise Forbidden("the dashboard is read-only")
+            form = await read_form(request)
+            dash.csrf.check(request, principal, form)
+            back = await action(dash, form)
+        except Forbidden as exc:
+            return Response(f"{exc}\n", status_code=403, media_type="text/plain")
+        except (AioqueueError, ValueError) as exc:
+            return dash.render(request, "error.html", principal, status_code=400,
+                               message=str(exc))
+        log.info("dashboard action by %s: %s %s", principal, request.url.path,
+                 {k: v for k, v in form.items() if k != "csrf"})
+        base = request.scope.get("root_path", "").rstrip("/")
+        return RedirectResponse(base + back, status_code=303)
+
+    return endpoint
+
+
+async def _login_page(dash: Dashboard, request: Request) -> Response:
+    if request.method == "GET":
+        return dash.render(request, "login.html", "", failed=False)
+    form = await read_form(request)
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return Response("cross-site login refused\n", status_code=403, media_type="text/plain")
+    assert isinstance(dash.auth, TokenAuth)
+    if not dash.auth.matches(form.get("token", "")):
+        return dash.render(request, "login.html", "", status_code=401, failed=True)
+    base = request.scope.get("root_path", "").rstrip("/")
+    response = RedirectResponse(f"{base}/", status_code=303)
+    response.set_cookie(SESSION_COOKIE, dash.auth.session_value, httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https",
+                        path=base or "/")
+    return response
+
+
+def create_dashboard(
+    app: App,
+    *,
+    token: str | None = None,
+    auth: Authenticator | None = REQUIRED,
+    read_only: bool = False,
+    title: str = "aioqueue",
+    open_app: bool = False,
+) -> Starlette:
+    """The dashboard of ``app`` as an ASGI application.
+
+    :param token: a shared secret (>= 16 characters) for the built-in login.
+    :param auth: or the host's own check: ``async def auth(request) -> str | None``
+        returning who is asking (None: refused). Pass ``auth=None`` to run
+        without authentication (only behind something that authenticates).
+    :param read_only: show no actions and refuse every POST.
+    :param open_app: open ``app`` in the dashboard's lifespan (standalone); a
+        host application that already opens it leaves this False. Starlette
+        does not run a mounted sub-application's lifespan.
+    """
+    if token is not None:
+        if auth is not REQUIRED:
+            raise ValueError("give a token or auth, not both")
+        authenticator: Authenticator | None = TokenAuth(token)
+    elif auth is REQUIRED:
+        raise ValueError("the dashboard needs token=... or auth=...; "
+                         "auth=None disables authentication explicitly")
+    else:
+        authenticator = auth
+    dash = Dashboard(app, authenticator, read_only, title)
+    routes: list[Any] = [Route(path, _page(dash, page), name=name)
+                         for name, (path, page) in PAGES.items()]
+    routes += [Route(path, _action(dash, action), methods=["POST"])
+               for path, action in ACTIONS.items()]
+    if isinstance(authenticator, TokenAuth):
+        async def login(request: Request) -> Response:
+            return await _login_page(dash, request)
+
+        async def logout(request: Request) -> Response:
+            base = request.scope.get("root_path", "").rstrip("/")
+            response = RedirectResponse(f"{base}/login", status_code=303)
+            response.delete_cookie(SESSION_COOKIE, path=base or "/")
+            return response
+
+        routes += [Route("/login", login, methods=["GET", "POST"]),
+                   Route("/logout", logout, methods=["POST"])]
+    routes.append(Mount("/static", StaticFiles(packages=[("aioqueue.dashboard", "static")]),
+                        name="static"))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        if open_app:
+            async with app:
+                yield
+        else:
+            yield
+
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(SecurityHeaders)])

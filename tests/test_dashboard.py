@@ -157,3 +157,16 @@ def test_purge_from_the_dashboard_needs_the_confirmation_box(
     assert unconfirmed.status_code == 400 and "confirm" in unconfirmed.text
     client.post("/actions/purge", data={"queue": "ops", "csrf": token, "confirm": "yes"})
     assert "0 of 0 waiting job(s)" in client.get("/queues/ops").text
+
+
+def test_dashboard_command_refuses_to_serve_unprotected(
+        redis_url: str, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from aioqueue.cli import main
+
+    monkeypatch.delenv("AIOQUEUE_DASHBOARD_TOKEN", raising=False)
+    assert main(["dashboard", "tests.ops_app:app", "--url", redis_url]) == 2
+    assert "AIOQUEUE_DASHBOARD_TOKEN" in capsys.readouterr().err
+    assert main(["dashboard", "tests.ops_app:app", "--url", redis_url, "--no-auth",
+                 "--bind", "0.0.0.0:8080"]) == 2
+    assert "loopback" in capsys.readouterr().err

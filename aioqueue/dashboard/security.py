@@ -25,7 +25,9 @@ HEADERS = [
      b"default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
      b"frame-ancestors 'none'; form-action 'self'"),
     (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
+    # same-origin, not no-referrer: with no-referrer a browser sends "Origin: null"
+    # on form posts, and the Origin check could no longer tell our own forms apart
+    (b"referrer-policy", b"same-origin"),
     (b"cache-control", b"no-store"),
     (b"x-frame-options", b"DENY"),
 ]

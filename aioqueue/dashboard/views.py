@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import Request
 
 from ..broker_admin import PAGE_LIMIT, JobState
+from ..broker_stats import MinuteStats, recent_minutes
 from ..errors import JobNotFound
 
 if TYPE_CHECKING:
@@ -35,10 +36,43 @@ async def known_queues(dash: Dashboard) -> list[str]:
     return sorted(names)[:QUEUES_SHOWN]
 
 
+CHART_QUEUES = 10
+
+
+def chart(rows: list[list[MinuteStats]]) -> dict[str, Any]:
+    """Bars of the last hour, summed over queues: succeeded and failed per
+    minute, scaled to the busiest minute (an SVG: no inline style, no JS)."""
+    minutes = [
+        (sum(r[i].counts.get("succeeded", 0) for r in rows),
+         sum(r[i].counts.get("failed", 0) for r in rows))
+        for i in range(len(rows[0]))] if rows else []
+    peak = max((ok + bad for ok, bad in minutes), default=0) or 1
+    bars = [{"x": i * 10, "ok": ok * 100 / peak, "bad": bad * 100 / peak, "ok_n": ok,
+             "bad_n": bad} for i, (ok, bad) in enumerate(minutes)]
+    return {"bars": bars, "peak": peak if minutes else 0,
+            "total": sum(ok + bad for ok, bad in minutes)}
+
+
+def latency(rows: list[MinuteStats]) -> dict[str, float | None]:
+    run_n = sum(r.run_n for r in rows)
+    wait_n = sum(r.wait_n for r in rows)
+    return {
+        "run_mean": sum((r.run_mean_s or 0) * r.run_n for r in rows) / run_n if run_n else None,
+        "run_max": max((r.run_max_s or 0 for r in rows if r.run_n), default=None),
+        "wait_mean": (sum((r.wait_mean_s or 0) * r.wait_n for r in rows) / wait_n
+                      if wait_n else None),
+        "wait_max": max((r.wait_max_s or 0 for r in rows if r.wait_n), default=None),
+    }
+
+
 async def overview(dash: Dashboard, request: Request) -> tuple[str, dict[str, Any]]:
-    queues = await dash.admin.summaries(await known_queues(dash))
+    names = await known_queues(dash)
+    queues = await dash.admin.summaries(names)
     workers, total = await dash.workers.workers(limit=PAGE_LIMIT)
-    return "overview.html", {"queues": queues, "workers": workers, "workers_total": total}
+    hour = await recent_minutes(dash.app.broker.lane, dash.app.prefix, names[:CHART_QUEUES])
+    return "overview.html", {"queues": queues, "workers": workers, "workers_total": total,
+                             "chart": chart(list(hour.values())),
+                             "chart_queues": min(len(names), CHART_QUEUES)}
 
 
 async def queue_page(dash: Dashboard, request: Request) -> tuple[str, dict[str, Any]]:
@@ -47,8 +81,9 @@ async def queue_page(dash: Dashboard, request: Request) -> tuple[str, dict[str, 
     cursor = request.query_params.get("cursor") or None
     (summary,) = await dash.admin.summaries([name])
     page = await dash.admin.jobs(name, state, limit=PAGE_SIZE, cursor=cursor)
+    hour = (await recent_minutes(dash.app.broker.lane, dash.app.prefix, [name]))[name]
     return "queue.html", {"queue": summary, "page": page, "states": list(JobState),
-                          "state": state}
+                          "state": state, "chart": chart([hour]), "latency": latency(hour)}
 
 
 async def job_page(dash: Dashboard, request: Request) -> tuple[str, dict[str, Any]]:

@@ -18,10 +18,12 @@
 -- ARGV[7] hold (ms): after such a gap, reap nothing for this long, so that live
 --   workers renew first (no re-delivery storm after a stall)
 -- KEYS[6] reaper state     hash   <q>reaper   seen = last reap (ms), hold = no reap before
+-- Each expired lease counts as 'expired' in the queue's per-minute stats.
 -- Returns: {requeued, dead_lettered}
 -- @include push_job.lua
 -- @include make_runnable.lua
 -- @include advance_workflow.lua
+-- @include minute_stats.lua
 local Q = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -47,6 +49,7 @@ for _, id in ipairs(ids) do
     redis.call('HINCRBY', KEYS[5], 'missing_record', 1)
   else
     redis.call('HINCRBY', KEYS[5], 'lease_expired', 1)
+    minute_add('expired', 1)
     local limit = tonumber(rec[3] or ARGV[3])
     local expiries = redis.call('HINCRBY', jk, 'lx', 1)
     if expiries >= limit then
@@ -61,6 +64,7 @@ for _, id in ipairs(ids) do
       redis.call('HINCRBY', KEYS[5], 'failed', 1)
       redis.call('PUBLISH', Q .. 'done:' .. id, 'failed')
       advance_workflow(Q, now, jk, 'dead', cjson.encode(err), tonumber(ARGV[5]))
+      minute_add('failed', 1)
       dead = dead + 1
     else
       make_runnable(Q, id, jk, true)
@@ -68,4 +72,5 @@ for _, id in ipairs(ids) do
     end
   end
 end
+minute_flush(Q, now)
 return {requeued, dead}

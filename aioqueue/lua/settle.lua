@@ -19,10 +19,12 @@
 --   kind 'cancel'  payload = reason (text)         number = unused
 -- Every retry and dead outcome appends its error to the record's history ('eh').
 -- A member of a workflow advances its workflow in the same step (advance_workflow).
+-- Each applied outcome counts in the queue's per-minute stats (minute_stats).
 -- Returns: one code per job: 1 applied, 0 already applied by this token, -1 stale token
 -- @include push_job.lua
 -- @include make_runnable.lua
 -- @include advance_workflow.lua
+-- @include minute_stats.lua
 local Q = ARGV[1]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -39,7 +41,7 @@ end
 for i = 4, #ARGV, 5 do
   local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
   local jk = Q .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'dlv', 'lt', 'rt')
+  local rec = redis.call('HMGET', jk, 'dlv', 'lt', 'rt', 'ts', 'et', 'att')
   if rec[1] ~= token or not redis.call('ZSCORE', KEYS[1], id) then
     if rec[2] == token .. kind then
       codes[#codes + 1] = 0
@@ -50,6 +52,23 @@ for i = 4, #ARGV, 5 do
   else
     redis.call('ZREM', KEYS[1], id)
     redis.call('HSET', jk, 'lt', token .. kind)
+    local started = tonumber(rec[4])
+    if started then
+      minute_add('run_n', 1)
+      minute_add('run_ms', now - started)
+      minute_max('run_max', now - started)
+      if not rec[6] or rec[6] == '1' then
+        local waited = math.max(0, started - (tonumber(rec[5]) or started))
+        minute_add('wait_n', 1)
+        minute_add('wait_ms', waited)
+        minute_max('wait_max', waited)
+      end
+    end
+    local counted = ({ok = 'succeeded', dead = 'failed', retry = 'retried',
+                      cancel = 'cancelled'})[kind]
+    if counted then
+      minute_add(counted, 1)
+    end
     if kind == 'ok' then
       redis.call('HSET', jk, 'st', 'succeeded', 'r', payload, 'tf', now)
       local ttl = number
@@ -95,4 +114,5 @@ for i = 4, #ARGV, 5 do
     codes[#codes + 1] = 1
   end
 end
+minute_flush(Q, now)
 return codes

@@ -1,0 +1,72 @@
+"""Per-minute throughput and latency of a queue, as the settle and reap
+scripts count them (``lua/includes/minute_stats.lua``). Part of the broker
+layer. Reading an hour costs one pipelined round trip of 60 ``HGETALL``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .broker import translate_errors
+from .broker_admin import Lane, as_mapping
+from .keys import QueueKeys, check_name
+
+COUNTERS = ("succeeded", "failed", "retried", "cancelled", "expired")
+WINDOW_MINUTES = 24 * 60
+"""How far back the counters reach (their keys expire after 25 h)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteStats:
+    """One minute of one queue."""
+
+    minute_ms: int
+    """Start of the minute (epoch ms, server time)."""
+    counts: dict[str, int]
+    run_n: int
+    run_mean_s: float | None
+    run_max_s: float | None
+    wait_n: int
+    wait_mean_s: float | None
+    wait_max_s: float | None
+
+    @property
+    def finished(self) -> int:
+        return self.counts.get("succeeded", 0) + self.counts.get("failed", 0)
+
+
+def _minute(start_ms: int, raw: dict[str, str]) -> MinuteStats:
+    def num(name: str) -> int:
+        try:
+            return int(raw.get(name, "0"))
+        except ValueError:
+            return 0
+
+    run_n, wait_n = num("run_n"), num("wait_n")
+    return MinuteStats(
+        minute_ms=start_ms, counts={c: num(c) for c in COUNTERS},
+        run_n=run_n, run_mean_s=num("run_ms") / run_n / 1000 if run_n else None,
+        run_max_s=num("run_max") / 1000 if run_n else None,
+        wait_n=wait_n, wait_mean_s=num("wait_ms") / wait_n / 1000 if wait_n else None,
+        wait_max_s=num("wait_max") / 1000 if wait_n else None)
+
+
+async def recent_minutes(lane: Lane, prefix: str, queues: Sequence[str], *,
+                         minutes: int = 60) -> dict[str, list[MinuteStats]]:
+    """The last ``minutes`` minutes (oldest first, the current one last) of
+    each queue; minutes without activity are all zero."""
+    if not 1 <= minutes <= WINDOW_MINUTES:
+        raise ValueError(f"minutes must be 1..{WINDOW_MINUTES}")
+    keys = [QueueKeys(prefix, check_name("queue", q)) for q in queues]
+    with translate_errors(prefix):
+        sec, _ = await lane.execute("TIME")
+        now_minute = int(sec) // 60
+        span = range(now_minute - minutes + 1, now_minute + 1)
+        replies = await lane.execute_many(
+            [("HGETALL", f"{k.base}m:{m}") for k in keys for m in span]) if keys else []
+    out: dict[str, list[MinuteStats]] = {}
+    for i, queue in enumerate(queues):
+        rows = replies[i * minutes:(i + 1) * minutes]
+        out[queue] = [_minute(m * 60_000, {} if isinstance(r, Exception) else as_mapping(r))
+                      for m, r in zip(span, rows, strict=True)]
+    return out

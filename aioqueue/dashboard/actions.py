@@ -10,7 +10,7 @@ from ..broker_admin import JobState
 from ..keys import check_name
 
 if TYPE_CHECKING:
-    from .app import Dashboard
+    from .state import Dashboard
     from .views import Action
 
 

@@ -4,7 +4,6 @@ its template."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -14,19 +13,13 @@ from ..broker_stats import MinuteStats, recent_minutes
 from ..errors import JobNotFound
 
 if TYPE_CHECKING:
-    from .app import Dashboard
+    from .state import Dashboard
 
 Page = Callable[["Dashboard", Request], Awaitable[tuple[str, dict[str, Any]]]]
 Action = Callable[["Dashboard", dict[str, str]], Awaitable[str]]
 
 QUEUES_SHOWN = 200
 PAGE_SIZE = 50
-
-
-def when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 async def known_queues(dash: Dashboard) -> list[str]:

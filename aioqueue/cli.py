@@ -43,8 +43,12 @@ def _run_worker(app: App, args: argparse.Namespace) -> int:
             raise CommandError("--uvloop needs the uvloop package "
                                "(pip install 'aioqueue[uvloop]')")
         backend_options["use_uvloop"] = True
-    anyio.run(processes_child.serve, supervisor, args, backend="asyncio",
-              backend_options=backend_options)
+    stop_metrics = cli_ops.worker_metrics(supervisor, getattr(args, "metrics_port", None))
+    try:
+        anyio.run(processes_child.serve, supervisor, args, backend="asyncio",
+                  backend_options=backend_options)
+    finally:
+        stop_metrics()
     exit_without_waiting_for_threads(supervisor, 0)
     return 0
 
@@ -177,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--burst", action="store_true",
                        help="exit once the queues are empty")
         p.add_argument("--uvloop", action="store_true", help="run on uvloop")
+        p.add_argument("--metrics-port", type=int, default=None,
+                       help="serve Prometheus metrics of this worker on this port "
+                       "(aioqueue[metrics])")
 
     worker = sub.add_parser("worker", help="run a worker (supervisor) process")
     add_app_arguments(worker)

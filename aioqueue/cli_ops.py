@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -23,6 +24,9 @@ from .broker_admin import PAGE_LIMIT, BrokerAdmin, JobState, QueueSummary
 from .broker_workers import WorkerRegistry, WorkerState
 from .cli_common import CommandError, add_app_arguments, open_app
 from .errors import JobNotFound
+from .supervisor import Supervisor
+
+log = logging.getLogger("aioqueue.cli")
 
 Handler = Callable[[App, BrokerAdmin, argparse.Namespace], Awaitable[int]]
 
@@ -297,6 +301,30 @@ async def cmd_enqueue(app: App, admin: BrokerAdmin, args: argparse.Namespace) ->
     else:
         _out(f"enqueued {job.id} in queue {job.queue!r}")
     return 0
+
+
+def worker_metrics(supervisor: Supervisor, port: int | None) -> Callable[[], None]:
+    """Serve the worker's Prometheus metrics when ``port`` is given; returns
+    the function that stops it. A port that cannot be bound is logged, not
+    fatal: metrics never stop a worker."""
+    if port is None:
+        return lambda: None
+    try:
+        from .metrics import WorkerSample, serve_worker_metrics
+    except ImportError as exc:
+        raise CommandError("--metrics-port needs: pip install 'aioqueue[metrics]'") from exc
+
+    def sample() -> WorkerSample:
+        beat = supervisor.heartbeat
+        return WorkerSample(counters=dict(supervisor.counters), running=supervisor.running_jobs,
+                            concurrency=supervisor.concurrency,
+                            loop_lag_s=beat.max_lag_s if beat else 0.0)
+
+    try:
+        return serve_worker_metrics(sample, port)
+    except OSError as exc:
+        log.warning("metrics not served on port %d: %s", port, exc)
+        return lambda: None
 
 
 def _dashboard(args: argparse.Namespace) -> int:

@@ -33,7 +33,7 @@ from .security import (
     read_form,
 )
 from .state import Dashboard
-from .views import PAGES, Action, Page
+from .views import PAGES, Action, Page, metrics_text
 
 log = logging.getLogger("aioqueue.dashboard")
 
@@ -151,6 +151,18 @@ def create_dashboard(
 
         routes += [Route("/login", login, methods=["GET", "POST"]),
                    Route("/logout", logout, methods=["POST"])]
+    async def metrics(request: Request) -> Response:
+        if await dash.principal(request) is None:
+            return Response("authentication required\n", status_code=401,
+                            media_type="text/plain")
+        try:
+            body = await metrics_text(dash)
+        except ImportError:
+            return Response("metrics need: pip install 'aioqueue[metrics]'\n",
+                            status_code=501, media_type="text/plain")
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes.append(Route("/metrics", metrics))
     routes.append(Mount("/static", StaticFiles(packages=[("aioqueue.dashboard", "static")]),
                         name="static"))
 

@@ -10,6 +10,7 @@ from starlette.requests import Request
 
 from ..broker_admin import PAGE_LIMIT, JobState
 from ..broker_stats import MinuteStats, recent_minutes
+from ..broker_workers import WorkerState
 from ..errors import JobNotFound
 
 if TYPE_CHECKING:
@@ -122,6 +123,21 @@ async def dead_page(dash: Dashboard, request: Request) -> tuple[str, dict[str, A
     summaries = [s for s in await dash.admin.summaries(await known_queues(dash)) if s.dead]
     pages = [await dash.admin.jobs(s.name, JobState.DEAD, limit=10) for s in summaries[:20]]
     return "dead.html", {"pages": pages}
+
+
+async def metrics_text(dash: Dashboard) -> bytes:
+    """Queue-level Prometheus metrics from one bounded read of Redis."""
+    from ..metrics import queue_families, render  # the [metrics] extra
+
+    names = await known_queues(dash)
+    summaries = await dash.admin.summaries(names)
+    workers, _ = await dash.workers.workers(limit=PAGE_LIMIT)
+    alive: dict[str, int] = {}
+    for w in workers:
+        for q in w.queues if w.state is WorkerState.ALIVE else ():
+            alive[q] = alive.get(q, 0) + 1
+    minutes = await recent_minutes(dash.app.broker.lane, dash.app.prefix, names, minutes=2)
+    return render(queue_families(summaries, alive, minutes))
 
 
 PAGES: dict[str, tuple[str, Page]] = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from . import __version__, cli_ops, dead_letters, processes, processes_child
+from . import __version__, cli_ops, dead_letters, logs, processes, processes_child
 from .app import App
 from .cli_common import CommandError, add_app_arguments, load_app, open_app, split_queues
 from .errors import AioqueueError
@@ -169,6 +169,9 @@ def cmd_dev(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aioqueue", description=__doc__)
     parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    parser.add_argument("--log-format", default="text", choices=["text", "json"],
+                        help="text lines, or one JSON object per line with job fields "
+                        "(job_id, task, queue, attempt...)")
     parser.add_argument("--version", action="version", version=f"aioqueue {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -230,10 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)  # children of --processes
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(getattr(logging, args.log_level), json_format=args.log_format == "json")
     try:
         result: int = args.func(args)
         return result

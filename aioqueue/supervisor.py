@@ -46,6 +46,7 @@ from .fetcher import BurstTracker, Fetcher
 from .heartbeat import Heartbeat, WorkerActivity
 from .keys import check_name
 from .leases import LeaseClock, Reaper, Renewer
+from .logs import bind_job
 from .retry import safe_text
 from .roles import COUNTERS, LoopLagMonitor, WorkerState
 from .runner import JobRunner
@@ -269,12 +270,16 @@ class Supervisor:
     async def _run_job(self, running: RunningJob) -> None:
         assert self._settler is not None
         job = running.job
+        bind_job(job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt,
+                 delivery=job.token, worker_id=self.worker_id)
         try:
             settlement = await self.runner.run(job, running)
         except Exception as exc:  # a bug of ours: still only this job's failure
             log.exception("job %s: the worker failed to run it", job.id)
             settlement = self.runner.dead(job, "WorkerError", safe_text(exc))
         if log.isEnabledFor(logging.DEBUG):
+            duration_s = time.monotonic() - running.started
             log.debug("job %s task=%s attempt=%d %.1fms -> %s", job.id, job.task, job.attempt,
-                      (time.monotonic() - running.started) * 1000, settlement.kind)
+                      duration_s * 1000, settlement.kind,
+                      extra={"duration_s": round(duration_s, 6), "outcome": settlement.kind})
         self._settler.submit(running, settlement)

@@ -31,6 +31,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local default_ttl = tonumber(ARGV[2])
 local dead_ttl = tonumber(ARGV[3])
 local codes = {}
+-- the per-minute counter of each outcome
+local COUNTED = {ok = 'succeeded', dead = 'failed', retry = 'retried', cancel = 'cancelled'}
 
 local function add_error(jk, payload)
   local history = cjson.decode(redis.call('HGET', jk, 'eh') or '[]')
@@ -64,8 +66,7 @@ for i = 4, #ARGV, 5 do
         minute_max('wait_max', waited)
       end
     end
-    local counted = ({ok = 'succeeded', dead = 'failed', retry = 'retried',
-                      cancel = 'cancelled'})[kind]
+    local counted = COUNTED[kind]
     if counted then
       minute_add(counted, 1)
     end

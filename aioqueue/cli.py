@@ -14,7 +14,7 @@ from typing import Any
 
 import anyio
 
-from . import __version__, cli_ops, dead_letters, logs, processes, processes_child
+from . import __version__, cli_ops, cli_workers, dead_letters, logs, processes, processes_child
 from .app import App
 from .cli_common import CommandError, add_app_arguments, load_app, open_app, split_queues
 from .errors import AioqueueError
@@ -43,7 +43,7 @@ def _run_worker(app: App, args: argparse.Namespace) -> int:
             raise CommandError("--uvloop needs the uvloop package "
                                "(pip install 'aioqueue[uvloop]')")
         backend_options["use_uvloop"] = True
-    stop_metrics = cli_ops.worker_metrics(supervisor, getattr(args, "metrics_port", None))
+    stop_metrics = cli_workers.worker_metrics(supervisor, getattr(args, "metrics_port", None))
     try:
         anyio.run(processes_child.serve, supervisor, args, backend="asyncio",
                   backend_options=backend_options)

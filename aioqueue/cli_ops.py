@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import sys
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -23,57 +21,11 @@ from .app import App
 from .broker_admin import PAGE_LIMIT, BrokerAdmin, JobState, QueueSummary
 from .broker_workers import WorkerRegistry, WorkerState
 from .cli_common import CommandError, add_app_arguments, open_app
+from .cli_format import age, cell, out, out_json, table, when
+from .cli_workers import cmd_workers, run_dashboard
 from .errors import JobNotFound
-from .supervisor import Supervisor
-
-log = logging.getLogger("aioqueue.cli")
 
 Handler = Callable[[App, BrokerAdmin, argparse.Namespace], Awaitable[int]]
-
-
-def _out(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-
-
-def _json(value: Any) -> None:
-    def default(obj: Any) -> Any:
-        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            return dataclasses.asdict(obj)
-        return str(obj)
-
-    _out(json.dumps(value, default=default, indent=2, sort_keys=True))
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Left-aligned columns, two spaces apart."""
-    cells = [[str(h) for h in headers], *[[_cell(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in cells]
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    # one line per row: a hostile task name cannot fake extra rows
-    return str(value).replace("\n", "\\n").replace("\r", "\\r")
-
-
-def when(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
-
-
-def age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:.1f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f}m"
-    return f"{seconds / 3600:.1f}h"
 
 
 def app_queues(app: App) -> set[str]:
@@ -112,10 +64,10 @@ async def cmd_info(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> in
         for q in w.queues if w.state is WorkerState.ALIVE else ():
             alive[q] = alive.get(q, 0) + 1
     if args.json:
-        _json([{**dataclasses.asdict(s), "waiting": s.waiting, "workers": alive.get(s.name, 0)}
+        out_json([{**dataclasses.asdict(s), "waiting": s.waiting, "workers": alive.get(s.name, 0)}
                for s in summaries])
         return 0
-    _out(table(
+    out(table(
         ["QUEUE", "WAITING", "BY PRIORITY", "SCHEDULED", "RUNNING", "DEAD", "PAUSED",
          "OLDEST", "WORKERS", "SUCCEEDED", "FAILED", "RETRIED"],
         [_info_row(s, alive.get(s.name, 0)) for s in summaries]))
@@ -131,34 +83,13 @@ def _info_row(s: QueueSummary, workers: int) -> list[Any]:
             s.counters.get("retried", 0)]
 
 
-async def cmd_workers(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> int:
-    workers, total = await WorkerRegistry(admin.lane, admin.prefix).workers(limit=args.limit)
-    if args.json:
-        _json(workers)
-        return 0
-    _out(table(
-        ["ID", "STATE", "HOST", "PID", "QUEUES", "CONCURRENCY", "RUNNING", "SUCCEEDED",
-         "FAILED", "LOOP LAG", "LAST SEEN", "VERSION"],
-        [[w.id, w.state.value, w.host, w.pid, ",".join(w.queues), w.concurrency, w.running,
-          w.counters.get("succeeded", 0), w.counters.get("failed", 0),
-          f"{w.loop_lag_s * 1000:.0f}ms", age(w.seen_age_s) + " ago", w.version]
-         for w in workers]))
-    for w in workers:
-        if w.state is WorkerState.LOST and w.running_ids:
-            _out(f"lost worker {w.id}: its jobs recover when their leases expire: "
-                 f"{' '.join(w.running_ids)}")
-    lost = sum(w.state is WorkerState.LOST for w in workers)
-    _out(f"{len(workers) - lost} alive, {lost} lost ({total} in the registry)")
-    return 0
-
-
 # -- jobs / job --------------------------------------------------------------------
 
 
 async def cmd_jobs(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> int:
     page = await admin.jobs(args.queue, args.state, limit=args.limit, cursor=args.cursor)
     if args.json:
-        _json(page)
+        out_json(page)
         return 0
     score_title = {"scheduled": "DUE", "running": "LEASE UNTIL", "dead": "DEAD SINCE"}
     headers = ["ID", "TASK", "STATUS", "PRIORITY", "ATTEMPT", "ENQUEUED"]
@@ -171,9 +102,9 @@ async def cmd_jobs(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> in
         if args.state != "waiting":
             row.append(when(job.score_ms))
         rows.append(row)
-    _out(table(headers, rows))
+    out(table(headers, rows))
     more = f"; next page: --cursor {page.next_cursor}" if page.next_cursor else ""
-    _out(f"{len(page.jobs)} of {page.total} {args.state} job(s) in {args.queue!r}{more}")
+    out(f"{len(page.jobs)} of {page.total} {args.state} job(s) in {args.queue!r}{more}")
     return 0
 
 
@@ -201,9 +132,9 @@ async def cmd_job(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> int
         raise CommandError(str(exc)) from exc
     result = await admin.stored_result(queue, args.id)
     if args.json:
-        _json({**dataclasses.asdict(info), "result": result})
+        out_json({**dataclasses.asdict(info), "result": result})
         return 0
-    _out(f"job {info.id} in queue {info.queue!r}")
+    out(f"job {info.id} in queue {info.queue!r}")
     for label, value in [
         ("task", info.task), ("status", info.status.value), ("priority", info.priority),
         ("attempt", info.attempt), ("deliveries", info.deliveries), ("worker", info.worker),
@@ -212,17 +143,17 @@ async def cmd_job(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> int
         ("progress", None if info.progress is None else
          f"{info.progress.fraction:.0%} {info.progress.message}"),
     ]:
-        _out(f"  {label + ':':12} {_cell(value)}")
-    _out("  timeline:")
+        out(f"  {label + ':':12} {cell(value)}")
+    out("  timeline:")
     for label, ms in [("enqueued", info.enqueued_ms), ("started", info.started_ms),
                       ("finished", info.finished_ms)]:
         if ms is not None:
-            _out(f"    {when(ms)}  {label}")
+            out(f"    {when(ms)}  {label}")
     for err in info.errors or ([info.error] if info.error else []):
-        _out(f"  error (attempt {err.get('attempt', '?')}): {err.get('type')}: "
-             f"{_cell(err.get('message'))}")
+        out(f"  error (attempt {err.get('attempt', '?')}): {err.get('type')}: "
+             f"{cell(err.get('message'))}")
         if err.get("traceback"):
-            _out("    " + str(err["traceback"]).rstrip().replace("\n", "\n    "))
+            out("    " + str(err["traceback"]).rstrip().replace("\n", "\n    "))
     return 0
 
 
@@ -238,14 +169,14 @@ async def cmd_purge(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> i
         answer = await anyio.to_thread.run_sync(
             input, f"cancel {count} {args.state} job(s) of queue {args.queue!r}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
-            _out("nothing purged")
+            out("nothing purged")
             return 1
     purged = await admin.purge(args.queue, args.state,
                                result_ttl_ms=int(app.result_ttl_s * 1000))
     if args.json:
-        _json({"queue": args.queue, "state": args.state, "purged": purged})
+        out_json({"queue": args.queue, "state": args.state, "purged": purged})
     else:
-        _out(f"purged {purged} {args.state} job(s) from {args.queue!r}")
+        out(f"purged {purged} {args.state} job(s) from {args.queue!r}")
     return 0
 
 
@@ -256,9 +187,9 @@ async def cmd_pause(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> i
         await admin.resume(args.queue)
     paused = await admin.is_paused(args.queue)
     if args.json:
-        _json({"queue": args.queue, "paused": paused})
+        out_json({"queue": args.queue, "paused": paused})
     else:
-        _out(f"queue {args.queue!r} is {'paused' if paused else 'running'}")
+        out(f"queue {args.queue!r} is {'paused' if paused else 'running'}")
     return 0
 
 
@@ -266,9 +197,9 @@ async def cmd_cancel(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> 
     queue = await find_queue(app, admin, args.id, args.queue)
     outcome = await app.job(args.id, queue).cancel(args.reason)
     if args.json:
-        _json({"id": args.id, "queue": queue, "outcome": outcome.value})
+        out_json({"id": args.id, "queue": queue, "outcome": outcome.value})
     else:
-        _out(f"job {args.id}: {outcome.value}")
+        out(f"job {args.id}: {outcome.value}")
     return 0
 
 
@@ -297,40 +228,10 @@ async def cmd_enqueue(app: App, admin: BrokerAdmin, args: argparse.Namespace) ->
         raise CommandError(f"arguments of {args.task!r} refused, nothing enqueued: {exc}"
                            ) from exc
     if args.json:
-        _json({"id": job.id, "queue": job.queue})
+        out_json({"id": job.id, "queue": job.queue})
     else:
-        _out(f"enqueued {job.id} in queue {job.queue!r}")
+        out(f"enqueued {job.id} in queue {job.queue!r}")
     return 0
-
-
-def worker_metrics(supervisor: Supervisor, port: int | None) -> Callable[[], None]:
-    """Serve the worker's Prometheus metrics when ``port`` is given; returns
-    the function that stops it. A port that cannot be bound is logged, not
-    fatal: metrics never stop a worker."""
-    if port is None:
-        return lambda: None
-    try:
-        from .metrics import WorkerSample, serve_worker_metrics
-    except ImportError as exc:
-        raise CommandError("--metrics-port needs: pip install 'aioqueue[metrics]'") from exc
-
-    def sample() -> WorkerSample:
-        beat = supervisor.heartbeat
-        return WorkerSample(counters=dict(supervisor.counters), running=supervisor.running_jobs,
-                            concurrency=supervisor.concurrency,
-                            loop_lag_s=beat.max_lag_s if beat else 0.0)
-
-    try:
-        return serve_worker_metrics(sample, port)
-    except OSError as exc:
-        log.warning("metrics not served on port %d: %s", port, exc)
-        return lambda: None
-
-
-def _dashboard(args: argparse.Namespace) -> int:
-    from .dashboard.serve import cmd_dashboard  # needs the [dashboard] extra
-
-    return cmd_dashboard(args)
 
 
 # -- the parser ------------------------------------------------------------------------
@@ -372,7 +273,7 @@ def register(sub: Any) -> None:
     p.add_argument("--read-only", action="store_true", help="show no actions, refuse every POST")
     p.add_argument("--no-auth", action="store_true",
                    help="no authentication (loopback addresses only)")
-    p.set_defaults(func=_dashboard)
+    p.set_defaults(func=run_dashboard)
 
     p = _command(sub, "jobs", cmd_jobs, "list a queue's jobs in one state, a page at a time")
     p.add_argument("queue", help="the queue")

@@ -16,7 +16,7 @@ pytest.importorskip("starlette")
 from starlette.testclient import TestClient
 
 import aioqueue
-from aioqueue.cli_ops import worker_metrics
+from aioqueue.cli_workers import worker_metrics
 from aioqueue.dashboard import create_dashboard
 
 from . import ops_app

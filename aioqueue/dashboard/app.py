@@ -105,6 +105,17 @@ async def _login_page(dash: Dashboard, request: Request) -> Response:
     return response
 
 
+def _authenticator(token: str | None, auth: Authenticator | None) -> Authenticator | None:
+    if token is not None:
+        if auth is not REQUIRED:
+            raise ValueError("give a token or auth, not both")
+        return TokenAuth(token)
+    if auth is REQUIRED:
+        raise ValueError("the dashboard needs token=... or auth=...; "
+                         "auth=None disables authentication explicitly")
+    return auth
+
+
 def create_dashboard(
     app: App,
     *,
@@ -125,15 +136,7 @@ def create_dashboard(
         host application that already opens it leaves this False. Starlette
         does not run a mounted sub-application's lifespan.
     """
-    if token is not None:
-        if auth is not REQUIRED:
-            raise ValueError("give a token or auth, not both")
-        authenticator: Authenticator | None = TokenAuth(token)
-    elif auth is REQUIRED:
-        raise ValueError("the dashboard needs token=... or auth=...; "
-                         "auth=None disables authentication explicitly")
-    else:
-        authenticator = auth
+    authenticator = _authenticator(token, auth)
     dash = Dashboard(app, authenticator, read_only, title)
     routes: list[Any] = [Route(path, _page(dash, page), name=name)
                          for name, (path, page) in PAGES.items()]

@@ -40,10 +40,11 @@ def chart(rows: list[list[MinuteStats]]) -> dict[str, Any]:
         (sum(r[i].counts.get("succeeded", 0) for r in rows),
          sum(r[i].counts.get("failed", 0) for r in rows))
         for i in range(len(rows[0]))] if rows else []
-    peak = max((ok + bad for ok, bad in minutes), default=0) or 1
-    bars = [{"x": i * 10, "ok": ok * 100 / peak, "bad": bad * 100 / peak, "ok_n": ok,
+    peak = max((ok + bad for ok, bad in minutes), default=0)
+    scale = 100 / (peak or 1)
+    bars = [{"x": i * 10, "ok": ok * scale, "bad": bad * scale, "ok_n": ok,
              "bad_n": bad} for i, (ok, bad) in enumerate(minutes)]
-    return {"bars": bars, "peak": peak if minutes else 0,
+    return {"bars": bars, "peak": peak,
             "total": sum(ok + bad for ok, bad in minutes)}
 
 

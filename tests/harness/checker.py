@@ -48,7 +48,8 @@ TERMINAL = FINAL_STATUSES
 # a queue's keys besides job records and wait lists (README, "Redis design")
 STRUCTURE_KEYS = ("prios", "leases", "delayed", "dead", "stats", "wake", "reaper", "schedules")
 # keys named by an id: claim reservations and workflows
-ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:")
+# m:<minute> per-minute counters and the pause flag are queue keys of their own
+ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:", "m:", "paused")
 
 
 @dataclass(frozen=True, slots=True)

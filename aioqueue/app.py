@@ -4,6 +4,7 @@ connection, enqueue by name and the operator paths."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
@@ -16,7 +17,7 @@ from . import dead_letters
 from .backend import Backend
 from .broker import Broker
 from .broker_admin import BrokerAdmin
-from .errors import ConfigurationError
+from .errors import AioqueueError, ConfigurationError
 from .job import Job
 from .keys import check_name, check_task_name
 from .options import EnqueueKwargs, EnqueueOptions
@@ -35,6 +36,8 @@ from .urls import check_url
 LifecycleHook = Callable[["App"], Awaitable[None]]
 """``async def hook(app) -> None``, registered with ``@app.on_startup`` or
 ``@app.on_shutdown``; runs once per worker process."""
+
+log = logging.getLogger("aioqueue")
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -167,9 +170,8 @@ class App(TaskRegistry):
         stack.push_async_callback(broker.close)
         try:
             await broker.check_server(self.default_queue)
-            # the queue registry: 'aioqueue info' lists queues nobody names
-            await BrokerAdmin(broker.lane, self.prefix).register_queues(
-                {self.default_queue, *(t.queue for t in self.tasks.values())})
+            await _register_queues(broker, self.prefix,
+                                   {self.default_queue, *(t.queue for t in self.tasks.values())})
             task_group = await stack.enter_async_context(anyio.create_task_group())
             # stop the listener before the task group waits for it
             stack.callback(task_group.cancel_scope.cancel)
@@ -301,6 +303,17 @@ class App(TaskRegistry):
     def job(self, job_id: str, queue: str | None = None) -> Job[Any]:
         """A handle on an existing job, by id."""
         return Job(self.backend, job_id, queue or self.default_queue)
+
+
+async def _register_queues(broker: Broker, prefix: str, queues: set[str]) -> None:
+    """Add the app's queues to the queue registry ('aioqueue info' lists
+    queues nobody names). Best effort: the registry is for operators, so a
+    server that refuses it now (max clients, say) does not stop the app; a
+    worker registers its queues again with its heartbeat."""
+    try:
+        await BrokerAdmin(broker.lane, prefix).register_queues(queues)
+    except AioqueueError as exc:
+        log.warning("queue registry not updated (%s: %s)", type(exc).__name__, exc)
 
 
 class _LazyListener(ResultListener):

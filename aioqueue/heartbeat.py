@@ -104,12 +104,11 @@ class Heartbeat:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
+        registered = False
         try:
-            try:
-                await self.registry.register_queues(self.queues)
-            except AioqueueError as exc:
-                log.warning("worker %s: queues not registered (%s)", self.worker_id, exc)
             while True:
+                if not registered:
+                    registered = await self._register_queues()
                 await self.step()
                 await self._sleep_measuring_lag()
         finally:
@@ -118,6 +117,15 @@ class Heartbeat:
                     await self.registry.remove(self.worker_id)
                 except AioqueueError:
                     pass  # it shows as lost, then expires
+
+    async def _register_queues(self) -> bool:
+        """Add the worker's queues to the queue registry (retried with the
+        next beat until it works; a heartbeat failure is logged there)."""
+        try:
+            await self.registry.register_queues(self.queues)
+        except AioqueueError:
+            return False
+        return True
 
     async def _sleep_measuring_lag(self) -> None:
         """Sleep one interval in short slices; a slice that overran by more

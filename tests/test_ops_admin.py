@@ -228,3 +228,20 @@ async def test_paused_queue_starts_nothing_new_and_running_jobs_finish(
             await admin.resume(queue_name)
             assert await waiting.result(timeout=10) == 3
         assert not await admin.is_paused(queue_name)
+
+
+async def test_refused_queue_registry_never_stops_an_app_opening(
+        make_app: Callable[..., aioqueue.App], redis_url: str,
+        caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app()
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    await client.set(f"{app.prefix}:queues", "not a zset")
+    await client.aclose()
+    async with app, running(app):
+        assert await (await add.enqueue(1, 2)).result(timeout=10) == 3
+    assert any("queue registry not updated" in r.getMessage() for r in caplog.records)

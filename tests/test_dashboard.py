@@ -170,3 +170,43 @@ def test_dashboard_command_refuses_to_serve_unprotected(
     assert main(["dashboard", "tests.ops_app:app", "--url", redis_url, "--no-auth",
                  "--bind", "0.0.0.0:8080"]) == 2
     assert "loopback" in capsys.readouterr().err
+
+
+def _calls(url: str) -> dict[str, int]:
+    import redis
+
+    with redis.Redis.from_url(url) as client:
+        stats = client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+
+
+def _commands_for(client: TestClient, url: str, path: str) -> dict[str, int]:
+    before = _calls(url)
+    assert client.get(path).status_code == 200
+    after = _calls(url)
+    return {k: n - before.get(k, 0) for k, n in after.items() if n - before.get(k, 0) > 0}
+
+
+def test_every_page_costs_the_same_commands_whatever_the_queue_size(redis_url: str) -> None:
+    ops_app.app.url = redis_url
+    paths = ["/", "/queues/ops", "/queues/ops?state=dead", "/workers", "/dead"]
+
+    def measure(jobs: int) -> dict[str, dict[str, int]]:
+        async def seed() -> None:
+            async with ops_app.app:
+                await ops_app.add.enqueue_many([ops_app.add.s(n, n) for n in range(jobs)])
+
+        anyio.run(seed)
+        with TestClient(create_dashboard(ops_app.app, auth=None, open_app=True)) as client:
+            client.get("/")  # connections made
+            return {path: _commands_for(client, redis_url, path) for path in paths}
+
+    small = measure(100)
+    large = measure(5000)  # 5,100 waiting jobs now
+    assert large == small, (small, large)
+    for path, cost in large.items():
+        assert not {"keys", "scan", "smembers"} & set(cost), (path, cost)
+    # a page of 50 jobs: one HMGET per row, never one per job in the queue
+    assert large["/queues/ops"]["hmget"] == 50
+    # plus the hour's 60 per-minute counters and a few counts
+    assert sum(large["/queues/ops"].values()) < 150, large["/queues/ops"]

@@ -11,6 +11,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,6 +56,16 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
 
 async def cmd_info(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> int:
+    shown = 0
+    while True:
+        await _info_once(app, admin, args)
+        shown += 1
+        if args.watch is None or (args.count is not None and shown >= args.count):
+            return 0
+        await anyio.sleep(args.watch)
+
+
+async def _info_once(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> None:
     queues = args.queues.split(",") if args.queues else sorted(
         set(await admin.known_queues()) | app_queues(app))
     summaries = await admin.summaries([q.strip() for q in queues if q.strip()])
@@ -64,14 +75,19 @@ async def cmd_info(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> in
         for q in w.queues if w.state is WorkerState.ALIVE else ():
             alive[q] = alive.get(q, 0) + 1
     if args.json:
-        out_json([{**dataclasses.asdict(s), "waiting": s.waiting, "workers": alive.get(s.name, 0)}
-               for s in summaries])
-        return 0
+        rows = [{**dataclasses.asdict(s), "waiting": s.waiting, "workers": alive.get(s.name, 0)}
+                for s in summaries]
+        if args.watch is None:
+            out_json(rows)
+        else:  # one JSON document per line and refresh
+            out(json.dumps(rows, sort_keys=True, default=str))
+        return
+    if args.watch is not None:
+        out(f"-- {when(int(time.time() * 1000))} UTC")
     out(table(
         ["QUEUE", "WAITING", "BY PRIORITY", "SCHEDULED", "RUNNING", "DEAD", "PAUSED",
          "OLDEST", "WORKERS", "SUCCEEDED", "FAILED", "RETRIED"],
         [_info_row(s, alive.get(s.name, 0)) for s in summaries]))
-    return 0
 
 
 def _info_row(s: QueueSummary, workers: int) -> list[Any]:
@@ -237,6 +253,13 @@ async def cmd_enqueue(app: App, admin: BrokerAdmin, args: argparse.Namespace) ->
 # -- the parser ------------------------------------------------------------------------
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError("must be 0.05..3600 seconds")
+    return value
+
+
 def _limit(text: str) -> int:
     value = int(text)
     if not 1 <= value <= PAGE_LIMIT:
@@ -259,6 +282,11 @@ def register(sub: Any) -> None:
                  "paused, oldest waiting job's age and counters")
     p.add_argument("--queues", default=None,
                    help="comma-separated queues to show (default: every known queue)")
+    p.add_argument("--watch", type=_seconds, default=None, metavar="SECONDS",
+                   help="show it again every SECONDS until Ctrl-C (with --json: one "
+                   "JSON document per line)")
+    p.add_argument("--count", type=int, default=None,
+                   help="with --watch: stop after this many refreshes")
 
     p = _command(sub, "workers", cmd_workers,
                  "worker processes from their heartbeats: alive or lost, what they run")

@@ -153,3 +153,12 @@ def test_pause_and_resume_report_the_stored_state(
     assert out.splitlines()[1].split()[6] == "yes"
     code, out, _ = _cli(capsys, redis_url, "resume", "ops", "--json")
     assert json.loads(out) == {"paused": False, "queue": "ops"}
+
+
+def test_info_watch_refreshes_as_json_lines(
+        redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["info", APP, "--url", redis_url, "--queues", "ops", "--json",
+                 "--watch", "0.05", "--count", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0 and len(lines) == 3
+    assert all(json.loads(line)[0]["name"] == "ops" for line in lines)

@@ -40,9 +40,23 @@ def _cancelling() -> bool:
     return task is not None and task.cancelling() > 0
 
 
+MAX_MESSAGE_CHARS = 8_192
+MAX_TRACEBACK_CHARS = 65_536
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` cut in the middle to at most about ``limit`` characters: an
+    error text is stored with every attempt, so a task raising a 50 MB
+    message must not write 50 MB per retry."""
+    if len(text) <= limit:
+        return text
+    keep = limit // 2
+    return f"{text[:keep]}\n... [{len(text) - 2 * keep} characters cut] ...\n{text[-keep:]}"
+
+
 def _format_traceback(error: BaseException) -> str:
     try:
-        return "".join(traceback.format_exception(error))
+        return bounded("".join(traceback.format_exception(error)), MAX_TRACEBACK_CHARS)
     except Exception:
         return ""
 
@@ -168,7 +182,8 @@ class JobRunner:
         if requested:
             error_type, message, tb = "Retry", "retry requested", ""
         else:
-            error_type, message = type(error).__qualname__, safe_text(error)
+            error_type = type(error).__qualname__
+            message = bounded(safe_text(error), MAX_MESSAGE_CHARS)
             tb = _format_traceback(error)
         if job.attempt >= max_tries:
             return self.dead(job, error_type, message, tb)

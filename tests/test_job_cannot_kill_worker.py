@@ -170,3 +170,18 @@ async def test_middleware_raising_system_exit_fails_only_that_job(
 
     failed = await _only_that_job_fails(app, guarded, caplog)
     assert failed.error_type == "SystemExit"
+
+
+async def test_huge_error_text_is_stored_cut_not_whole(
+    make_app: Callable[..., aioqueue.App], caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = make_app()
+
+    @app.task(max_tries=1)
+    async def verbose() -> None:
+        raise ValueError("x" * 20_000_000)
+
+    failed = await _only_that_job_fails(app, verbose, caplog)
+    assert failed.error_type == "ValueError"
+    assert len(failed.error_message) < 10_000 and "characters cut" in failed.error_message
+    assert len(failed.traceback) < 70_000

@@ -37,6 +37,14 @@ from .errors import (
 )
 from .keys import QueueKeys
 from .lane import CommandLane
+from .record import cjson_safe
+from .script_codes import (
+    CancelOutcome,
+    EnqueueCode,
+    ProgressCode,
+    RenewCode,
+    SettleCode,
+)
 from .scripts import RELOAD_ATTEMPTS, ScriptRunner
 
 MIN_SERVER_VERSION = (6, 2, 0)
@@ -289,8 +297,8 @@ class Broker:
         delay_ms: int = 0,
         at_ms: int | None = None,
         extra: Mapping[str, str | int] | None = None,
-    ) -> int:
-        """Create the job. Returns 1 queued, 2 scheduled, 0 already existed."""
+    ) -> EnqueueCode:
+        """Create the job (or find it already there)."""
         k = self.keys(queue)
         extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
         keys = [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed]
@@ -299,10 +307,10 @@ class Broker:
         if self.durable:
             command = ("EVALSHA", self.scripts.scripts["enqueue"].sha, len(keys), *keys, *args)
             (result,) = await self.run_pipelined(k.base, "enqueue", [command], [job_id])
-            return int(result)
+            return EnqueueCode(int(result))
         with translate_errors(k.base):
             result = await self.scripts.run(self.lane, "enqueue", keys, args)
-        return int(result)
+        return EnqueueCode(int(result))
 
     def _durability_command(self) -> tuple[Any, ...]:
         if self.wait_fsync:
@@ -314,20 +322,23 @@ class Broker:
         return bool(self.wait_replicas or self.wait_fsync)
 
     async def run_pipelined(self, at: str, script: str, commands: list[tuple[Any, ...]],
-                            job_ids: list[str]) -> list[Any]:
+                            job_ids: list[str], *, atomic: bool = False) -> list[Any]:
         """Send calls of one idempotent script in one round trip (again after
         a NOSCRIPT), then, in durability mode, WAIT (or WAITAOF) on the same
         connection; an error reply becomes a typed error, and too few
-        confirmations raise DurabilityUnconfirmed."""
+        confirmations raise DurabilityUnconfirmed. ``atomic`` sends them as
+        one MULTI/EXEC: the server checks its memory once, before the first
+        call, so at ``maxmemory`` either every call writes or none does."""
         tail = [self._durability_command()] if self.durable else []
+        body = [("MULTI",), *commands, ("EXEC",)] if atomic else commands
         for _ in range(RELOAD_ATTEMPTS):
             with translate_errors(at):
-                replies = await self.lane.execute_many([*commands, *tail])
-            if not any(isinstance(r, redis_errors.NoScriptError) for r in replies):
+                replies = await self.lane.execute_many([*body, *tail])
+            results = _exec_results(replies, len(commands)) if atomic else replies[:len(commands)]
+            if not any(isinstance(r, redis_errors.NoScriptError) for r in results):
                 break
             with translate_errors(at):
                 await self.scripts.load(self.lane, script)
-        results = replies[:len(commands)]
         for r in results:
             if isinstance(r, Exception):
                 try:
@@ -358,20 +369,6 @@ class Broker:
                 f"{' and a local fsync' if self.wait_fsync else ''}): outcome unknown on "
                 "failover; enqueueing again with the same id is safe", job_ids=job_ids)
 
-    async def create_workflow(self, queue: str, wf_id: str, kind: str, size: int,
-                              continue_on_error: bool, callback_spec: str,
-                              first_jobs: Sequence[tuple[str, str, str]],
-                              chain_specs: Sequence[str]) -> bool:
-        k = self.keys(queue)
-        args: list[Any] = [k.base, wf_id, kind, size, "1" if continue_on_error else "0",
-                           callback_spec, len(first_jobs)]
-        for job in first_jobs:
-            args.extend(job)
-        args.extend(chain_specs)
-        with translate_errors():
-            created = await self.scripts.run(self.lane, "workflow", [k.workflow(wf_id)], args)
-        return int(created) == 1
-
     async def fire_tick(self, queue: str, schedule_name: str, tick_ms: int, job_id: str,
                         task: str, args_json: str, priority: int,
                         extra: Mapping[str, str | int] | None = None) -> bool:
@@ -385,7 +382,7 @@ class Broker:
                 [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed, k.schedules],
                 [job_id, task, args_json, priority, 0, "", extra_field, schedule_name, tick_ms],
             )
-        return int(result) == 1
+        return EnqueueCode(int(result)).created
 
     async def mark_tick(self, queue: str, schedule_name: str, tick_ms: int,
                         *, only_new: bool) -> None:
@@ -416,10 +413,13 @@ class Broker:
     async def enqueue_many(
         self, queue: str, jobs: Sequence[tuple[str, str, str, int, int, int | None,
                                                 Mapping[str, str | int] | None]]
-    ) -> list[int]:
+    ) -> list[EnqueueCode]:
         """Enqueue a chunk in one round trip: jobs sharing their options go
-        through ``enqueue_batch.lua`` 250 at a time, pipelined. Enqueue is
-        idempotent by id, so after a NOSCRIPT the chunk is simply sent again."""
+        through ``enqueue_batch.lua`` 250 at a time, in one MULTI/EXEC, so a
+        server at ``maxmemory`` writes all of the chunk or none of it
+        (``RedisOutOfMemory``). Enqueue is idempotent by id: sending the same
+        chunk again (after a NOSCRIPT, a refusal or a lost reply) adds each
+        job once."""
         k = self.keys(queue)
         batch_sha = self.scripts.scripts["enqueue_batch"].sha
         groups: dict[tuple[int, int, int | None, str], list[tuple[str, str, str]]] = {}
@@ -430,22 +430,23 @@ class Broker:
         commands: list[tuple[Any, ...]] = []
         for (priority, delay_ms, at_ms, extra_field), members in groups.items():
             for start in range(0, len(members), 250):
-                flat = [x for member in members[start:start + 250] for x in member]
+                chunk = members[start:start + 250]
+                flat = [x for member in chunk for x in member]
                 commands.append((
-                    "EVALSHA", batch_sha, 4, k.wait(priority), k.prios, k.wake, k.delayed,
-                    k.base, priority, delay_ms, "" if at_ms is None else at_ms, extra_field,
-                    *flat))
+                    "EVALSHA", batch_sha, 4 + len(chunk), k.wait(priority), k.prios, k.wake,
+                    k.delayed, *(k.job(member[0]) for member in chunk),
+                    priority, delay_ms, "" if at_ms is None else at_ms, extra_field, *flat))
         replies = await self.run_pipelined(k.base, "enqueue_batch", commands,
-                                           [j[0] for j in jobs])
-        return [int(code) for reply in replies for code in reply]
+                                           [j[0] for j in jobs], atomic=True)
+        return [EnqueueCode(int(code)) for reply in replies for code in reply]
 
     def _claim_call(self, queue: str, count: int, lease_ms: int, worker_id: str,
                     reservation_id: str | None, promote_limit: int
                     ) -> tuple[list[str], list[Any]]:
         k = self.keys(queue)
-        return ([k.prios, k.leases, k.wake, k.stats, k.delayed],
-                [k.base, count, lease_ms, worker_id, reservation_id or secrets.token_hex(8),
-                 promote_limit])
+        return ([k.prios, k.leases, k.wake, k.stats, k.delayed,
+                 k.reservation(reservation_id or secrets.token_hex(8)), k.paused],
+                [k.base, count, lease_ms, worker_id, promote_limit])
 
     def _claimed(self, queue: str, raw: Any) -> tuple[list[ClaimedJob], int]:
         jobs = []
@@ -514,28 +515,28 @@ class Broker:
         *,
         default_result_ttl_ms: int,
         dead_letter_ttl_ms: int,
-    ) -> list[int]:
+    ) -> list[SettleCode]:
         k = self.keys(queue)
         args: list[Any] = [k.base, default_result_ttl_ms, dead_letter_ttl_ms]
         for s in settlements:
             args += [s.job_id, s.token, s.kind, s.payload, s.number]
+        keys = [k.leases, k.delayed, k.dead, k.prios, k.wake, k.stats,
+                *(k.job(s.job_id) for s in settlements)]
         with translate_errors():
-            codes = await self.scripts.run(
-                self.lane, "settle",
-                [k.leases, k.delayed, k.dead, k.prios, k.wake, k.stats], args,
-            )
-        return [int(c) for c in codes]
+            codes = await self.scripts.run(self.lane, "settle", keys, args)
+        return [SettleCode(int(c)) for c in codes]
 
     async def renew(
         self, queue: str, leases: Sequence[tuple[str, str]], lease_ms: int
-    ) -> list[int]:
+    ) -> list[RenewCode]:
         k = self.keys(queue)
-        args: list[Any] = [k.base, lease_ms]
+        args: list[Any] = [lease_ms]
         for job_id, token in leases:
             args += [job_id, token]
+        keys = [k.leases, *(k.job(job_id) for job_id, _ in leases)]
         with translate_errors():
-            codes = await self.scripts.run(self.lane, "renew", [k.leases], args)
-        return [int(c) for c in codes]
+            codes = await self.scripts.run(self.lane, "renew", keys, args)
+        return [RenewCode(int(c)) for c in codes]
 
     async def reap(
         self, queue: str, *, limit: int, max_deliveries: int, dead_letter_ttl_ms: int,
@@ -559,21 +560,23 @@ class Broker:
         with translate_errors():
             code = await self.scripts.run(
                 self.lane, "progress", [k.job(job_id)], [k.done_channel(job_id), token, payload])
-        return int(code) == 1
+        return ProgressCode(int(code)) is ProgressCode.RECORDED
 
-    async def cancel(self, queue: str, job_id: str, reason: str, default_result_ttl_ms: int) -> str:
+    async def cancel(self, queue: str, job_id: str, reason: str,
+                     default_result_ttl_ms: int) -> CancelOutcome:
         k = self.keys(queue)
         with translate_errors():
             outcome = await self.scripts.run(
-                self.lane, "cancel", [k.job(job_id), k.delayed, k.leases, k.stats],
-                [k.base, job_id, reason, default_result_ttl_ms])
-        return str(outcome)
+                self.lane, "cancel", [k.job(job_id), k.delayed, k.stats, k.prios, k.wake],
+                [k.base, job_id, cjson_safe(reason), default_result_ttl_ms])
+        return CancelOutcome(_text(outcome))
 
     async def replay(self, queue: str, job_ids: Sequence[str]) -> int:
         k = self.keys(queue)
         with translate_errors():
             count = await self.scripts.run(
-                self.lane, "replay", [k.dead, k.prios, k.wake, k.stats], [k.base, *job_ids])
+                self.lane, "replay", [k.dead, k.prios, k.wake, k.stats, *map(k.job, job_ids)],
+                [k.base, *job_ids])
         return int(count)
 
     async def dead_ids(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[str]:
@@ -631,6 +634,16 @@ class Broker:
             raw: Any = await self.client.hgetall(
                 self.keys(queue).stats)
         return {k: int(v) for k, v in raw.items()}
+
+
+def _exec_results(replies: list[Any], count: int) -> list[Any]:
+    """The replies of the calls inside MULTI ... EXEC: EXEC's array, or (the
+    transaction was refused) the refusal in place of every call."""
+    executed = replies[count + 1]
+    if isinstance(executed, list):
+        return executed
+    queued = [r for r in replies[1:count + 1] if isinstance(r, Exception)]
+    return [queued[0] if queued else executed] * count
 
 
 def _as_mapping(reply: Any) -> dict[str, Any]:

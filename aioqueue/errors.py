@@ -70,7 +70,15 @@ class UnsupportedServer(BrokerError):
 
 
 class RedisOutOfMemory(BrokerError):
-    """Redis refused a write because it is at ``maxmemory`` (policy ``noeviction``)."""
+    """Redis refused a write because it is at ``maxmemory`` (policy ``noeviction``).
+
+    Raised by ``Task.enqueue_many``, it says exactly what was written: each
+    chunk is written whole or not at all, ``written_ids`` are the jobs of the
+    chunks written before the refusal and ``unwritten_ids`` the rest
+    (enqueueing those again later is safe: their ids are fixed)."""
+
+    written_ids: tuple[str, ...] = ()
+    unwritten_ids: tuple[str, ...] = ()
 
 
 class MalformedJobRecord(BrokerError):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from .record import (
     parse_info,
     parse_progress,
 )
+from .script_codes import CancelOutcome
 
 __all__ = ["CancelOutcome", "Job", "JobEvent", "JobInfo", "JobStatus", "Progress", "gather"]
 
@@ -38,19 +38,6 @@ if TYPE_CHECKING:
     from .backend import Backend
 
 R = TypeVar("R")
-
-
-class CancelOutcome(enum.StrEnum):
-    """What ``Job.cancel()`` did."""
-
-    CANCELLED = "cancelled"
-    """It was queued or scheduled: removed, and it ends cancelled now."""
-    REQUESTED = "requested"
-    """It is running: its worker was told and will cancel the coroutine."""
-    ALREADY_FINISHED = "finished"
-    """It had already ended: nothing was done."""
-    NOT_FOUND = "missing"
-    """No record of the job (never enqueued, or expired)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +89,8 @@ class Job(Generic[R]):
     async def cancel(self, reason: str = "cancelled by request") -> CancelOutcome:
         """Cancel the job: at once if it waits; through its worker if it runs
         (it ends ``cancelled``, not retried); a no-op if it already ended."""
-        outcome = await self._backend.broker.cancel(
+        return await self._backend.broker.cancel(
             self.queue, self.id, reason, self._backend.result_ttl_ms)
-        return CancelOutcome(outcome)
 
     async def events(self) -> AsyncIterator[JobEvent]:
         """Yield the job's status changes and progress reports until it ends.

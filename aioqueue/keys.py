@@ -23,6 +23,7 @@ key                    type    holds
 ``wfc:<id>``           list    remaining chain steps
 ``wfm:<id>``           list    member job ids
 ``rsv:<reservation>``  string  ids of one claim, for an idempotent re-claim
+``paused``             string  exists while the queue is paused (claim leases nothing)
 ``done:<id>``          pubsub  the job's events: active, progress, retrying, end
 ``cancel``             pubsub  ids of running jobs whose cancellation was asked
 =====================  ======  ===========================================
@@ -80,6 +81,15 @@ class QueueKeys:
     def workflow_members(self, wf_id: str) -> str:
         return f"{self.base}wfm:{wf_id}"
 
+    def workflow_steps(self, wf_id: str) -> str:
+        return f"{self.base}wfc:{wf_id}"
+
+    def workflow_results(self, wf_id: str) -> str:
+        return f"{self.base}wfr:{wf_id}"
+
+    def reservation(self, reservation_id: str) -> str:
+        return f"{self.base}rsv:{reservation_id}"
+
     def done_channel(self, job_id: str) -> str:
         return f"{self.base}done:{job_id}"
 
@@ -114,6 +124,10 @@ class QueueKeys:
     @property
     def schedules(self) -> str:
         return f"{self.base}schedules"
+
+    @property
+    def paused(self) -> str:
+        return f"{self.base}paused"
 
     @property
     def stats(self) -> str:

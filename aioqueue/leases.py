@@ -18,10 +18,9 @@ import anyio
 from .record import Field
 from .roles import WorkerState, keep_stepping
 from .running import RunningJob, StopReason
+from .script_codes import RenewCode
 
 log = logging.getLogger("aioqueue.worker")
-
-RENEWED, GONE, CANCEL_ASKED = 1, 0, 2  # renew.lua's codes
 
 
 def lease_lost(state: WorkerState, running: RunningJob, why: str) -> None:
@@ -52,15 +51,15 @@ class Renewer:
             for running, code in zip(jobs, codes, strict=True):
                 await self._apply(running, code, sent_at + s.lease_s)
 
-    async def _apply(self, running: RunningJob, code: int, lease_until: float) -> None:
-        if code == RENEWED:
+    async def _apply(self, running: RunningJob, code: RenewCode, lease_until: float) -> None:
+        if code is RenewCode.RENEWED:
             running.lease_until = max(running.lease_until, lease_until)
-        elif code == CANCEL_ASKED:
+        elif code is RenewCode.CANCEL_REQUESTED:
             running.lease_until = max(running.lease_until, lease_until)
             reason = (await self.state.broker.job_fields(
                 running.job.queue, running.job.id, Field.CANCEL))[0]
             running.stop(StopReason.CANCEL, reason or "cancelled")
-        elif code == GONE and not running.settling:
+        elif code is RenewCode.LOST and not running.settling:
             lease_lost(self.state, running, "lease lost (it expired and was reaped)")
 
     async def _next(self) -> float:

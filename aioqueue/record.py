@@ -28,7 +28,10 @@ class Field(enum.StrEnum):
     PRIORITY = "p"
     ATTEMPT = "att"
     DELIVERIES = "dlv"
-    """delivery count: the lease's fencing token"""
+    """delivery count"""
+    TOKEN = "tk"
+    """the current lease's fencing token: max(previous + 1, server ms) at each
+    claim, so it grows even across writes Redis lost"""
     MAX_TRIES = "mt"
     MAX_DELIVERIES = "md"
     TIMEOUT = "to"
@@ -42,7 +45,9 @@ class Field(enum.StrEnum):
     ERROR = "e"
     """the last error entry (JSON)"""
     ERRORS = "eh"
-    """every attempt's error entry (JSON list)"""
+    """every attempt's error entry (JSON list), as written before 0.2"""
+    ERROR_COUNT = "ne"
+    """error entries written so far; entry n is field ``e:<n>`` (last 20 kept)"""
     LEASE_EXPIRIES = "lx"
     CANCEL = "cx"
     """cancellation requested: the reason"""
@@ -152,6 +157,13 @@ def override_fields(
     return fields
 
 
+def overrides_wire(fields: dict[str, str | int], separator: str = "\x1f") -> str:
+    """Overrides as the scripts take them: name, value, ... joined by
+    ``separator`` (``\x1e`` inside a workflow step's spec, whose parts are
+    joined by ``\x1f``)."""
+    return separator.join(f"{name}{separator}{value}" for name, value in fields.items())
+
+
 def copied_overrides(rec: dict[str, str]) -> dict[str, str | int]:
     """The overrides of a stored record, for a copy of the job."""
     return {name.value: rec[name] for name in OVERRIDE_FIELDS if name in rec}
@@ -173,6 +185,21 @@ def error_entry(error_type: str, message: str, traceback: str, attempt: int) -> 
     """One error entry (JSON), as stored in ``e`` and in the history."""
     return json.dumps({"type": cjson_safe(error_type), "message": cjson_safe(message),
                        "traceback": cjson_safe(traceback), "attempt": attempt})
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJob:
+    """A workflow member to create now: its id, task, arguments JSON, its
+    task's priority and per-job overrides (wire form, see ``overrides_wire``)."""
+
+    id: str
+    task: str
+    args: str
+    priority: int
+    overrides: str
+
+    def entries(self) -> tuple[str, str, str, int, str]:
+        return (self.id, self.task, self.args, self.priority, self.overrides)
 
 
 # -- reading ------------------------------------------------------------------
@@ -208,9 +235,18 @@ def parse_error(raw: str | None) -> dict[str, Any] | None:
     return {"type": "MalformedError", "message": str(value), "traceback": ""}
 
 
+ERROR_ENTRY_PREFIX = "e:"
+"""History entry n of a record is the field ``e:<n>``."""
+
+
 def parse_errors(rec: dict[str, str]) -> list[dict[str, Any]]:
-    """Every error entry of the record's history, oldest first."""
-    return [e for e in (json_or_text(rec.get(Field.ERRORS)) or []) if isinstance(e, dict)]
+    """The error entries of the record's history, oldest first."""
+    legacy = json_or_text(rec.get(Field.ERRORS)) or []
+    numbered = sorted((int(name[2:]), value) for name, value in rec.items()
+                      if name.startswith(ERROR_ENTRY_PREFIX) and name[2:].isdigit())
+    entries = [*(legacy if isinstance(legacy, list) else []),
+               *(parse_error(value) for _, value in numbered)]
+    return [e for e in entries if isinstance(e, dict)]
 
 
 def parse_status(raw: str | None) -> JobStatus:

@@ -22,7 +22,7 @@ RELOAD_ATTEMPTS = 5
 
 SCRIPT_NAMES = (
     "enqueue", "claim", "settle", "renew", "reap", "cancel", "progress", "replay", "purge",
-    "workflow", "enqueue_batch",
+    "workflow", "enqueue_batch", "workflow_members", "workflow_cancel",
 )
 
 
@@ -40,20 +40,31 @@ def _read(*parts: str) -> str:
 # Scripts that finish or keep work already in Redis: they must run when the
 # server is at maxmemory (noeviction), or held jobs could not be acked or their
 # leases renewed. Scripts that add work (enqueue...) stay refused under OOM.
-ALLOW_OOM = frozenset({"claim", "settle", "renew", "reap", "cancel", "replay", "purge"})
+ALLOW_OOM = frozenset({"claim", "settle", "renew", "reap", "cancel", "replay", "purge",
+                       "workflow_cancel"})
+
+
+def _expand(text: str, lines: list[str], included: set[str]) -> None:
+    """Inline ``-- @include <file>`` lines; an include may include others
+    (before its own code), and each file is inlined once."""
+    for line in text.splitlines():
+        if not line.startswith("-- @include "):
+            lines.append(line)
+            continue
+        part = line.removeprefix("-- @include ").strip()
+        if part not in included:
+            included.add(part)
+            _expand(_read("includes", part), lines, included)
 
 
 def load_script(name: str, *, flags: bool = False) -> LuaScript:
     """Read ``lua/<name>.lua``; a line ``-- @include <file>`` is replaced by
-    ``lua/includes/<file>`` so shared Lua functions are written once. With
+    ``lua/includes/<file>`` (once, includes nested) so shared Lua functions are
+    written once. With
     ``flags`` (Redis >= 7, Valkey) a script in ``ALLOW_OOM`` gets the
     ``allow-oom`` shebang flag."""
     lines = ["#!lua flags=allow-oom"] if flags and name in ALLOW_OOM else []
-    for line in _read(f"{name}.lua").splitlines():
-        if line.startswith("-- @include "):
-            lines.append(_read("includes", line.removeprefix("-- @include ").strip()))
-        else:
-            lines.append(line)
+    _expand(_read(f"{name}.lua"), lines, set())
     source = "\n".join(lines) + "\n"
     return LuaScript(name, source, hashlib.sha1(source.encode()).hexdigest())
 

@@ -10,6 +10,7 @@ import anyio
 from .broker import Settlement
 from .roles import WorkerState, keep_stepping
 from .running import RunningJob
+from .script_codes import SettleCode
 
 log = logging.getLogger("aioqueue.worker")
 
@@ -49,10 +50,10 @@ class Settler:
             for (running, st), code in zip(items, codes, strict=True):
                 self._finished(running, st, code)
 
-    def _finished(self, running: RunningJob, st: Settlement, code: int) -> None:
+    def _finished(self, running: RunningJob, st: Settlement, code: SettleCode) -> None:
         self.state.running.remove(running)
         counters = self.state.counters
-        if code < 0:
+        if code is SettleCode.STALE:
             counters["stale_settle"] += 1
             log.warning("job %s: outcome %r refused, the lease (token %s) is no longer ours "
                         "(it expired and the job was re-delivered)", running.job.id, st.kind,

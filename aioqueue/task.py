@@ -16,12 +16,19 @@ import pydantic_core
 from .backend import Backend
 from .codec import ArgumentCodec, encode_untyped
 from .context import JobContext, make_context
-from .errors import ConfigurationError, JobIdConflict, PayloadNotSerializable, PayloadTooLarge
+from .errors import (
+    ConfigurationError,
+    JobIdConflict,
+    PayloadNotSerializable,
+    PayloadTooLarge,
+    RedisOutOfMemory,
+)
 from .job import Job
 from .keys import check_task_name
 from .options import UNSET, EnqueueKwargs, EnqueueOptions
-from .record import Field
+from .record import Field, MemberJob, overrides_wire
 from .retry import RetryPolicy
+from .script_codes import EnqueueCode
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -51,14 +58,24 @@ class Signature(Generic[R]):
         """Arguments of a first member: validated against the signature now."""
         return self.task.codec.encode(self.args, self.kwargs)
 
+    def member(self, job_id: str) -> MemberJob:
+        """A member created now (arguments validated now), with its task's
+        priority and per-job settings, as for a job enqueued alone."""
+        job = self.task.prepare(self.args, self.kwargs)
+        return MemberJob(job_id, job.task, job.payload, job.priority,
+                         overrides_wire(job.fields))
+
     def spec(self, job_id: str) -> str:
-        """A later step: its extra arguments, validated when it runs."""
+        """A later step: its extra arguments (validated when it runs) and its
+        task's priority and per-job settings."""
         try:
             rest = pydantic_core.to_json(list(self.args)).decode()[1:-1]
             kwargs = pydantic_core.to_json(self.kwargs).decode()
         except pydantic_core.PydanticSerializationError as exc:
             raise PayloadNotSerializable(str(exc)) from exc
-        return "\x1f".join((job_id, self.task.name, rest, kwargs))
+        job = self.task.prepare_payload("", job_id=job_id)
+        return "\x1f".join((job_id, self.task.name, rest, kwargs, str(job.priority),
+                            overrides_wire(job.fields, "\x1e")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,14 +107,12 @@ class PreparedJob(NamedTuple):
 
         :raises JobIdConflict: the given id names a job of another task.
         """
-        created = await broker.enqueue(
+        code = await broker.enqueue(
             queue, self.job_id, self.task, self.payload, priority=self.priority,
             delay_ms=self.delay_ms, at_ms=self.at_ms, extra=self.fields)
-        if created or not self.fixed_id:
-            return
-        # the id exists: the enqueue is idempotent only for the same task
-        (owner,) = await broker.job_fields(queue, self.job_id, Field.TASK)
-        if owner is not None and owner != self.task:
+        if code is EnqueueCode.ID_TAKEN:
+            # the enqueue is idempotent only for the same task
+            (owner,) = await broker.job_fields(queue, self.job_id, Field.TASK)
             raise JobIdConflict(
                 f"job id {self.job_id!r} in queue {queue!r} already names a job of task "
                 f"{owner!r}; nothing was enqueued for task {self.task!r}", job_id=self.job_id)
@@ -303,5 +318,10 @@ class Task(Generic[P, R]):
         prepared = [self.prepare(c.args, c.kwargs).as_tuple() for c in calls]
         queue = self.target_queue
         for start in range(0, len(prepared), chunk_size):
-            await self.backend.broker.enqueue_many(queue, prepared[start:start + chunk_size])
+            try:
+                await self.backend.broker.enqueue_many(queue, prepared[start:start + chunk_size])
+            except RedisOutOfMemory as exc:  # this chunk wrote nothing (one MULTI/EXEC)
+                exc.written_ids = tuple(p[0] for p in prepared[:start])
+                exc.unwritten_ids = tuple(p[0] for p in prepared[start:])
+                raise
         return [Job(self.backend, p[0], queue, self.codec.returns, enqueued=True) for p in prepared]

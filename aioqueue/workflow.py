@@ -17,6 +17,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 
+from .broker_workflow import (
+    cancel_workflow,
+    create_workflow,
+    workflow_fields,
+    workflow_member_ids,
+)
 from .errors import (
     ConfigurationError,
     JobCancelled,
@@ -25,7 +31,8 @@ from .errors import (
     ResultTimeout,
 )
 from .job import Job
-from .record import WORKFLOW_RUNNING, JobStatus, WorkflowField
+from .record import WORKFLOW_RUNNING, JobStatus, MemberJob, WorkflowField
+from .script_codes import WorkflowCancelCode
 from .task import Signature, new_job_id
 
 if TYPE_CHECKING:
@@ -49,9 +56,7 @@ class Workflow(Generic[R]):
         return f"Workflow(id={self.id!r}, queue={self.queue!r})"
 
     async def _fields(self, *names: str) -> list[str | None]:
-        values: Any = await self._backend.broker.lane.execute(
-            "HMGET", self._backend.broker.keys(self.queue).workflow(self.id), *names)
-        return list(values)
+        return await workflow_fields(self._backend.broker, self.queue, self.id, *names)
 
     async def status(self) -> JobStatus:
         """``ACTIVE`` while running, then ``SUCCEEDED``, ``FAILED`` or
@@ -63,8 +68,7 @@ class Workflow(Generic[R]):
 
     async def members(self) -> list[Job[Any]]:
         """Every member job created so far."""
-        ids: Any = await self._backend.broker.lane.execute(
-            "LRANGE", self._backend.broker.keys(self.queue).workflow_members(self.id), 0, -1)
+        ids = await workflow_member_ids(self._backend.broker, self.queue, self.id)
         return [Job(self._backend, i, self.queue) for i in ids]
 
     async def result(self, timeout: float | None = None) -> R:
@@ -97,16 +101,13 @@ class Workflow(Generic[R]):
                         traceback=str(err.get("traceback", "")),
                         attempts=int(err.get("attempt") or 1))
 
-    async def cancel(self, reason: str = "workflow cancelled") -> None:
-        """Cancel every pending and running member; the workflow ends
-        cancelled. Returns once it has ended (or had ended already)."""
-        with anyio.fail_after(30):
-            while await self.status() is JobStatus.ACTIVE:
-                # members() again each round: a chain step that ended just now
-                # may have created the next one
-                for job in await self.members():
-                    await job.cancel(reason)
-                await anyio.sleep(0.02)
+    async def cancel(self, reason: str = "workflow cancelled") -> bool:
+        """End the workflow cancelled, in one step: no further step or
+        callback starts, waiting members end cancelled, running members are
+        cancelled by their workers. False if it had already ended."""
+        code = await cancel_workflow(self._backend.broker, self.queue, self.id, reason,
+                                     self._backend.result_ttl_ms)
+        return code is WorkflowCancelCode.CANCELLED
 
 
 class _Start(Generic[R]):
@@ -133,10 +134,10 @@ class Chain(_Start[R]):
         backend = self._backend(self.steps[0])
         q = queue or self.steps[0].task.queue
         wf_id = new_job_id()
-        first = (f"{wf_id}.0", self.steps[0].task.name, self.steps[0].payload())
+        first = self.steps[0].member(f"{wf_id}.0")
         specs = [s.spec(f"{wf_id}.{i}") for i, s in enumerate(self.steps[1:], start=1)]
-        await backend.broker.create_workflow(q, wf_id, "chain", len(self.steps), False, "",
-                                         [first], specs)
+        await create_workflow(backend.broker, q, wf_id, "chain", len(self.steps), False, "",
+                              [first], specs)
         return Workflow(backend, wf_id, q)
 
 
@@ -151,15 +152,15 @@ class Group(_Start[list[R]]):
         self.members = members
         self.continue_on_error = continue_on_error
 
-    def _jobs(self, wf_id: str) -> list[tuple[str, str, str]]:
-        return [(f"{wf_id}.{i}", m.task.name, m.payload()) for i, m in enumerate(self.members)]
+    def _jobs(self, wf_id: str) -> list[MemberJob]:
+        return [m.member(f"{wf_id}.{i}") for i, m in enumerate(self.members)]
 
     async def enqueue(self, *, queue: str | None = None) -> Workflow[list[R]]:
         backend = self._backend(self.members[0])
         q = queue or self.members[0].task.queue
         wf_id = new_job_id()
-        await backend.broker.create_workflow(q, wf_id, "group", len(self.members),
-                                         self.continue_on_error, "", self._jobs(wf_id), [])
+        await create_workflow(backend.broker, q, wf_id, "group", len(self.members),
+                              self.continue_on_error, "", self._jobs(wf_id), [])
         return Workflow(backend, wf_id, q)
 
 
@@ -176,9 +177,10 @@ class Chord(_Start[R]):
         backend = self._backend(self.callback)
         q = queue or self.header.members[0].task.queue
         wf_id = new_job_id()
-        await backend.broker.create_workflow(
-            q, wf_id, "chord", len(self.header.members), self.header.continue_on_error,
-            self.callback.spec(f"{wf_id}.cb"), self.header._jobs(wf_id), [])
+        await create_workflow(
+            backend.broker, q, wf_id, "chord", len(self.header.members),
+            self.header.continue_on_error, self.callback.spec(f"{wf_id}.cb"),
+            self.header._jobs(wf_id), [])
         return Workflow(backend, wf_id, q)
 
 

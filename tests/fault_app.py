@@ -69,6 +69,16 @@ def _log(event: str, ctx: aioqueue.JobContext) -> None:
         os.close(fd)
 
 
+def _first_delivery(ctx: aioqueue.JobContext) -> bool:
+    directory = os.environ.get("AQ_HISTORY_DIR") or "."
+    try:
+        os.close(os.open(os.path.join(directory, f"first-{ctx.job_id}"),
+                         os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    return True
+
+
 def build_app(url: str | None = None, *, prefix: str | None = None,
               queue: str | None = None) -> aioqueue.App:
     app = aioqueue.App(
@@ -108,9 +118,10 @@ def build_app(url: str | None = None, *, prefix: str | None = None,
 
     @app.task(name="block")
     async def block(ctx: aioqueue.JobContext, seconds: float) -> str:
-        """Blocks the event loop on its first delivery (token 1) only."""
+        """Blocks the event loop on its first delivery only (the first run
+        creates a marker next to the history)."""
         _log("start", ctx)
-        if ctx.token == "1":
+        if _first_delivery(ctx):
             time.sleep(seconds)
         _log("end", ctx)
         return ctx.token

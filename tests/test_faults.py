@@ -21,6 +21,7 @@ import anyio
 import pytest
 
 import aioqueue
+from aioqueue.record import Field
 from aioqueue.server import ServerBinary, ServerProcess
 
 from . import fault_app
@@ -342,7 +343,7 @@ async def test_lease_lost_job_redelivered_to_same_worker(
 
             async def redelivered() -> bool:
                 await client.zadd(keys.leases, {ctx.job_id: 0}, xx=True)
-                return await client.hget(keys.job(ctx.job_id), "dlv") == "2"
+                return await client.hget(keys.job(ctx.job_id), Field.DELIVERIES) == "2"
 
             await wait_until(redelivered, 10, what="the re-delivery")
             # ...and this first run only ends after the second one succeeded

@@ -25,11 +25,11 @@ from .conftest import FAST, running
 from .helpers import WorkerProcess, wait_until
 
 # commands the Lua scripts call (inside EVALSHA every command is ACL-checked)
-SCRIPT_COMMANDS = ("del exists get hdel hget hincrby hmget hset hsetnx llen lpop lpush lrem "
+SCRIPT_COMMANDS = ("del exists get hdel hget hincrby hmget hset hsetnx llen lpop lpush lrange "
                    "persist pexpire publish rpush set time type zadd zrange zrangebyscore zrem "
                    "zremrangebyscore zscore")
 ACL_PRODUCER = ("on >{password} resetkeys ~{prefix}:* resetchannels &{prefix}:* -@all "
-                "+hello +ping +client|setname +evalsha +script|load +blmove "
+                "+hello +ping +client|setname +evalsha +script|load +multi +exec +blmove "
                 "+hmget +hgetall +zrange +zcard +llen +lrange +time +subscribe +unsubscribe "
                 f"{' '.join('+' + c for c in SCRIPT_COMMANDS.split())}")
 ACL_WORKER = ACL_PRODUCER + " +blpop"

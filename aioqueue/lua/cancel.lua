@@ -1,24 +1,36 @@
--- cancel: cancel one job. A queued or scheduled job is removed from its list
--- and ends cancelled at once. A running job is flagged ('cx') and its workers
--- are told on the queue's cancel channel; the worker holding the lease cancels
--- the coroutine and settles it as cancelled (renewals also report the flag, so
--- a missed message delays the cancellation by one renew interval at most).
+-- cancel: cancel one job. A queued or scheduled job ends cancelled at once;
+-- a queued one's id stays in its wait list (removing it would scan the list)
+-- and claim drops it when it reaches it: the record says it ended.
+-- A running job is flagged ('cx') and its workers are told on the queue's
+-- cancel channel; the worker holding the lease cancels the coroutine and
+-- settles it as cancelled (renewals also report the flag, so a missed message
+-- delays the cancellation by one renew interval at most; if that worker dies,
+-- the reaper ends the job cancelled instead of handing it back).
 --
 -- KEYS[1] job record       hash   <q>job:<id>
 -- KEYS[2] delayed          zset   <q>delayed
--- KEYS[3] leases           zset   <q>leases
--- KEYS[4] stats            hash   <q>stats
+-- KEYS[3] stats            hash   <q>stats
+-- KEYS[4] priority levels  zset   <q>prios
+-- KEYS[5] wake-up list     list   <q>wake
 -- ARGV[1] queue key prefix
 -- ARGV[2] job id
 -- ARGV[3] reason
 -- ARGV[4] default result TTL (ms) for a record without its own
--- Returns: 'cancelled' (was queued or scheduled), 'requested' (running: the worker
---   will cancel it), 'finished' (already ended: nothing done), 'missing' (no record)
--- @include push_job.lua
+-- Derived: workflow keys, channels <q>cancel and <q>done:<id>
+-- Returns an outcome:
+-- Code 'cancelled' CANCELLED: it was queued or scheduled: it ended cancelled now
+-- Code 'requested' REQUESTED: it is running: its worker will cancel it
+-- Code 'finished' ALREADY_FINISHED: it had already ended: nothing done
+-- Code 'missing' NOT_FOUND: no record
+-- @include checks.lua
+-- @include now_ms.lua
 -- @include advance_workflow.lua
-local Q = ARGV[1]
-local id = ARGV[2]
-local rec = redis.call('HMGET', KEYS[1], 'st', 'p', 'rt')
+-- @include notify.lua
+local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5]}
+local id = need_text(ARGV[2], 'job id')
+need_key_for(KEYS[1], 'job', id)
+local default_ttl = need_int(ARGV[4], 'default result TTL', 1)
+local rec = redis.call('HMGET', KEYS[1], 'st', 'rt')
 local status = rec[1]
 if not status then
   return 'missing'
@@ -28,20 +40,17 @@ if status == 'succeeded' or status == 'failed' or status == 'cancelled' then
 end
 if status == 'active' then
   redis.call('HSET', KEYS[1], 'cx', ARGV[3])
-  redis.call('PUBLISH', Q .. 'cancel', id)
+  notify(qk.prefix .. 'cancel', id)
   return 'requested'
 end
-if status == 'queued' then
-  redis.call('LREM', Q .. 'wait:' .. (rec[2] or '0'), 1, id)
-else
+if status ~= 'queued' then
   redis.call('ZREM', KEYS[2], id)
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local err = cjson.encode({type = 'Cancelled', message = ARGV[3], traceback = ''})
 redis.call('HSET', KEYS[1], 'st', 'cancelled', 'e', err, 'tf', now)
-advance_workflow(Q, now, KEYS[1], 'cancel', err, tonumber(ARGV[4]))
-redis.call('PEXPIRE', KEYS[1], tonumber(rec[3]) or tonumber(ARGV[4]))
-redis.call('HINCRBY', KEYS[4], 'cancelled', 1)
-redis.call('PUBLISH', Q .. 'done:' .. id, 'cancelled')
+advance_workflow(qk, now, KEYS[1], 'cancel', err, default_ttl)
+redis.call('PEXPIRE', KEYS[1], tonumber(rec[2]) or default_ttl)
+redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
+notify(qk.prefix .. 'done:' .. id, 'cancelled')
 return 'cancelled'

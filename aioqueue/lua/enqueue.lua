@@ -14,45 +14,76 @@
 -- ARGV[4] priority (integer)
 -- ARGV[5] delay in ms relative to server TIME (0 = none)
 -- ARGV[6] absolute due time in epoch ms ('' = none)
--- ARGV[7] extra record fields as alternating name/value, joined by \31 ('' = none)
--- ARGV[8] (with KEYS[6]) schedule name, ARGV[9] its tick (ms): enqueue only if
---   no supervisor fired this tick or a later one, so each tick runs once
--- Returns: 1 created and queued, 2 created and scheduled, 0 id already exists
---   (or the tick was already fired).
+-- ARGV[7] per-job overrides as alternating name/value, joined by \31 ('' = none);
+--   names: mt md to rt, values: integers
+-- ARGV[8] (optional) schedule name (with KEYS[6])
+-- ARGV[9] (optional) its tick (ms): enqueue only if no supervisor fired this
+--   tick or a later one, so each tick runs once
+-- Returns a code:
+-- Code 0 EXISTS: the id exists (same task): nothing written
+-- Code 1 QUEUED: created and queued
+-- Code 2 SCHEDULED: created and scheduled
+-- Code 3 ID_TAKEN: the id exists for another task: nothing written
+-- Code 4 TICK_DONE: this schedule tick (or a later one) was already fired
 -- @include check_types.lua
+-- @include checks.lua
+-- @include overrides.lua
+-- @include now_ms.lua
+-- @include wake.lua
+need_text(ARGV[1], 'job id')
+need_key_for(KEYS[1], 'job', ARGV[1])
+need_text(ARGV[2], 'task name')
+need_text(ARGV[3], 'arguments')
+local priority = need_int(ARGV[4], 'priority')
+local delay = need_int(ARGV[5], 'delay', 0)
+local at = nil
+if ARGV[6] ~= '' then
+  at = need_int(ARGV[6], 'due time', 0)
+end
+local fields = overrides(ARGV[7])
+local tick = nil
+if KEYS[6] then
+  need_text(ARGV[8], 'schedule name')
+  tick = need_int(ARGV[9], 'tick', 0)
+end
 local wrong = check_types({KEYS[1], 'hash', KEYS[2], 'list', KEYS[3], 'zset', KEYS[4], 'list',
   KEYS[5], 'zset'})
 if wrong then
   return wrong
+end
+local existing = redis.call('HGET', KEYS[1], 't')
+if existing then
+  if existing == ARGV[2] then
+    return 0
+  end
+  return 3
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 if KEYS[6] then
   local last = redis.call('ZSCORE', KEYS[6], ARGV[8])
-  if last and tonumber(last) >= tonumber(ARGV[9]) then
-    return 0
+  if last and tonumber(last) >= tick then
+    return 4
   end
-  redis.call('ZADD', KEYS[6], ARGV[9], ARGV[8])
+  redis.call('ZADD', KEYS[6], tick, ARGV[8])
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local due = 0
-local delay = tonumber(ARGV[5])
 if delay > 0 then
   due = now + delay
-elseif ARGV[6] ~= '' then
-  due = tonumber(ARGV[6])
+elseif at then
+  due = at
 end
-local fields = {'t', ARGV[2], 'a', ARGV[3], 'et', now}
-if ARGV[4] ~= '0' then
+fields[#fields + 1] = 't'
+fields[#fields + 1] = ARGV[2]
+fields[#fields + 1] = 'a'
+fields[#fields + 1] = ARGV[3]
+fields[#fields + 1] = 'et'
+fields[#fields + 1] = now
+if priority ~= 0 then
   fields[#fields + 1] = 'p'
   fields[#fields + 1] = ARGV[4]
-end
-if ARGV[7] ~= '' then
-  for part in string.gmatch(ARGV[7], '[^\31]+') do
-    fields[#fields + 1] = part
-  end
 end
 if due > now then
   fields[#fields + 1] = 'st'
@@ -62,17 +93,13 @@ if due > now then
   redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('ZADD', KEYS[5], due, ARGV[1])
   -- wake an idle fetcher so it re-reads the next due time
-  if redis.call('LLEN', KEYS[4]) < 8 then
-    redis.call('RPUSH', KEYS[4], '1')
-  end
+  wake(KEYS[4])
   return 2
 end
 fields[#fields + 1] = 'st'
 fields[#fields + 1] = 'queued'
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], -tonumber(ARGV[4]), ARGV[4])
-if redis.call('LLEN', KEYS[4]) < 8 then
-  redis.call('RPUSH', KEYS[4], '1')
-end
+redis.call('ZADD', KEYS[3], -priority, ARGV[4])
+wake(KEYS[4])
 return 1

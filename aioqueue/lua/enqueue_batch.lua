@@ -6,36 +6,59 @@
 -- KEYS[2] priority levels  zset    <q>prios
 -- KEYS[3] wake-up list     list    <q>wake
 -- KEYS[4] delayed          zset    <q>delayed
--- ARGV[1] queue key prefix
--- ARGV[2] priority (integer)
--- ARGV[3] delay in ms relative to server TIME (0 = none)
--- ARGV[4] absolute due time in epoch ms ('' = none)
--- ARGV[5] extra record fields as alternating name/value, joined by \31 ('' = none)
--- ARGV[6..] triples: job id, task name, arguments JSON
--- Returns: one code per job: 1 queued, 2 scheduled, 0 id already exists
+-- KEYS[5..] job records    hash    <q>job:<id>, one per ARGV group, in order
+-- ARGV[1] priority (integer)
+-- ARGV[2] delay in ms relative to server TIME (0 = none)
+-- ARGV[3] absolute due time in epoch ms ('' = none)
+-- ARGV[4] per-job overrides as in enqueue.lua ('' = none)
+-- ARGV[5..] triples: job id, task name, arguments JSON
+-- Returns: one code per job (the codes of enqueue.lua):
+-- Code 0 EXISTS: the id exists (same task): nothing written
+-- Code 1 QUEUED: created and queued
+-- Code 2 SCHEDULED: created and scheduled
+-- Code 3 ID_TAKEN: the id exists for another task: nothing written
 -- @include check_types.lua
-local wrong = check_types({KEYS[1], 'list', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'zset'})
+-- @include checks.lua
+-- @include overrides.lua
+-- @include now_ms.lua
+-- @include wake.lua
+local priority = need_int(ARGV[1], 'priority')
+local delay = need_int(ARGV[2], 'delay', 0)
+local at = nil
+if ARGV[3] ~= '' then
+  at = need_int(ARGV[3], 'due time', 0)
+end
+local common = overrides(ARGV[4])
+local jobs = (#ARGV - 4) / 3
+if jobs ~= math.floor(jobs) or jobs ~= #KEYS - 4 then
+  refuse('want one job record key per (id, task, arguments) triple, got keys/args', #KEYS .. '/' .. #ARGV)
+end
+local types = {KEYS[1], 'list', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'zset'}
+for j = 1, jobs do
+  local i = 2 + 3 * j
+  need_text(ARGV[i], 'job id')
+  need_key_for(KEYS[4 + j], 'job', ARGV[i])
+  need_text(ARGV[i + 1], 'task name')
+  need_text(ARGV[i + 2], 'arguments')
+  types[#types + 1] = KEYS[4 + j]
+  types[#types + 1] = 'hash'
+end
+local wrong = check_types(types)
 if wrong then
   return wrong
 end
-local Q = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local due = 0
-if tonumber(ARGV[3]) > 0 then
-  due = now + tonumber(ARGV[3])
-elseif ARGV[4] ~= '' then
-  due = tonumber(ARGV[4])
+if delay > 0 then
+  due = now + delay
+elseif at then
+  due = at
 end
-local common = {'et', now}
-if ARGV[2] ~= '0' then
+common[#common + 1] = 'et'
+common[#common + 1] = now
+if priority ~= 0 then
   common[#common + 1] = 'p'
-  common[#common + 1] = ARGV[2]
-end
-if ARGV[5] ~= '' then
-  for part in string.gmatch(ARGV[5], '[^\31]+') do
-    common[#common + 1] = part
-  end
+  common[#common + 1] = ARGV[1]
 end
 local scheduled = due > now
 if scheduled then
@@ -49,11 +72,14 @@ else
 end
 local codes = {}
 local queued = {}
-for i = 6, #ARGV, 3 do
-  local id = ARGV[i]
-  local jk = Q .. 'job:' .. id
-  if redis.call('EXISTS', jk) == 1 then
+for j = 1, jobs do
+  local i = 2 + 3 * j
+  local id, jk = ARGV[i], KEYS[4 + j]
+  local existing = redis.call('HGET', jk, 't')
+  if existing == ARGV[i + 1] then
     codes[#codes + 1] = 0
+  elseif existing or redis.call('EXISTS', jk) == 1 then
+    codes[#codes + 1] = existing and 3 or 0
   else
     redis.call('HSET', jk, 't', ARGV[i + 1], 'a', ARGV[i + 2], unpack(common))
     if scheduled then
@@ -69,9 +95,9 @@ if #queued > 0 then
   for i = 1, #queued, 1000 do
     redis.call('RPUSH', KEYS[1], unpack(queued, i, math.min(i + 999, #queued)))
   end
-  redis.call('ZADD', KEYS[2], -tonumber(ARGV[2]), ARGV[2])
+  redis.call('ZADD', KEYS[2], -priority, ARGV[1])
 end
-if #codes > 0 and redis.call('LLEN', KEYS[3]) < 8 then
-  redis.call('RPUSH', KEYS[3], '1')
+if #codes > 0 then
+  wake(KEYS[3])
 end
 return codes

@@ -4,8 +4,10 @@
 -- KEYS[1] dead letters     zset   <q>dead
 -- ARGV[1] queue key prefix
 -- ARGV[2..] job ids ('*' alone: the oldest 1000 dead letters)
+-- Derived: <q>job:<id> for the ids (read from the dead letters with '*')
 -- Returns: number of jobs deleted
-local Q = ARGV[1]
+-- @include checks.lua
+local Q = need_prefix(ARGV[1], KEYS[1], 'dead')
 local ids = {}
 if ARGV[2] == '*' then
   ids = redis.call('ZRANGE', KEYS[1], 0, 999)

@@ -19,7 +19,9 @@
 -- @include check_types.lua
 -- @include push_job.lua
 -- @include advance_workflow.lua
+-- @include notify.lua
 local Q = ARGV[1]
+local qk = {prefix = Q, prios = KEYS[1], wake = KEYS[3]}
 local which = ARGV[2]
 local want = tonumber(ARGV[3])
 local default_ttl = tonumber(ARGV[4])
@@ -53,9 +55,9 @@ local function purge_one(id, expected)
     return
   end
   redis.call('HSET', jk, 'st', 'cancelled', 'e', err, 'tf', now)
-  advance_workflow(Q, now, jk, 'cancel', err, default_ttl)
+  advance_workflow(qk, now, jk, 'cancel', err, default_ttl)
   redis.call('PEXPIRE', jk, tonumber(rec[2]) or default_ttl)
-  redis.call('PUBLISH', Q .. 'done:' .. id, 'cancelled')
+  notify(Q .. 'done:' .. id, 'cancelled')
   purged = purged + 1
 end
 

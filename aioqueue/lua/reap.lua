@@ -1,76 +1,102 @@
 -- reap: hand back jobs whose lease expired (their worker died, hung or lost
 -- Redis), or dead-letter them once they reached their delivery limit. Safe to
 -- run from many workers at once: each expired lease is taken exactly once.
+-- A job whose cancellation was asked ('cx') while it ran is not handed back:
+-- it ends cancelled (its worker died before it could cancel it).
 --
 -- KEYS[1] leases           zset   <q>leases
 -- KEYS[2] dead letters     zset   <q>dead
 -- KEYS[3] priority levels  zset   <q>prios
 -- KEYS[4] wake-up list     list   <q>wake
 -- KEYS[5] stats            hash   <q>stats
+-- KEYS[6] reaper state     hash   <q>reaper   seen = last reap (ms), hold = no reap before
 -- ARGV[1] queue key prefix
 -- ARGV[2] max leases to reap in this call
 -- ARGV[3] default limit of lease expiries for records without their own ('md')
 -- ARGV[4] dead-letter TTL (ms)
--- ARGV[5] result TTL (ms) for workflow records that end here
+-- ARGV[5] result TTL (ms) for workflow records and cancelled jobs that end here
 -- ARGV[6] stall threshold (ms): a gap this long since the previous reap means
 --   Redis (or every worker) stood still, e.g. a frozen server; leases may look
 --   expired only because nobody could renew them
 -- ARGV[7] hold (ms): after such a gap, reap nothing for this long, so that live
 --   workers renew first (no re-delivery storm after a stall)
--- KEYS[6] reaper state     hash   <q>reaper   seen = last reap (ms), hold = no reap before
+-- Derived: <q>job:<id> for the expired ids, <q>wait:<p>, workflow keys,
+--   channel <q>done:<id>, the per-minute stats <q>m:<minute> of server time
 -- Each expired lease counts as 'expired' in the queue's per-minute stats.
 -- Returns: {requeued, dead_lettered}
--- @include push_job.lua
+-- @include checks.lua
+-- @include now_ms.lua
 -- @include make_runnable.lua
+-- @include add_error.lua
 -- @include advance_workflow.lua
 -- @include minute_stats.lua
-local Q = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local dead_ttl = tonumber(ARGV[4])
+-- @include notify.lua
+local qk = {prefix = need_prefix(ARGV[1], KEYS[3], 'prios'), prios = KEYS[3], wake = KEYS[4]}
+local limit_n = need_int(ARGV[2], 'reap limit', 1)
+local default_limit = need_int(ARGV[3], 'delivery limit', 1)
+local dead_ttl = need_int(ARGV[4], 'dead-letter TTL', 1)
+local result_ttl = need_int(ARGV[5], 'result TTL', 1)
+local stall_ms = need_int(ARGV[6], 'stall threshold', 0)
+local hold_ms = need_int(ARGV[7], 'hold', 0)
+local now = now_ms()
 local requeued, dead = 0, 0
 local state = redis.call('HMGET', KEYS[6], 'seen', 'hold')
 redis.call('HSET', KEYS[6], 'seen', now)
-if state[1] and now - tonumber(state[1]) > tonumber(ARGV[6]) then
-  redis.call('HSET', KEYS[6], 'hold', now + tonumber(ARGV[7]))
+if tonumber(state[1]) and now - tonumber(state[1]) > stall_ms then
+  redis.call('HSET', KEYS[6], 'hold', now + hold_ms)
   redis.call('HINCRBY', KEYS[5], 'reaper_stall_holds', 1)
   return {0, 0}
 end
-if state[2] and now < tonumber(state[2]) then
+if tonumber(state[2]) and now < tonumber(state[2]) then
   return {0, 0}
 end
+
+local function dead_letter(id, jk, expiries)
+  local err = cjson.encode({type = 'DeliveryLimitExceeded', message = 'delivery limit: ' .. expiries ..
+    ' deliveries ended without a completion (the worker crashed, hung or lost its lease each time)',
+    traceback = '', attempt = tonumber(redis.call('HGET', jk, 'att')) or 1})
+  add_error(jk, err)
+  redis.call('HSET', jk, 'st', 'failed', 'tf', now)
+  redis.call('ZADD', KEYS[2], now, id)
+  redis.call('PEXPIRE', jk, dead_ttl)
+  redis.call('HINCRBY', KEYS[5], 'failed', 1)
+  notify(qk.prefix .. 'done:' .. id, 'failed')
+  advance_workflow(qk, now, jk, 'dead', err, result_ttl)
+end
+
+local function cancel(id, jk, reason, own_ttl)
+  local err = cjson.encode({type = 'Cancelled', message = reason, traceback = ''})
+  redis.call('HSET', jk, 'st', 'cancelled', 'tf', now, 'e', err)
+  advance_workflow(qk, now, jk, 'cancel', err, result_ttl)
+  redis.call('PEXPIRE', jk, tonumber(own_ttl) or result_ttl)
+  redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
+  notify(qk.prefix .. 'done:' .. id, 'cancelled')
+end
+
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - dead_ttl)
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit_n)
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
-  local jk = Q .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'st', 'dlv', 'md', 'p', 'lx')
+  local jk = qk.prefix .. 'job:' .. id
+  local rec = redis.call('HMGET', jk, 'st', 'md', 'cx', 'rt')
   if not rec[1] then
     redis.call('HINCRBY', KEYS[5], 'missing_record', 1)
   else
     redis.call('HINCRBY', KEYS[5], 'lease_expired', 1)
     minute_add('expired', 1)
-    local limit = tonumber(rec[3] or ARGV[3])
     local expiries = redis.call('HINCRBY', jk, 'lx', 1)
-    if expiries >= limit then
-      local err = {type = 'DeliveryLimitExceeded', message = 'delivery limit: ' .. expiries ..
-        ' deliveries ended without a completion (the worker crashed, hung or lost its lease each time)',
-        traceback = '', attempt = tonumber(redis.call('HGET', jk, 'att') or '1')}
-      local history = cjson.decode(redis.call('HGET', jk, 'eh') or '[]')
-      history[#history + 1] = err
-      redis.call('HSET', jk, 'st', 'failed', 'e', cjson.encode(err), 'eh', cjson.encode(history), 'tf', now)
-      redis.call('ZADD', KEYS[2], now, id)
-      redis.call('PEXPIRE', jk, dead_ttl)
-      redis.call('HINCRBY', KEYS[5], 'failed', 1)
-      redis.call('PUBLISH', Q .. 'done:' .. id, 'failed')
-      advance_workflow(Q, now, jk, 'dead', cjson.encode(err), tonumber(ARGV[5]))
+    if rec[3] then
+      cancel(id, jk, rec[3], rec[4])
+      minute_add('cancelled', 1)
+    elseif expiries >= (tonumber(rec[2]) or default_limit) then
+      dead_letter(id, jk, expiries)
       minute_add('failed', 1)
       dead = dead + 1
     else
-      make_runnable(Q, id, jk, true)
+      make_runnable(qk, id, jk, true)
       requeued = requeued + 1
     end
   end
 end
-minute_flush(Q, now)
+minute_flush(qk.prefix, now)
 return {requeued, dead}

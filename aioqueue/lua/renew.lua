@@ -2,20 +2,29 @@
 -- A lease is extended only for the holder of the current token; a job whose
 -- lease was lost (expired and re-delivered, or settled) is reported back.
 --
--- KEYS[1] leases   zset   <q>leases
--- ARGV[1] queue key prefix
--- ARGV[2] lease duration (ms)
--- ARGV[3..] pairs: id, token
--- Returns: one code per job: 1 renewed, 0 lease lost, 2 renewed but
---   cancellation was requested (the worker must cancel the job)
-local Q = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local deadline = now + tonumber(ARGV[2])
+-- KEYS[1] leases           zset   <q>leases
+-- KEYS[2..] job records    hash   <q>job:<id>, one per ARGV group, in order
+-- ARGV[1] lease duration (ms)
+-- ARGV[2..] pairs: id, token
+-- Returns: one code per job:
+-- Code 1 RENEWED: the lease was extended
+-- Code 0 LOST: this token no longer holds the lease (the worker must stop the job)
+-- Code 2 CANCEL_REQUESTED: renewed, but cancellation was asked (the worker must cancel it)
+-- @include checks.lua
+-- @include now_ms.lua
+local lease_ms = need_int(ARGV[1], 'lease', 1)
+local pairs_count = (#ARGV - 1) / 2
+if pairs_count ~= math.floor(pairs_count) or pairs_count ~= #KEYS - 1 then
+  refuse('want one job record key per (id, token) pair, got keys/args', #KEYS .. '/' .. #ARGV)
+end
+for g = 1, pairs_count do
+  need_key_for(KEYS[1 + g], 'job', ARGV[2 * g])
+end
+local deadline = now_ms() + lease_ms
 local codes = {}
-for i = 3, #ARGV, 2 do
-  local id, token = ARGV[i], ARGV[i + 1]
-  local rec = redis.call('HMGET', Q .. 'job:' .. id, 'dlv', 'cx')
+for g = 1, pairs_count do
+  local id, token = ARGV[2 * g], ARGV[2 * g + 1]
+  local rec = redis.call('HMGET', KEYS[1 + g], 'tk', 'cx')
   if rec[1] == token and redis.call('ZSCORE', KEYS[1], id) then
     redis.call('ZADD', KEYS[1], 'XX', deadline, id)
     if rec[2] then

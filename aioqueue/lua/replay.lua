@@ -1,24 +1,33 @@
 -- replay: give dead-lettered jobs fresh attempts under the same id. The
--- delivery count (the fencing token) keeps growing so no old lease holder can
--- settle the replayed job; attempts, lease expiries and cancel flags restart.
+-- fencing token ('tk') keeps growing so no old lease holder can
+-- settle the replayed job; attempts, lease expiries and cancel flags restart
+-- (the error history stays bounded: see add_error).
 --
 -- KEYS[1] dead letters     zset   <q>dead
 -- KEYS[2] priority levels  zset   <q>prios
 -- KEYS[3] wake-up list     list   <q>wake
 -- KEYS[4] stats            hash   <q>stats
+-- KEYS[5..] job records    hash   <q>job:<id>, one per ARGV group, in order
 -- ARGV[1] queue key prefix
 -- ARGV[2..] job ids
+-- Derived: <q>wait:<p> for the record's priority
 -- Returns: number of jobs made runnable again (ids not in dead letters are skipped)
+-- @include checks.lua
 -- @include make_runnable.lua
-local Q = ARGV[1]
+local qk = {prefix = need_prefix(ARGV[1], KEYS[2], 'prios'), prios = KEYS[2], wake = KEYS[3]}
+if #ARGV - 1 ~= #KEYS - 4 then
+  refuse('want one job record key per id, got keys/args', #KEYS .. '/' .. #ARGV)
+end
+for i = 2, #ARGV do
+  need_key_for(KEYS[3 + i], 'job', ARGV[i])
+end
 local replayed = 0
 for i = 2, #ARGV do
-  local id = ARGV[i]
-  local jk = Q .. 'job:' .. id
+  local id, jk = ARGV[i], KEYS[3 + i]
   if redis.call('ZREM', KEYS[1], id) == 1 and redis.call('HGET', jk, 'st') == 'failed' then
     redis.call('PERSIST', jk)
     redis.call('HDEL', jk, 'att', 'lx', 'cx', 'e', 'r', 'ts', 'tf', 'w', 'pg', 'due')
-    make_runnable(Q, id, jk, false)
+    make_runnable(qk, id, jk, false)
     redis.call('HINCRBY', KEYS[4], 'replayed', 1)
     replayed = replayed + 1
   end

@@ -1,6 +1,8 @@
 -- settle: record the outcome of a batch of jobs, each fenced by its lease token.
 -- Only the holder of the current lease may settle a job. Re-sending a settle
 -- that was already applied (lost reply) is recognised and changes nothing.
+-- Every argument is checked before the first write: a bad one refuses the
+-- whole batch and changes nothing (the leases stay, the reaper sees them).
 --
 -- KEYS[1] leases           zset   <q>leases
 -- KEYS[2] delayed          zset   <q>delayed
@@ -8,42 +10,125 @@
 -- KEYS[4] priority levels  zset   <q>prios
 -- KEYS[5] wake-up list     list   <q>wake
 -- KEYS[6] stats            hash   <q>stats
+-- KEYS[7..] job records    hash   <q>job:<id>, one per ARGV group, in order
 -- ARGV[1] queue key prefix
 -- ARGV[2] default result TTL (ms) for a job record without its own
 -- ARGV[3] dead-letter TTL (ms)
 -- ARGV[4..] groups of 5: id, token, kind, payload, number
 --   kind 'ok'      payload = result JSON           number = result TTL ms (0 = default)
---   kind 'retry'   payload = error JSON            number = delay ms
---   kind 'dead'    payload = error JSON            number = unused
+--   kind 'retry'   payload = error entry JSON      number = delay ms
+--   kind 'dead'    payload = error entry JSON      number = unused
 --   kind 'requeue' payload = ''                    number = unused (back to the front, now)
 --   kind 'cancel'  payload = reason (text)         number = unused
--- Every retry and dead outcome appends its error to the record's history ('eh').
+-- A retry or requeue of a job whose cancellation was asked ('cx') ends it
+-- cancelled instead: a pending cancel is never lost to a hand-back.
+-- Every retry and dead outcome appends its error to the record's history (add_error).
 -- A member of a workflow advances its workflow in the same step (advance_workflow).
 -- Each applied outcome counts in the queue's per-minute stats (minute_stats).
--- Returns: one code per job: 1 applied, 0 already applied by this token, -1 stale token
--- @include push_job.lua
+-- Derived: <q>wait:<p> for the record's priority, workflow keys, channel <q>done:<id>,
+--   the per-minute stats <q>m:<minute> of server time
+-- Returns: one code per job:
+-- Code 1 APPLIED: the outcome was recorded
+-- Code 0 ALREADY_APPLIED: this token's outcome was recorded before (a resent settle)
+-- Code -1 STALE: the token no longer holds the lease: nothing written
+-- @include checks.lua
+-- @include now_ms.lua
+-- @include wake.lua
 -- @include make_runnable.lua
+-- @include add_error.lua
 -- @include advance_workflow.lua
 -- @include minute_stats.lua
-local Q = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local default_ttl = tonumber(ARGV[2])
-local dead_ttl = tonumber(ARGV[3])
+-- @include notify.lua
+local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5]}
+local default_ttl = need_int(ARGV[2], 'default result TTL', 1)
+local dead_ttl = need_int(ARGV[3], 'dead-letter TTL', 1)
+local KINDS = {ok = true, retry = true, dead = true, requeue = true, cancel = true}
+local groups = (#ARGV - 3) / 5
+if groups ~= math.floor(groups) or groups ~= #KEYS - 6 then
+  refuse('want one job record key per group of 5 arguments, got keys/args', #KEYS .. '/' .. #ARGV)
+end
+local numbers = {}
+for g = 1, groups do
+  local i = 4 + 5 * (g - 1)
+  need_text(ARGV[i], 'job id')
+  need_key_for(KEYS[6 + g], 'job', ARGV[i])
+  need_text(ARGV[i + 1], 'token')
+  if not KINDS[ARGV[i + 2]] then
+    refuse('unknown settle kind', ARGV[i + 2])
+  end
+  numbers[g] = need_int(ARGV[i + 4], 'settle number', 0)
+end
+local now = now_ms()
 local codes = {}
 -- the per-minute counter of each outcome
 local COUNTED = {ok = 'succeeded', dead = 'failed', retry = 'retried', cancel = 'cancelled'}
 
-local function add_error(jk, payload)
-  local history = cjson.decode(redis.call('HGET', jk, 'eh') or '[]')
-  history[#history + 1] = cjson.decode(payload)
-  redis.call('HSET', jk, 'e', payload, 'eh', cjson.encode(history))
+local function count_minute(kind, rec)
+  local started = tonumber(rec[4])
+  if started then
+    minute_add('run_n', 1)
+    minute_add('run_ms', now - started)
+    minute_max('run_max', now - started)
+    if not rec[6] or rec[6] == '1' then
+      local waited = math.max(0, started - (tonumber(rec[5]) or started))
+      minute_add('wait_n', 1)
+      minute_add('wait_ms', waited)
+      minute_max('wait_max', waited)
+    end
+  end
+  if COUNTED[kind] then
+    minute_add(COUNTED[kind], 1)
+  end
 end
 
-for i = 4, #ARGV, 5 do
-  local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], tonumber(ARGV[i + 4])
-  local jk = Q .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'dlv', 'lt', 'rt', 'ts', 'et', 'att')
+local function succeed(id, jk, payload, ttl, own_ttl)
+  redis.call('HSET', jk, 'st', 'succeeded', 'r', payload, 'tf', now)
+  if ttl <= 0 then ttl = tonumber(own_ttl) or default_ttl end
+  redis.call('PEXPIRE', jk, ttl)
+  redis.call('HINCRBY', KEYS[6], 'succeeded', 1)
+  notify(qk.prefix .. 'done:' .. id, 'succeeded')
+  advance_workflow(qk, now, jk, 'ok', payload, default_ttl)
+end
+
+local function retry(id, jk, payload, delay)
+  local attempt = (tonumber(redis.call('HGET', jk, 'att')) or 1) + 1
+  add_error(jk, payload)
+  redis.call('HSET', jk, 'att', attempt)
+  if delay > 0 then
+    redis.call('HSET', jk, 'st', 'scheduled', 'due', now + delay)
+    redis.call('ZADD', KEYS[2], now + delay, id)
+    wake(KEYS[5])
+  else
+    make_runnable(qk, id, jk, false)
+  end
+  redis.call('HINCRBY', KEYS[6], 'retried', 1)
+  notify(qk.prefix .. 'done:' .. id, 'retrying')
+end
+
+local function dead(id, jk, payload)
+  add_error(jk, payload)
+  redis.call('HSET', jk, 'st', 'failed', 'tf', now)
+  redis.call('ZADD', KEYS[3], now, id)
+  redis.call('PEXPIRE', jk, dead_ttl)
+  redis.call('HINCRBY', KEYS[6], 'failed', 1)
+  notify(qk.prefix .. 'done:' .. id, 'failed')
+  advance_workflow(qk, now, jk, 'dead', payload, default_ttl)
+end
+
+local function cancel(id, jk, reason, own_ttl)
+  local err = cjson.encode({type = 'Cancelled', message = reason, traceback = ''})
+  redis.call('HSET', jk, 'st', 'cancelled', 'tf', now, 'e', err)
+  advance_workflow(qk, now, jk, 'cancel', err, default_ttl)
+  redis.call('PEXPIRE', jk, tonumber(own_ttl) or default_ttl)
+  redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
+  notify(qk.prefix .. 'done:' .. id, 'cancelled')
+end
+
+for g = 1, groups do
+  local i = 4 + 5 * (g - 1)
+  local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], numbers[g]
+  local jk = KEYS[6 + g]
+  local rec = redis.call('HMGET', jk, 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx')
   if rec[1] ~= token or not redis.call('ZSCORE', KEYS[1], id) then
     if rec[2] == token .. kind then
       codes[#codes + 1] = 0
@@ -54,66 +139,25 @@ for i = 4, #ARGV, 5 do
   else
     redis.call('ZREM', KEYS[1], id)
     redis.call('HSET', jk, 'lt', token .. kind)
-    local started = tonumber(rec[4])
-    if started then
-      minute_add('run_n', 1)
-      minute_add('run_ms', now - started)
-      minute_max('run_max', now - started)
-      if not rec[6] or rec[6] == '1' then
-        local waited = math.max(0, started - (tonumber(rec[5]) or started))
-        minute_add('wait_n', 1)
-        minute_add('wait_ms', waited)
-        minute_max('wait_max', waited)
-      end
+    if rec[7] and (kind == 'retry' or kind == 'requeue') then
+      -- its cancellation was asked while it ran: it must not run again
+      kind, payload = 'cancel', rec[7]
     end
-    local counted = COUNTED[kind]
-    if counted then
-      minute_add(counted, 1)
-    end
+    count_minute(kind, rec)
     if kind == 'ok' then
-      redis.call('HSET', jk, 'st', 'succeeded', 'r', payload, 'tf', now)
-      local ttl = number
-      if ttl <= 0 then ttl = tonumber(rec[3]) or default_ttl end
-      redis.call('PEXPIRE', jk, ttl)
-      redis.call('HINCRBY', KEYS[6], 'succeeded', 1)
-      redis.call('PUBLISH', Q .. 'done:' .. id, 'succeeded')
-      advance_workflow(Q, now, jk, 'ok', payload, default_ttl)
+      succeed(id, jk, payload, number, rec[3])
     elseif kind == 'retry' then
-      local attempt = tonumber(redis.call('HGET', jk, 'att') or '1') + 1
-      add_error(jk, payload)
-      redis.call('HSET', jk, 'att', attempt)
-      if number > 0 then
-        redis.call('HSET', jk, 'st', 'scheduled', 'due', now + number)
-        redis.call('ZADD', KEYS[2], now + number, id)
-        if redis.call('LLEN', KEYS[5]) < 8 then
-          redis.call('RPUSH', KEYS[5], '1')
-        end
-      else
-        make_runnable(Q, id, jk, false)
-      end
-      redis.call('HINCRBY', KEYS[6], 'retried', 1)
-      redis.call('PUBLISH', Q .. 'done:' .. id, 'retrying')
+      retry(id, jk, payload, number)
     elseif kind == 'dead' then
-      add_error(jk, payload)
-      redis.call('HSET', jk, 'st', 'failed', 'tf', now)
-      redis.call('ZADD', KEYS[3], now, id)
-      redis.call('PEXPIRE', jk, dead_ttl)
-      redis.call('HINCRBY', KEYS[6], 'failed', 1)
-      redis.call('PUBLISH', Q .. 'done:' .. id, 'failed')
-      advance_workflow(Q, now, jk, 'dead', payload, default_ttl)
+      dead(id, jk, payload)
     elseif kind == 'requeue' then
-      make_runnable(Q, id, jk, true)
+      make_runnable(qk, id, jk, true)
       redis.call('HINCRBY', KEYS[6], 'requeued', 1)
-    elseif kind == 'cancel' then
-      local err = cjson.encode({type = 'Cancelled', message = payload, traceback = ''})
-      redis.call('HSET', jk, 'st', 'cancelled', 'tf', now, 'e', err)
-      advance_workflow(Q, now, jk, 'cancel', err, default_ttl)
-      redis.call('PEXPIRE', jk, tonumber(rec[3]) or default_ttl)
-      redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
-      redis.call('PUBLISH', Q .. 'done:' .. id, 'cancelled')
+    else
+      cancel(id, jk, payload, rec[3])
     end
     codes[#codes + 1] = 1
   end
 end
-minute_flush(Q, now)
+minute_flush(qk.prefix, now)
 return codes

@@ -1,36 +1,76 @@
 -- workflow: create a workflow (chain, group or chord) and its first member
--- jobs, atomically. Idempotent by workflow id.
+-- jobs, atomically. Idempotent by workflow id. A large group is created in
+-- chunks (so no single call blocks the server): the first call creates the
+-- workflow and its first members, later calls (workflow_members.lua) add the
+-- rest; the group can only complete once every member exists and ended.
 --
 -- KEYS[1] workflow record  hash   <q>wf:<id>
+-- KEYS[2] member ids       list   <q>wfm:<id>
+-- KEYS[3] chain steps      list   <q>wfc:<id>  the steps not started yet
+-- KEYS[4] priority levels  zset   <q>prios
+-- KEYS[5] wake-up list     list   <q>wake
 -- ARGV[1] queue key prefix
 -- ARGV[2] workflow id
 -- ARGV[3] kind: 'chain' | 'group' | 'chord'
 -- ARGV[4] number of members (group/chord) or steps (chain)
 -- ARGV[5] continue on error: '1' or '0' (group/chord members)
 -- ARGV[6] chord callback spec ('' = none)
--- ARGV[7] number m of jobs to create now, then m triples: id, task, args JSON
---   (chain: the first step only, index 0; group/chord: every member, index i)
--- ARGV[8 + 3m ..] chain: the remaining step specs, in order
--- Returns: 1 created, 0 already existed
+-- ARGV[7] number m of jobs to create now
+-- ARGV[8..] m jobs of 5 entries each (id, task, args JSON, priority, overrides
+--   as in enqueue.lua; chain: the first step only, index 0; group/chord:
+--   members from index 0), then (chain) the remaining step specs, one
+--   entry each, in order
+-- Derived: <q>job:<id> and <q>wait:<p> for the member jobs
+-- Returns a code:
+-- Code 0 EXISTED: a workflow with this id exists: nothing written
+-- Code 1 CREATED: created, its first jobs queued
+-- @include checks.lua
+-- @include overrides.lua
+-- @include now_ms.lua
 -- @include push_job.lua
+local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5]}
+local wfid = need_text(ARGV[2], 'workflow id')
+need_key_for(KEYS[1], 'wf', wfid)
+local kind = ARGV[3]
+if kind ~= 'chain' and kind ~= 'group' and kind ~= 'chord' then
+  refuse('unknown workflow kind', kind)
+end
+local size = need_int(ARGV[4], 'workflow size', 1)
+if ARGV[5] ~= '0' and ARGV[5] ~= '1' then
+  refuse('continue on error must be 0 or 1, got', ARGV[5])
+end
+local m = need_int(ARGV[7], 'job count', 0, size)
+if 7 + 5 * m > #ARGV then
+  refuse('too few arguments for the jobs, got', #ARGV)
+end
+local fields = {}
+for i = 0, m - 1 do
+  local at = 8 + 5 * i
+  need_text(ARGV[at], 'job id')
+  need_text(ARGV[at + 1], 'task name')
+  need_text(ARGV[at + 2], 'arguments')
+  need_int(ARGV[at + 3], 'priority')
+  fields[i] = overrides(ARGV[at + 4])
+  fields[i][#fields[i] + 1] = 'wf'
+  fields[i][#fields[i] + 1] = wfid
+  fields[i][#fields[i] + 1] = 'wi'
+  fields[i][#fields[i] + 1] = i
+end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-local Q, wfid, kind = ARGV[1], ARGV[2], ARGV[3]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSET', KEYS[1], 'kind', kind, 'st', 'running', 'n', ARGV[4], 'left', ARGV[4],
+local now = now_ms()
+redis.call('HSET', KEYS[1], 'kind', kind, 'st', 'running', 'n', size, 'left', size,
   'coe', ARGV[5], 'et', now)
 if ARGV[6] ~= '' then
   redis.call('HSET', KEYS[1], 'cb', ARGV[6])
 end
-local m = tonumber(ARGV[7])
 for i = 0, m - 1 do
-  local id = ARGV[8 + 3 * i]
-  push_job(Q, now, id, ARGV[9 + 3 * i], ARGV[10 + 3 * i], {'wf', wfid, 'wi', i})
-  redis.call('RPUSH', Q .. 'wfm:' .. wfid, id)
+  local at = 8 + 5 * i
+  push_job(qk, now, ARGV[at], ARGV[at + 1], ARGV[at + 2], ARGV[at + 3], fields[i])
+  redis.call('RPUSH', KEYS[2], ARGV[at])
 end
-for i = 8 + 3 * m, #ARGV do
-  redis.call('RPUSH', Q .. 'wfc:' .. wfid, ARGV[i])
+for i = 8 + 5 * m, #ARGV do
+  redis.call('RPUSH', KEYS[3], ARGV[i])
 end
 return 1

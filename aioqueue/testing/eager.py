@@ -15,14 +15,28 @@ from typing import Any
 from ..app import App
 from ..broker import Broker, ClaimedJob, Settlement
 from ..errors import ConfigurationError
+from ..lane import CommandLane
 from ..record import FINAL_STATUSES
 from ..record import Field as F
 from ..results import ResultListener, Wakeup
 from ..runner import JobRunner
+from ..script_codes import CancelOutcome, EnqueueCode
+from ..scripts import ScriptRunner
 
 # where an unsupported call would go: a socket that does not exist, so it
 # fails at once instead of reaching a real server by accident
 _NOWHERE = "unix:///nonexistent/aioqueue-eager-mode.sock"
+
+
+class _EagerScripts(ScriptRunner):
+    """Workflows run inside Lua scripts on a server: refused here, clearly."""
+
+    async def run(self, lane: CommandLane, name: str, keys: list[str], args: list[Any]) -> Any:
+        if name.startswith("workflow"):
+            raise ConfigurationError(
+                "eager mode does not run workflows (chain, group, chord): test them against "
+                "a server with aioqueue.testing.drain or run_worker")
+        return await super().run(lane, name, keys, args)
 
 
 def _now_ms() -> int:
@@ -40,6 +54,7 @@ class EagerBroker(Broker):
         self.app = app
         self.records: dict[tuple[str, str], dict[str, str]] = {}
         self._runner = JobRunner(app, worker_id="eager")
+        self.scripts = _EagerScripts()
 
     async def close(self) -> None:
         return None
@@ -48,21 +63,21 @@ class EagerBroker(Broker):
         self, queue: str, job_id: str, task: str, args_json: str, *, priority: int = 0,
         delay_ms: int = 0, at_ms: int | None = None,
         extra: Mapping[str, str | int] | None = None,
-    ) -> int:
+    ) -> EnqueueCode:
         if (queue, job_id) in self.records:
-            return 0  # enqueue is idempotent by id, as on a server
+            return EnqueueCode.EXISTS  # enqueue is idempotent by id, as on a server
         record: dict[str, str] = {F.TASK: task, F.ARGS: args_json, F.STATUS: "queued",
                   F.ENQUEUED: str(_now_ms()), F.PRIORITY: str(priority), F.ATTEMPT: "1",
                   F.DELIVERIES: "0"}
         record.update({k: str(v) for k, v in (extra or {}).items()})
         self.records[queue, job_id] = record
         await self._run(queue, job_id, record)
-        return 1
+        return EnqueueCode.QUEUED
 
     async def enqueue_many(
         self, queue: str, jobs: Sequence[tuple[str, str, str, int, int, int | None,
                                                 Mapping[str, str | int] | None]]
-    ) -> list[int]:
+    ) -> list[EnqueueCode]:
         return [await self.enqueue(queue, job_id, task, args, priority=priority,
                                    delay_ms=delay, at_ms=at, extra=extra)
                 for job_id, task, args, priority, delay, at, extra in jobs]
@@ -92,9 +107,10 @@ class EagerBroker(Broker):
         return True
 
     async def cancel(self, queue: str, job_id: str, reason: str,
-                     default_result_ttl_ms: int) -> str:
+                     default_result_ttl_ms: int) -> CancelOutcome:
         # every eager job has ended by the time its handle exists
-        return "finished" if (queue, job_id) in self.records else "missing"
+        return (CancelOutcome.ALREADY_FINISHED if (queue, job_id) in self.records
+                else CancelOutcome.NOT_FOUND)
 
     async def job_fields(self, queue: str, job_id: str, *fields: str) -> list[str | None]:
         record = self.records.get((queue, job_id), {})
@@ -114,10 +130,6 @@ class EagerBroker(Broker):
     async def stats(self, queue: str) -> dict[str, int]:
         return {}
 
-    async def create_workflow(self, *args: Any, **kwargs: Any) -> Any:
-        raise ConfigurationError(
-            "eager mode does not run workflows (chain, group, chord): test them against "
-            "a server with aioqueue.testing.drain or run_worker")
 
 
 def _opt_int(value: str | None) -> int | None:

@@ -46,10 +46,11 @@ from aioqueue.record import FINAL_STATUSES, Field
 
 TERMINAL = FINAL_STATUSES
 # a queue's keys besides job records and wait lists (README, "Redis design")
-STRUCTURE_KEYS = ("prios", "leases", "delayed", "dead", "stats", "wake", "reaper", "schedules")
+STRUCTURE_KEYS = ("prios", "leases", "delayed", "dead", "stats", "wake", "reaper", "schedules",
+                  "paused")
 # keys named by an id: claim reservations and workflows
 # m:<minute> per-minute counters and the pause flag are queue keys of their own
-ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:", "m:", "paused")
+ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:", "wfc:", "wfr:", "m:", "paused")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,29 +87,40 @@ class Snapshot:
     other_keys: list[str] = field(default_factory=list)
 
 
+def _text(value: Any) -> str:
+    """Text of a reply part; bytes that are not UTF-8 stay visible as escapes."""
+    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
+
+
+def _texts(values: Any) -> list[str]:
+    return [_text(v) for v in values]
+
+
 async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
-    """Read every key of ``queue`` (``client``: a redis.asyncio client with
-    ``decode_responses=True``)."""
+    """Read every key of ``queue`` (``client``: a redis.asyncio client, with
+    or without ``decode_responses``; without, keys and values that are not
+    UTF-8 are read too, shown with escapes)."""
     base = f"{prefix}:{{{queue}}}:"
     records: dict[str, dict[str, str]] = {}
     waiting: dict[int, list[str]] = {}
     other: list[str] = []
     async for key in client.scan_iter(match=base.replace("{", "\\{").replace("}", "\\}") + "*",
                                       count=1000):
-        name = key[len(base):]
+        name = _text(key)[len(base):]
         if name.startswith("job:"):
-            records[name[4:]] = await client.hgetall(key)
+            record = await client.hgetall(key)
+            records[name[4:]] = {_text(k): _text(v) for k, v in record.items()}
         elif name.startswith("wait:"):
-            waiting[int(name[5:])] = await client.lrange(key, 0, -1)
+            waiting[int(name[5:])] = _texts(await client.lrange(key, 0, -1))
         elif name not in STRUCTURE_KEYS:
             other.append(name)
-    stats = {k: int(v) for k, v in (await client.hgetall(base + "stats")).items()}
+    stats = {_text(k): int(v) for k, v in (await client.hgetall(base + "stats")).items()}
     return Snapshot(
         records=records, waiting=waiting,
-        prios=await client.zrange(base + "prios", 0, -1),
-        leases=await client.zrange(base + "leases", 0, -1),
-        delayed=await client.zrange(base + "delayed", 0, -1),
-        dead=await client.zrange(base + "dead", 0, -1),
+        prios=_texts(await client.zrange(base + "prios", 0, -1)),
+        leases=_texts(await client.zrange(base + "leases", 0, -1)),
+        delayed=_texts(await client.zrange(base + "delayed", 0, -1)),
+        dead=_texts(await client.zrange(base + "dead", 0, -1)),
         stats=stats, other_keys=other,
     )
 
@@ -122,6 +134,9 @@ def fsck(snap: Snapshot) -> list[str]:
             problems.append(f"wait:{level} holds {len(ids)} id(s) but level {level} "
                             "is not in prios (nobody would claim them)")
         for job_id in ids:
+            record = snap.records.get(job_id)
+            if record is not None and record.get(Field.STATUS) == "cancelled":
+                continue  # cancelled while it waited: a leftover id that claim drops
             where[job_id].append(f"wait:{level}")
     for name, ids in (("leases", snap.leases), ("delayed", snap.delayed), ("dead", snap.dead)):
         for job_id in ids:

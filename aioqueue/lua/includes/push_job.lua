@@ -1,17 +1,21 @@
--- push_job: create a runnable job record and put it at the back of its wait
--- list, waking an idle fetcher. Used by scripts that create jobs as a side
--- effect (workflows). Q is the queue key prefix; fields is a flat list of
--- extra record fields.
-local function push_job(Q, now, id, task, args, fields)
-  local jk = Q .. 'job:' .. id
+-- push_job: create a runnable job record and put it at the back of its
+-- priority's wait list, waking an idle fetcher. Used by scripts that create
+-- jobs as a side effect (workflows). qk as in make_runnable; p is the
+-- priority (decimal text); fields a flat list of extra record fields (the
+-- workflow link, the task's overrides). The record <q>job:<id> and the wait
+-- list <q>wait:<p> are derived.
+-- @include wake.lua
+local function push_job(qk, now, id, task, args, p, fields)
+  local jk = qk.prefix .. 'job:' .. id
   if redis.call('EXISTS', jk) == 1 then
     return false
   end
   redis.call('HSET', jk, 't', task, 'a', args, 'et', now, 'st', 'queued', unpack(fields))
-  redis.call('RPUSH', Q .. 'wait:0', id)
-  redis.call('ZADD', Q .. 'prios', 0, '0')
-  if redis.call('LLEN', Q .. 'wake') < 8 then
-    redis.call('RPUSH', Q .. 'wake', '1')
+  if p ~= '0' then
+    redis.call('HSET', jk, 'p', p)
   end
+  redis.call('RPUSH', qk.prefix .. 'wait:' .. p, id)
+  redis.call('ZADD', qk.prios, -tonumber(p), p)
+  wake(qk.wake)
   return true
 end

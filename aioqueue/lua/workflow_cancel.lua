@@ -1,0 +1,55 @@
+-- workflow_cancel: cancel a workflow and all its members in one step. The
+-- workflow ends cancelled first, so no member's end can advance it any more
+-- (no next chain step, no chord callback, no 'succeeded' for a group that
+-- continues on error). Waiting members end cancelled at once (a queued one's
+-- id stays in its wait list and claim drops it); running members are flagged
+-- and their workers told, exactly as cancel.lua does for one job.
+--
+-- KEYS[1] workflow record  hash   <q>wf:<id>
+-- KEYS[2] member ids       list   <q>wfm:<id>
+-- KEYS[3] chain steps      list   <q>wfc:<id>
+-- KEYS[4] group results    hash   <q>wfr:<id>
+-- KEYS[5] delayed          zset   <q>delayed
+-- KEYS[6] stats            hash   <q>stats
+-- ARGV[1] queue key prefix
+-- ARGV[2] workflow id
+-- ARGV[3] reason
+-- ARGV[4] result TTL (ms) for the workflow and the members that end here
+-- Derived: <q>job:<id> for the member ids, channels <q>cancel and <q>done:<id>
+-- Returns a code:
+-- Code 1 CANCELLED: the workflow was running and is now cancelled
+-- Code 0 ALREADY_ENDED: it had already ended (or never existed): nothing done
+-- @include checks.lua
+-- @include now_ms.lua
+-- @include notify.lua
+local Q = need_prefix(ARGV[1], KEYS[5], 'delayed')
+local wfid = need_text(ARGV[2], 'workflow id')
+need_key_for(KEYS[1], 'wf', wfid)
+local ttl = need_int(ARGV[4], 'result TTL', 1)
+if redis.call('HGET', KEYS[1], 'st') ~= 'running' then
+  return 0
+end
+local now = now_ms()
+local err = cjson.encode({type = 'Cancelled', message = ARGV[3], traceback = ''})
+redis.call('HSET', KEYS[1], 'st', 'cancelled', 'e', err)
+for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  local jk = Q .. 'job:' .. id
+  local rec = redis.call('HMGET', jk, 'st', 'rt')
+  if rec[1] == 'active' then
+    redis.call('HSET', jk, 'cx', ARGV[3])
+    notify(Q .. 'cancel', id)
+  elseif rec[1] == 'queued' or rec[1] == 'scheduled' then
+    if rec[1] == 'scheduled' then
+      redis.call('ZREM', KEYS[5], id)
+    end
+    redis.call('HSET', jk, 'st', 'cancelled', 'e', err, 'tf', now)
+    redis.call('PEXPIRE', jk, tonumber(rec[2]) or ttl)
+    redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
+    notify(Q .. 'done:' .. id, 'cancelled')
+  end
+end
+for _, key in ipairs({KEYS[1], KEYS[2], KEYS[3], KEYS[4]}) do
+  redis.call('PEXPIRE', key, ttl)
+end
+notify(Q .. 'done:' .. wfid, 'cancelled')
+return 1

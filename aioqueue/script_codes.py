@@ -1,0 +1,104 @@
+"""The status codes each Lua script answers, one enum per script.
+
+Each enum mirrors the ``-- Code`` lines of its script's header
+(``tests/test_script_headers.py`` checks that they agree), so callers compare
+with names, never with bare integers.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class EnqueueCode(enum.IntEnum):
+    """``enqueue.lua`` (and, per job, ``enqueue_batch.lua``)."""
+
+    EXISTS = 0
+    """The id exists for the same task: nothing written (a repeated enqueue)."""
+    QUEUED = 1
+    SCHEDULED = 2
+    ID_TAKEN = 3
+    """The id exists for another task: nothing written."""
+    TICK_DONE = 4
+    """This schedule tick (or a later one) was already fired."""
+
+    @property
+    def created(self) -> bool:
+        return self in (EnqueueCode.QUEUED, EnqueueCode.SCHEDULED)
+
+
+class SettleCode(enum.IntEnum):
+    """``settle.lua``, per settlement."""
+
+    STALE = -1
+    """The token no longer holds the lease: nothing written."""
+    ALREADY_APPLIED = 0
+    """This token's outcome was recorded before (a resent settle)."""
+    APPLIED = 1
+
+
+class RenewCode(enum.IntEnum):
+    """``renew.lua``, per lease."""
+
+    LOST = 0
+    """This token no longer holds the lease: the worker must stop the job."""
+    RENEWED = 1
+    CANCEL_REQUESTED = 2
+    """Renewed, but cancellation was asked: the worker must cancel the job."""
+
+
+class ProgressCode(enum.IntEnum):
+    """``progress.lua``."""
+
+    STALE = -1
+    RECORDED = 1
+
+
+class WorkflowCode(enum.IntEnum):
+    """``workflow.lua``."""
+
+    EXISTED = 0
+    CREATED = 1
+
+
+class WorkflowCancelCode(enum.IntEnum):
+    """``workflow_cancel.lua``."""
+
+    ALREADY_ENDED = 0
+    CANCELLED = 1
+
+
+class WorkflowMembersCode(enum.IntEnum):
+    """``workflow_members.lua``."""
+
+    NOT_RUNNING = 0
+    """The workflow ended (failed or cancelled) or does not exist: nothing added."""
+    ADDED = 1
+
+
+class CancelOutcome(enum.StrEnum):
+    """What ``Job.cancel()`` did (``cancel.lua``'s answer)."""
+
+    CANCELLED = "cancelled"
+    """It was queued or scheduled: it ended cancelled now."""
+    REQUESTED = "requested"
+    """It is running: its worker was told and will cancel the coroutine."""
+    ALREADY_FINISHED = "finished"
+    """It had already ended: nothing was done."""
+    NOT_FOUND = "missing"
+    """No record of the job (never enqueued, or expired)."""
+
+
+SCRIPT_CODES: dict[str, type[enum.Enum]] = {
+    "enqueue": EnqueueCode,
+    "enqueue_batch": EnqueueCode,
+    "settle": SettleCode,
+    "renew": RenewCode,
+    "progress": ProgressCode,
+    "workflow": WorkflowCode,
+    "workflow_cancel": WorkflowCancelCode,
+    "workflow_members": WorkflowMembersCode,
+    "cancel": CancelOutcome,
+}
+"""Which enum answers for which script (scripts not named return counts or
+lists, described in their header)."""

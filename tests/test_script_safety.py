@@ -1,0 +1,283 @@
+"""No script fails half-way: whatever text a task produces and whatever
+arguments a script receives, a script either does its whole job or changes
+nothing (and the worker goes on)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+import aioqueue
+import aioqueue.broker_workflow
+from aioqueue.broker import Settlement
+from aioqueue.broker_workflow import MemberJob, cancel_workflow, create_workflow
+from aioqueue.lane import CommandLane
+from aioqueue.scripts import SCRIPT_NAMES
+
+from .conftest import running
+from .harness.checker import fsck, snapshot
+from .helpers import wait_until
+
+
+async def test_task_error_text_with_a_lone_surrogate_fails_only_that_job(
+    make_app: Callable[..., aioqueue.App],
+) -> None:
+    app = make_app()
+    name = os.fsdecode(b"caf\xe9.csv")  # an ordinary non-UTF-8 file name
+
+    @app.task(max_tries=2)
+    async def read_file(ctx: aioqueue.JobContext) -> None:
+        raise FileNotFoundError(f"no such file: {name}")
+
+    @app.task()
+    async def ping(ctx: aioqueue.JobContext) -> str:
+        return "pong"
+
+    async with app, running(app):
+        job = await read_file.enqueue()
+        with pytest.raises(aioqueue.JobFailed) as failed:
+            await job.result(timeout=30)
+        assert failed.value.error_type == "FileNotFoundError"
+        assert "no such file: caf" in failed.value.error_message
+        info = await job.info()
+        assert info.status is aioqueue.JobStatus.FAILED and info.attempt == 2
+        assert [e["type"] for e in info.errors] == ["FileNotFoundError"] * 2
+        # the worker is still there
+        assert await (await ping.enqueue()).result(timeout=30) == "pong"
+
+
+HOSTILE: list[bytes] = [
+    b"",
+    b"\xff\xfe\xfd",                      # not UTF-8
+    "caf\udce9".encode("utf-8", "surrogatepass"),  # an encoded lone surrogate
+    b'"\\udce9"',                         # JSON escape of a lone surrogate (cjson refuses it)
+    b'{"type": "E", "message": "\\udce9"}',
+    b"x" * 200_000,                       # huge
+    b"abc", b"nan", b"inf", b"-1", b"1e3", b"05", b" 5", b"99999999999999999999",
+]
+
+
+async def dump_all(client: Any) -> dict[bytes, bytes]:
+    return {key: await client.dump(key) async for key in client.scan_iter(count=1000)}
+
+
+async def restore_all(client: Any, dumps: dict[bytes, bytes]) -> None:
+    await client.flushdb()
+    for key, value in dumps.items():
+        await client.restore(key, 0, value)
+
+
+async def capture_calls(app: aioqueue.App, monkeypatch: pytest.MonkeyPatch,
+                        raw: Any, base: dict[bytes, bytes]) -> list[tuple[Any, ...]]:
+    """One real call of every script, as its broker wrapper sends it, each
+    against the same starting key space."""
+    monkeypatch.setattr(aioqueue.broker_workflow, "CHUNK", 1)  # a group in chunks
+    sent: list[tuple[Any, ...]] = []
+    original, original_many = CommandLane.execute, CommandLane.execute_many
+
+    async def spy(self: CommandLane, *args: Any, timeout_s: Any = -1.0) -> Any:
+        sent.append(args)
+        return await original(self, *args, timeout_s=timeout_s)
+
+    async def spy_many(self: CommandLane, commands: Any, timeout_s: Any = -1.0) -> Any:
+        sent.extend(tuple(c) for c in commands)
+        return await original_many(self, commands, timeout_s)
+
+    monkeypatch.setattr(CommandLane, "execute", spy)
+    monkeypatch.setattr(CommandLane, "execute_many", spy_many)
+    broker, q = app.broker, app.default_queue
+    ids = {"queued": "j-queued", "active": "j-active", "dead": "j-dead"}
+    settle_kw = {"default_result_ttl_ms": 60_000, "dead_letter_ttl_ms": 60_000}
+    calls = [
+        lambda: broker.enqueue(q, "new", "add", '{"args": [1, 2]}', extra={"mt": 3}),
+        lambda: broker.enqueue_many(q, [("n1", "add", '{"args": []}', 0, 0, None, {"rt": 5})]),
+        lambda: broker.fire_tick(q, "s", 60_000, "tick", "add", '{"args": []}', 0),
+        lambda: broker.settle(q, [Settlement(ids["active"], "1", "retry",
+                                             '{"type": "E", "message": "m"}', 0)], **settle_kw),
+        lambda: broker.settle(q, [Settlement(ids["active"], "1", "ok", "3", 0)], **settle_kw),
+        lambda: broker.settle(q, [Settlement(ids["active"], "1", "cancel", "why", 0)],
+                              **settle_kw),
+        lambda: broker.renew(q, [(ids["active"], "1")], 5_000),
+        lambda: broker.reap(q, limit=10, max_deliveries=3, dead_letter_ttl_ms=60_000),
+        lambda: broker.progress(q, ids["active"], "1", '{"fraction": 0.5, "message": ""}'),
+        lambda: broker.cancel(q, ids["queued"], "stop", 60_000),
+        lambda: broker.cancel(q, ids["active"], "stop", 60_000),
+        lambda: broker.replay(q, [ids["dead"]]),
+        lambda: broker.purge_dead(q, [ids["dead"]]),
+        lambda: create_workflow(broker, q, "wf2", "chain", 2, False, "",
+                                [MemberJob("wf2.0", "add", '{"args": [1]}', 0, "mt\x1f2")],
+                                ["wf2.1\x1fadd\x1f\x1f{}\x1f0\x1f"]),
+        lambda: create_workflow(broker, q, "wf3", "group", 2, False, "",
+                                [MemberJob(f"wf3.{i}", "add", '{"args": [1]}', 5, "")
+                                 for i in range(2)], []),
+        lambda: cancel_workflow(broker, q, "wf1", "stop", 60_000),
+    ]
+    for call in calls:
+        await call()
+        await restore_all(raw, base)
+    async with broker.blocking_client("t") as lane:
+        await broker.claim(lane, q, 2, 5_000, "w1")
+    await restore_all(raw, base)
+    monkeypatch.undo()
+    return [c for c in sent if c[0] == "EVALSHA"]
+
+
+async def test_every_script_argument_hostile_changes_nothing_or_stays_consistent(
+    make_app: Callable[..., aioqueue.App], redis_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app = make_app()
+
+    @app.task(name="add")
+    async def add(ctx: aioqueue.JobContext, a: int) -> int:
+        return a
+
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        # a key space with a job in every state
+        for job_id in ("j-active", "j-dead"):
+            await broker.enqueue(q, job_id, "add", '{"args": [1]}')
+        async with broker.blocking_client("t") as lane:
+            claimed, _ = await broker.claim(lane, q, 2, 600_000, "w1")
+        dead = next(j for j in claimed if j.id == "j-dead")
+        await broker.settle(q, [Settlement(dead.id, dead.token, "dead", "{}")],
+                            default_result_ttl_ms=60_000, dead_letter_ttl_ms=600_000)
+        await broker.enqueue(q, "j-queued", "add", '{"args": [2]}')
+        await broker.enqueue(q, "j-later", "add", '{"args": [3]}', delay_ms=600_000)
+        await create_workflow(broker, q, "wf1", "group", 2, True, "",
+                              [MemberJob(f"wf1.{i}", "add", '{"args": [1]}', 0, "")
+                               for i in range(2)], [])
+        base = await dump_all(raw)
+        assert not fsck(await snapshot(raw, app.prefix, q))
+        calls = await capture_calls(app, monkeypatch, raw, base)
+        names = {s.sha: s.name for s in broker.scripts.scripts.values()}
+        assert {names[c[1]] for c in calls} == set(SCRIPT_NAMES)
+        refused = 0
+        for call in calls:
+            numkeys = int(call[2])
+            for position in range(3 + numkeys, len(call)):
+                for value in HOSTILE:
+                    hostile = (*call[:position], value, *call[position + 1:])
+                    where = f"{names[call[1]]} ARGV[{position - 2 - numkeys}]={value[:20]!r}"
+                    try:
+                        await raw.execute_command(*hostile)
+                    except redis.ResponseError as exc:
+                        refused += 1
+                        assert "aioqueue" in str(exc) or "WRONGTYPE" in str(exc), (
+                            f"{where}: failed inside the script: {exc}")
+                        assert await dump_all(raw) == base, f"{where}: failed half-way"
+                    problems = fsck(await snapshot(raw, app.prefix, q))
+                    assert not problems, f"{where}: {problems}"
+                    await restore_all(raw, base)
+        assert refused > 0
+    await raw.aclose()
+
+
+async def test_cancel_requested_before_the_worker_died_ends_the_job_cancelled(
+    make_app: Callable[..., aioqueue.App],
+) -> None:
+    app = make_app()
+
+    @app.task(name="slow")
+    async def slow(ctx: aioqueue.JobContext) -> None:
+        raise AssertionError("never runs here")
+
+    async with app:
+        broker, q = app.broker, app.default_queue
+        job = await slow.enqueue()
+        async with broker.blocking_client("dying-worker") as lane:
+            claimed, _ = await broker.claim(lane, q, 1, 50, "dying-worker")
+        assert [j.id for j in claimed] == [job.id]
+        assert await job.cancel("user asked") is aioqueue.CancelOutcome.REQUESTED
+        # the worker died: nobody renews or settles; the reaper finds the expired lease
+
+        async def reaped() -> bool:
+            await broker.reap(q, limit=10, max_deliveries=5, dead_letter_ttl_ms=60_000)
+            return (await job.status()).is_final
+
+        await wait_until(reaped, 10, what="the expired lease reaped")
+        assert await job.status() is aioqueue.JobStatus.CANCELLED
+        with pytest.raises(aioqueue.JobCancelled):
+            await job.result(timeout=5)
+        assert await broker.counts(q) == {"waiting": 0, "running": 0, "scheduled": 0,
+                                          "dead": 0}
+
+
+async def commandstat_calls(client: Any, command: str) -> int:
+    stats = await client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_cancelling_a_queued_job_does_not_scan_its_wait_list(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = make_app()
+    ran: list[int] = []
+
+    @app.task(name="step")
+    async def step(ctx: aioqueue.JobContext, n: int) -> int:
+        ran.append(n)
+        return n
+
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        jobs = [await step.enqueue(n) for n in range(3)]
+        await raw.config_resetstat()
+        assert await jobs[1].cancel() is aioqueue.CancelOutcome.CANCELLED
+        # O(1): no LREM over the wait list (29 ms at the tail of a million ids)
+        assert await commandstat_calls(raw, "lrem") == 0
+        assert await jobs[1].status() is aioqueue.JobStatus.CANCELLED
+        async with running(app):
+            assert await aioqueue.gather(jobs[0], jobs[2], timeout=30) == [0, 2]
+        assert sorted(ran) == [0, 2]  # the cancelled one never ran
+        with pytest.raises(aioqueue.JobCancelled):
+            await jobs[1].result(timeout=5)
+        assert not fsck(await snapshot(raw, app.prefix, app.default_queue))
+    await raw.aclose()
+
+
+async def test_error_history_keeps_the_last_20_attempts(
+    make_app: Callable[..., aioqueue.App],
+) -> None:
+    app = make_app(retry=aioqueue.RetryPolicy(backoff_s=0.001, backoff_max_s=0.001))
+
+    @app.task(name="flaky", max_tries=25)
+    async def flaky(ctx: aioqueue.JobContext) -> None:
+        raise ValueError(f"attempt {ctx.attempt}")
+
+    async with app, running(app):
+        job = await flaky.enqueue()
+        with pytest.raises(aioqueue.JobFailed):
+            await job.result(timeout=60)
+        info = await job.info()
+    assert info.attempt == 25
+    assert [e["message"] for e in info.errors] == [f"attempt {n}" for n in range(6, 26)]
+    assert info.error is not None and info.error["message"] == "attempt 25"
+
+
+async def test_cancel_requested_before_a_hand_back_ends_the_job_cancelled(
+    make_app: Callable[..., aioqueue.App],
+) -> None:
+    app = make_app()
+
+    @app.task(name="slow")
+    async def slow(ctx: aioqueue.JobContext) -> None:
+        raise AssertionError("never runs here")
+
+    async with app:
+        broker, q = app.broker, app.default_queue
+        job = await slow.enqueue()
+        async with broker.blocking_client("stopping-worker") as lane:
+            (claimed,), _ = await broker.claim(lane, q, 1, 60_000, "stopping-worker")
+        assert await job.cancel("user asked") is aioqueue.CancelOutcome.REQUESTED
+        # the worker shuts down before it saw the request and hands the job back
+        codes = await broker.settle(q, [Settlement(job.id, claimed.token, "requeue")],
+                                    default_result_ttl_ms=60_000, dead_letter_ttl_ms=60_000)
+        assert codes == [1]
+        assert await job.status() is aioqueue.JobStatus.CANCELLED
+        assert (await broker.counts(q))["waiting"] == 0

@@ -1,0 +1,48 @@
+-- limiter_pause: stop a task's rate limiter for a while on every worker (a
+-- task raised RateLimited: the outside world said "too many requests").
+-- The limiter's TAT moves to at least now + pause + tau, so the first start
+-- after the pause is at now + pause, then at the limit's pace (no burst);
+-- a task without a limit is paused the same way (tau = 0). Held jobs of the
+-- task are looked at again when the pause ends.
+--
+-- KEYS[1] limits   hash  <q>limits   (read: the effective limit)
+-- KEYS[2] limiter  hash  <q>limiter  scope -> TAT (us)
+-- KEYS[3] held     zset  <q>held     task -> ms when its next held job may start
+-- ARGV[1] queue key prefix ('<prefix>:{<queue>}:')
+-- ARGV[2] task name
+-- ARGV[3] pause (ms, integer >= 0)
+-- Returns: the server time (ms) at which the pause ends
+-- @include check_types.lua
+-- @include flow_limits.lua
+local prefix, task, pause = ARGV[1], ARGV[2], tonumber(ARGV[3])
+if prefix == '' or prefix .. 'limits' ~= KEYS[1] then
+  return redis.error_reply('ERR aioqueue: the queue prefix does not match the key limits')
+end
+if task == nil or task == '' then
+  return redis.error_reply('ERR aioqueue: task name must not be empty')
+end
+if not pause or pause < 0 or pause ~= math.floor(pause) then
+  return redis.error_reply('ERR aioqueue: pause must be an integer >= 0 (ms)')
+end
+local wrong = check_types({KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'zset'})
+if wrong then
+  return wrong
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lim = {fk = {prefix = prefix, limits = KEYS[1], state = KEYS[2], held = KEYS[3]},
+  now = now * 1000, conf = {}, tat = {}, dirty = {}, stale = {}, holding = {}}
+local f = 't:' .. task
+local c = flow_conf(lim, f)
+local tau = 0
+if c then
+  tau = c.tau
+end
+local until_us = now * 1000 + pause * 1000
+local tat = math.max(flow_tat(lim, f), until_us + tau)
+redis.call('HSET', KEYS[2], f, string.format('%d', math.ceil(tat)))
+local score = redis.call('ZSCORE', KEYS[3], task)
+if score and tonumber(score) < now + pause then
+  redis.call('ZADD', KEYS[3], now + pause, task)
+end
+return now + pause

@@ -35,6 +35,7 @@ from .errors import (
     UnsupportedServer,
     WrongKeyType,
 )
+from .flow import FlowKeys
 from .keys import QueueKeys
 from .lane import CommandLane
 from .record import cjson_safe
@@ -444,8 +445,10 @@ class Broker:
                     reservation_id: str | None, promote_limit: int
                     ) -> tuple[list[str], list[Any]]:
         k = self.keys(queue)
+        fk = FlowKeys(k)
         return ([k.prios, k.leases, k.wake, k.stats, k.delayed,
-                 k.reservation(reservation_id or secrets.token_hex(8)), k.paused],
+                 k.reservation(reservation_id or secrets.token_hex(8)), k.paused,
+                 fk.limits, fk.limiter, fk.held],
                 [k.base, count, lease_ms, worker_id, promote_limit])
 
     def _claimed(self, queue: str, raw: Any) -> tuple[list[ClaimedJob], int]:

@@ -19,20 +19,24 @@ The claim script enforces the limits (``lua/includes/flow_limits.lua``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
-from .broker import translate_errors
-from .errors import ConfigurationError
-from .flow import QUEUE_SCOPE, RateLimit, scope_field
+from .broker import Broker, ClaimedJob, Settlement, translate_errors
+from .errors import AioqueueError, ConfigurationError
+from .flow import QUEUE_SCOPE, FlowKeys, RateLimit, RateLimited, scope_field
 from .keys import QueueKeys, check_name, check_task_name
 from .scripts import load_script
 
+log = logging.getLogger("aioqueue.flow")
+
 OVERRIDE = "o:"
 OFF = "off"
+PAUSE = "p:"
 
 
 class Lane(Protocol):
@@ -40,28 +44,6 @@ class Lane(Protocol):
 
     async def execute_many(self, commands: Sequence[Sequence[Any]],
                            timeout_s: float | None = -1.0) -> list[Any]: ...
-
-
-@dataclass(frozen=True, slots=True)
-class FlowKeys:
-    """The flow-control keys of one queue."""
-
-    queue: QueueKeys
-
-    @property
-    def limits(self) -> str:
-        return self.queue.base + "limits"
-
-    @property
-    def limiter(self) -> str:
-        return self.queue.base + "limiter"
-
-    @property
-    def held(self) -> str:
-        return self.queue.base + "held"
-
-    def held_list(self, task: str) -> str:
-        return f"{self.queue.base}held:{task}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,16 +81,24 @@ def _task_of(field: str) -> str | None:
     return None if field == QUEUE_SCOPE else field.removeprefix("t:")
 
 
-def _state(limit: RateLimit | None, tat_us: int, now_us: int) -> tuple[int | None, int]:
-    """(tokens now, ms until the next start) of a GCRA limiter."""
+def _state(limit: RateLimit | None, tat_us: int, pause_us: int, now_us: int
+           ) -> tuple[int | None, int]:
+    """(tokens now, ms until the next start) of a GCRA limiter, as the claim
+    script reads it (``flow_limits.lua``); tokens None = no limit."""
+    if pause_us > now_us:
+        return 0, -(-(pause_us - now_us) // 1000)
     if limit is None:
-        wait_us = max(0, tat_us - now_us)
-        return (None if wait_us == 0 else 0), -(-wait_us // 1000)
+        return None, 0
     interval = limit.period_ms * 1000 / limit.count
     tau = (limit.burst - 1) * interval
+    tat_us = min(tat_us, int(now_us + tau + interval))
     if tat_us - now_us > tau:
         return 0, int(-(-(tat_us - tau - now_us) // 1000))
     return int((tau - max(tat_us - now_us, 0)) / interval + 1e-9) + 1, 0
+
+
+def _int(text: str | None) -> int:
+    return int(text) if text and text.isdigit() else 0
 
 
 class FlowLimits:
@@ -198,7 +188,8 @@ class FlowLimits:
             ("LLEN", fk.held_list(t)) for t in held_tasks]) if held_tasks else []
         held_count = dict(zip(held_tasks, (int(n) for n in lengths), strict=True))
         now_us = int(now[0]) * 1_000_000 + int(now[1])
-        fields = {f.removeprefix(OVERRIDE) for f in config} | set(state)
+        fields = {f.removeprefix(OVERRIDE) for f in config}
+        fields |= {f.removeprefix(PAUSE) for f in state}
         fields |= {scope_field(t) for t in held_tasks}
         rows = [self._row(f, config, state, held_count, now_us) for f in fields]
         return sorted(rows, key=lambda r: (r.task is not None, r.task or ""))
@@ -214,8 +205,24 @@ class FlowLimits:
         effective = declared
         if raw_override is not None:
             effective = override if isinstance(override, RateLimit) else None
-        tat = int(state.get(field, "0") or 0) if state.get(field, "0").isdigit() else 0
-        tokens, next_ms = _state(effective, tat, now_us)
+        tokens, next_ms = _state(effective, _int(state.get(field)),
+                                 _int(state.get(PAUSE + field)), now_us)
         task = _task_of(field)
         return LimitInfo(task, declared, override, effective, tokens, next_ms,
                          held.get(task, 0) if task is not None else sum(held.values()))
+
+
+async def postpone(broker: Broker, job: ClaimedJob, signal: RateLimited) -> Settlement:
+    """What a worker does when a task raises :class:`RateLimited`: pause the
+    task's limiter on every worker, then hand the job back (no try spent).
+    If the pause cannot be written the job is still handed back: its next
+    claim holds it if the limiter has no token, else it runs again."""
+    try:
+        await FlowLimits(broker.lane, broker.prefix).pause(
+            job.queue, job.task, signal.retry_after_ms)
+    except AioqueueError as exc:
+        log.warning("job %s task=%s: could not pause its rate limiter: %s",
+                    job.id, job.task, exc)
+    log.info("job %s task=%s rate limited: waits %.3fs with its task's limiter",
+             job.id, job.task, signal.retry_after)
+    return Settlement(job.id, job.token, "requeue")

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 
 from .errors import ConfigurationError, Retry
+from .keys import QueueKeys
 
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*(?:\.\d+)?)\s*([a-z]+)\s*$")
@@ -123,3 +124,25 @@ QUEUE_SCOPE = "q"
 def scope_field(task: str | None) -> str:
     """The field naming a limiter: the queue's (``task=None``) or a task's."""
     return QUEUE_SCOPE if task is None else f"t:{task}"
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKeys:
+    """The flow-control keys of one queue."""
+
+    queue: QueueKeys
+
+    @property
+    def limits(self) -> str:
+        return self.queue.base + "limits"
+
+    @property
+    def limiter(self) -> str:
+        return self.queue.base + "limiter"
+
+    @property
+    def held(self) -> str:
+        return self.queue.base + "held"
+
+    def held_list(self, task: str) -> str:
+        return f"{self.queue.base}held:{task}"

@@ -21,8 +21,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .broker import ClaimedJob, Settlement
+from .broker_flow import postpone
 from .context import CallNext, JobContext, make_context
 from .errors import Retry
+from .flow import RateLimited
 from .record import error_entry
 from .retry import InvalidRetryDelay, RetryPolicyError, retry_delay, safe_text
 from .running import RunningJob, StopReason
@@ -116,6 +118,9 @@ class JobRunner:
                 value = await self._through_middleware(ctx, task, pos, kwargs)
             else:
                 value = await task.invoke(ctx, pos, kwargs)
+        except RateLimited as exc:
+            # no try spent: the job waits with its task's paused limiter
+            return None if scope.cancel_called else await postpone(self.app.broker, job, exc)
         except Retry as exc:
             return None if scope.cancel_called else self._failed(job, task, max_tries, exc)
         except BaseException as exc:

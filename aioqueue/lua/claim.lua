@@ -21,13 +21,21 @@
 -- KEYS[5] delayed          zset   <q>delayed  member = id, score = due time (ms)
 -- KEYS[6] reservation      string <q>rsv:<reservation id>  the ids of this claim
 -- KEYS[7] paused flag      string <q>paused   exists while the queue is paused
+-- KEYS[8] rate limits      hash   <q>limits   (flow_limits.lua)
+-- KEYS[9] limiter state    hash   <q>limiter  scope -> GCRA TAT (us)
+-- KEYS[10] held tasks      zset   <q>held     task -> ms its next held job may start
 -- ARGV[1] queue key prefix ('<prefix>:{<queue>}:')
 -- ARGV[2] max jobs to claim (0: only promote due jobs and report the next due time)
 -- ARGV[3] lease duration (ms, >= 1)
 -- ARGV[4] worker id
 -- ARGV[5] most scheduled jobs to promote in this call (>= 0)
--- Derived: <q>job:<id> and <q>wait:<p> for ids and priorities read here;
---   channel <q>done:<id>
+-- Rate limits (flow_limits.lua): a job whose task's limiter has no token
+-- left is held back (list <q>held:<task>, still 'queued') instead of leased;
+-- held jobs start first once their limiter allows; a queue-wide limit caps
+-- how many jobs one claim starts. The next-due answer then includes the
+-- next start a limiter refused, so idle workers sleep until then.
+-- Derived: <q>job:<id>, <q>wait:<p> and <q>held:<task> for ids, priorities
+--   and task names read here; channel <q>done:<id>
 -- Returns: flat array: ms until the next scheduled job is due (-1 if none),
 --   then 9 entries per job:
 --   id, token, task, args, attempt, max_tries, timeout_ms, enqueued_ms, result_ttl_ms
@@ -35,13 +43,15 @@
 -- @include checks.lua
 -- @include now_ms.lua
 -- @include notify.lua
+-- @include flow_limits.lua
 local Q = need_prefix(ARGV[1], KEYS[1], 'prios')
 local want = need_int(ARGV[2], 'max jobs', 0, 100000)
 local lease_ms = need_int(ARGV[3], 'lease', 1)
 local worker = need_text(ARGV[4], 'worker id')
 local promote = need_int(ARGV[5], 'promote limit', 0, 1000000)
 local wrong = check_types({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'hash',
-  KEYS[5], 'zset', KEYS[6], 'string', KEYS[7], 'string'})
+  KEYS[5], 'zset', KEYS[6], 'string', KEYS[7], 'string', KEYS[8], 'hash', KEYS[9], 'hash',
+  KEYS[10], 'zset'})
 if wrong then
   return wrong
 end
@@ -119,31 +129,67 @@ if want == 0 then
 end
 
 local claimed = {}
-local levels = redis.call('ZRANGE', KEYS[1], 0, -1)
+
+-- lease one queued job to this worker (rec: its HMGET below)
+local function lease(id, jk, rec)
+  local token = string.format('%d', math.max((tonumber(rec[9]) or 0) + 1, now))
+  redis.call('HINCRBY', jk, 'dlv', 1)
+  redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now, 'tk', token)
+  redis.call('ZADD', KEYS[2], deadline, id)
+  claimed[#claimed + 1] = id
+  notify(Q .. 'done:' .. id, 'active')
+  emit(id, token, rec)
+end
+
+local function read_job(id)
+  local jk = Q .. 'job:' .. id
+  if check_types({jk, 'hash'}) then
+    redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
+    return jk, {'not ours'}
+  end
+  return jk, redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'tk')
+end
+
+local lim = flow_open({prefix = Q, limits = KEYS[8], state = KEYS[9], held = KEYS[10]}, now)
+local room = want
+if lim then
+  room = flow_queue_room(lim, want)
+  flow_release(lim, room, function(id)
+    local jk, rec = read_job(id)
+    if rec[1] == 'queued' then
+      lease(id, jk, rec)
+      return true
+    end
+    return false  -- ended (cancelled while held) or gone: a leftover
+  end)
+  if room == 0 then
+    -- out of queue-wide tokens: the wake-up tokens would only spin idle fetchers
+    redis.call('DEL', KEYS[3])
+  end
+end
+
+-- popped ids looked at per call: held-back ones do not fill the claim, so
+-- the scan goes on past them, within this bound
+local scan = want + 200
+local levels = {}
+if #claimed < room then
+  levels = redis.call('ZRANGE', KEYS[1], 0, -1)
+end
 for _, level in ipairs(levels) do
   local wait_key = Q .. 'wait:' .. level
-  local ids = false
-  if not check_types({wait_key, 'list'}) then
-    ids = redis.call('LPOP', wait_key, want - #claimed)
-  end
-  if ids then
+  local usable = not check_types({wait_key, 'list'})
+  while usable and #claimed < room and scan > 0 do
+    local ids = redis.call('LPOP', wait_key, math.min(room - #claimed, scan))
+    if not ids then
+      break
+    end
+    scan = scan - #ids
     for _, id in ipairs(ids) do
-      local jk = Q .. 'job:' .. id
-      local rec = {}
-      if check_types({jk, 'hash'}) then
-        redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
-        rec = {'not ours'}
-      else
-        rec = redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'tk')
-      end
+      local jk, rec = read_job(id)
       if rec[1] == 'queued' then
-        local token = string.format('%d', math.max((tonumber(rec[9]) or 0) + 1, now))
-        redis.call('HINCRBY', jk, 'dlv', 1)
-        redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now, 'tk', token)
-        redis.call('ZADD', KEYS[2], deadline, id)
-        claimed[#claimed + 1] = id
-        notify(Q .. 'done:' .. id, 'active')
-        emit(id, token, rec)
+        if not lim or not rec[2] or flow_admit(lim, id, rec[2]) then
+          lease(id, jk, rec)
+        end
       elseif not rec[1] then
         -- an id with no record: nothing to run, nothing to keep
         redis.call('HINCRBY', KEYS[4], 'missing_record', 1)
@@ -152,10 +198,10 @@ for _, level in ipairs(levels) do
       -- elsewhere; its id here is a leftover, dropped
     end
   end
-  if not check_types({wait_key, 'list'}) and redis.call('LLEN', wait_key) == 0 then
+  if usable and redis.call('LLEN', wait_key) == 0 then
     redis.call('ZREM', KEYS[1], level)
   end
-  if #claimed >= want then
+  if #claimed >= room or scan <= 0 then
     break
   end
 end
@@ -167,4 +213,10 @@ if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('DEL', KEYS[3])
 end
 next_due()
+if lim then
+  local held_ms = flow_close(lim)
+  if held_ms >= 0 and (out[1] < 0 or held_ms < out[1]) then
+    out[1] = held_ms
+  end
+end
 return out

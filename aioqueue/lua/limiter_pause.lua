@@ -1,12 +1,12 @@
 -- limiter_pause: stop a task's rate limiter for a while on every worker (a
 -- task raised RateLimited: the outside world said "too many requests").
--- The limiter's TAT moves to at least now + pause + tau, so the first start
--- after the pause is at now + pause, then at the limit's pace (no burst);
--- a task without a limit is paused the same way (tau = 0). Held jobs of the
--- task are looked at again when the pause ends.
+-- The pause ends at now + pause (a later pause already set wins); then the
+-- task starts at its limit's pace, without a burst. A task without a limit
+-- is paused the same way. Held jobs of the task are looked at again when the
+-- pause ends.
 --
 -- KEYS[1] limits   hash  <q>limits   (read: the effective limit)
--- KEYS[2] limiter  hash  <q>limiter  scope -> TAT (us)
+-- KEYS[2] limiter  hash  <q>limiter  scope -> TAT (us), 'p:<scope>' -> pause end (us)
 -- KEYS[3] held     zset  <q>held     task -> ms when its next held job may start
 -- ARGV[1] queue key prefix ('<prefix>:{<queue>}:')
 -- ARGV[2] task name
@@ -31,16 +31,18 @@ end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lim = {fk = {prefix = prefix, limits = KEYS[1], state = KEYS[2], held = KEYS[3]},
-  now = now * 1000, conf = {}, tat = {}, dirty = {}, stale = {}, holding = {}}
+  now = now * 1000, conf = {}, tat = {}, pause = {}, dirty = {}, stale = {}, holding = {}}
 local f = 't:' .. task
 local c = flow_conf(lim, f)
-local tau = 0
-if c then
-  tau = c.tau
+local until_us = (now + pause) * 1000
+flow_tat(lim, f)
+if lim.pause[f] < until_us then
+  redis.call('HSET', KEYS[2], 'p:' .. f, string.format('%d', until_us))
 end
-local until_us = now * 1000 + pause * 1000
-local tat = math.max(flow_tat(lim, f), until_us + tau)
-redis.call('HSET', KEYS[2], f, string.format('%d', math.ceil(tat)))
+if c then
+  -- no burst right after the pause: the limit's pace from its end
+  redis.call('HSET', KEYS[2], f, string.format('%d', math.ceil(until_us + c.tau)))
+end
 local score = redis.call('ZSCORE', KEYS[3], task)
 if score and tonumber(score) < now + pause then
   redis.call('ZADD', KEYS[3], now + pause, task)

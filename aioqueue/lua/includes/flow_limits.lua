@@ -6,8 +6,8 @@
 --   <q>limits  hash  't:<task>' / 'q' (declared by the app) and 'o:t:<task>' /
 --                    'o:q' (set by an operator; wins; 'off' = no limit):
 --                    'count period_ms burst'
---   <q>limiter hash  same scope names -> TAT (us); a pause (RateLimited) moves
---                    it forward, also for a scope without a limit
+--   <q>limiter hash  same scope names -> TAT (us); 'p:<scope>' -> end of a
+--                    pause (RateLimited, us), also for a scope without a limit
 --   <q>held    zset  task -> ms when its next start is allowed
 --   <q>held:<task>  list  ids held back by the task's limiter, FIFO (status
 --                    stays 'queued'; an id whose record is no longer queued
@@ -33,22 +33,37 @@ local function flow_conf(lim, f)
   return c
 end
 
+-- the scope's TAT and pause end (us), read once per claim
 local function flow_tat(lim, f)
   local t = lim.tat[f]
   if t == nil then
-    t = tonumber(redis.call('HGET', lim.fk.state, f) or '') or 0
+    local v = redis.call('HMGET', lim.fk.state, f, 'p:' .. f)
+    t = tonumber(v[1] or '') or 0
     lim.tat[f] = t
+    lim.pause[f] = tonumber(v[2] or '') or 0
   end
   return t
 end
 
--- how many starts scope f allows now, and when (us) the next one is allowed
+-- how many starts scope f allows now, and when (us) the next one is allowed.
+-- A TAT beyond now + tau + T (the most a start under the current limit
+-- leaves) is cut back to it: a limit changed at runtime applies at once.
 local function flow_room(lim, f)
   local c, tat, now = flow_conf(lim, f), flow_tat(lim, f), lim.now
+  local paused = lim.pause[f]
+  if paused > now then
+    return 0, paused
+  elseif paused > 0 then
+    lim.stale['p:' .. f] = true
+  end
   if not c then
-    if tat > now then return 0, tat end
     if tat > 0 then lim.stale[f] = true end
     return FLOW_UNLIMITED, now
+  end
+  if tat > now + c.tau + c.T then
+    tat = now + c.tau + c.T
+    lim.tat[f] = tat
+    lim.dirty[f] = true
   end
   if tat - now > c.tau then
     return 0, tat - c.tau
@@ -69,7 +84,8 @@ local function flow_open(fk, now_ms)
   if redis.call('EXISTS', fk.limits, fk.state, fk.held) == 0 then
     return nil
   end
-  return {fk = fk, now = now_ms * 1000, conf = {}, tat = {}, dirty = {}, stale = {}, holding = {},
+  return {fk = fk, now = now_ms * 1000, conf = {}, tat = {}, pause = {}, dirty = {}, stale = {},
+          holding = {},
           next_us = nil, queue_room = 0}
 end
 

@@ -1,0 +1,199 @@
+"""Global rate limits (#13 item 1): enforced by the claim script on the
+server's clock, across every worker and process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+import redis
+
+import aioqueue
+from aioqueue.broker_flow import FlowLimits
+from aioqueue.flow import RateLimit, RateLimited
+
+from .conftest import running, worker_process
+from .flow_app import QUEUE
+
+pytestmark = pytest.mark.anyio
+
+
+def _flow(app: aioqueue.App) -> FlowLimits:
+    return FlowLimits(app.broker.lane, app.prefix)
+
+
+def _start_times(url: str, prefix: str, queue: str, ids: list[str]) -> list[int]:
+    with redis.Redis.from_url(url) as client:
+        pipe = client.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hget(f"{prefix}:{{{queue}}}:job:{job_id}", "ts")
+        return sorted(int(ts) for ts in pipe.execute())
+
+
+def _evalsha_calls(url: str) -> int:
+    with redis.Redis.from_url(url) as client:
+        stats: dict[str, Any] = client.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def _wait_succeeded(app: aioqueue.App, queue: str, n: int, timeout_s: float) -> None:
+    with anyio.fail_after(timeout_s):
+        while (await app.broker.stats(queue)).get("succeeded", 0) < n:
+            await anyio.sleep(0.1)
+
+
+async def test_rate_limit_holds_across_worker_processes(redis_url: str) -> None:
+    """Three worker processes drain 400 jobs of a task limited to 50/s: the
+    starts (server time) come at 50/s within 5%, no second of them holds
+    more than the limit plus the burst, and idle workers do not spin."""
+    from .flow_app import build
+
+    rate, burst, n = 50, 5, 400
+    app = build(redis_url)
+    async with app:
+        await _flow(app).declare(QUEUE, {"tick": RateLimit(rate, 1.0, burst)})
+        tick = app.tasks["tick"]
+        jobs = await tick.enqueue_many([tick.bind(i) for i in range(n)])
+        calls_before = _evalsha_calls(redis_url)
+        workers = [worker_process("tests.flow_app:app", redis_url, "--concurrency", "8")
+                   for _ in range(3)]
+        try:
+            await _wait_succeeded(app, QUEUE, n, timeout_s=60)
+        finally:
+            for w in workers:
+                w.terminate()
+            for w in workers:
+                w.wait(timeout=20)
+        calls = _evalsha_calls(redis_url) - calls_before
+        starts = _start_times(redis_url, app.prefix, QUEUE, [j.id for j in jobs])
+    steady = starts[burst:]
+    measured = (len(steady) - 1) / ((steady[-1] - steady[0]) / 1000)
+    assert rate * 0.95 <= measured <= rate * 1.05, measured
+    most_in_a_second = max(
+        sum(1 for t in starts[i:] if t < start + 1000) for i, start in enumerate(starts))
+    assert most_in_a_second <= rate + burst
+    # each idle fetcher claims at most once per next start (or block_s), each
+    # job costs one claim and one settle: spinning would be thousands per second
+    seconds = (starts[-1] - starts[0]) / 1000 + 3
+    assert calls <= 3 * seconds * rate + 2 * n, (calls, seconds)
+
+
+async def test_rate_limited_postpones_without_a_try_and_pauses_the_task(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    """A task raising RateLimited(retry_after=0.6) is handed back without
+    spending a try or recording an error, and no job of that task starts
+    until the pause is over; another task of the queue runs meanwhile."""
+    app = make_app(queue=queue_name)
+    starts: list[tuple[str, float]] = []
+
+    @app.task(name="call_api", max_tries=1)
+    async def call_api(n: int) -> int:
+        starts.append((f"call_api{n}", time.monotonic()))
+        if n == 0 and len(starts) == 1:
+            raise RateLimited(retry_after=0.6)
+        return n
+
+    @app.task(name="other")
+    async def other() -> str:
+        starts.append(("other", time.monotonic()))
+        return "free"
+
+    async with app:
+        first, second = await call_api.enqueue(0), await call_api.enqueue(1)
+        free = await other.enqueue()
+        async with running(app, concurrency=1):
+            assert await first.result(timeout=20) == 0
+            assert await second.result(timeout=20) == 1
+            assert await free.result(timeout=20) == "free"
+        info = await first.info()
+    assert info.attempt == 1 and info.errors == [] and info.deliveries == 2
+    assert [name for name, _ in starts] == ["call_api0", "other", "call_api0", "call_api1"]
+    raised_at = starts[0][1]
+    assert starts[1][1] - raised_at < 0.6
+    assert all(at - raised_at >= 0.58 for _, at in starts[2:])
+
+
+async def test_operator_override_applies_at_runtime_and_clears_back(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    """A task limited to 1 per minute in code: one job runs, the rest are
+    held back (still queued); an operator's override to 100/s lets them run
+    at once on the running workers; clearing it restores the declared limit."""
+    app = make_app(queue=queue_name)
+
+    @app.task(name="slow_api")
+    async def slow_api(n: int) -> int:
+        return n
+
+    async with app:
+        flow = _flow(app)
+        await flow.declare(queue_name, {"slow_api": RateLimit(1, 60.0)})
+        jobs = [await slow_api.enqueue(i) for i in range(4)]
+        async with running(app, concurrency=4):
+            assert await jobs[0].result(timeout=10) == 0
+            with anyio.fail_after(10):
+                while (await flow.limits(queue_name))[0].held < 3:
+                    await anyio.sleep(0.05)
+            [row] = await flow.limits(queue_name)
+            assert (row.task, row.declared, row.effective) == (
+                "slow_api", RateLimit(1, 60.0), RateLimit(1, 60.0))
+            assert row.tokens == 0 and 50_000 < row.next_start_ms <= 60_000
+            assert [await j.status() for j in jobs[1:]] == [aioqueue.JobStatus.QUEUED] * 3
+            await flow.set_override(queue_name, "slow_api", RateLimit(100, 1.0))
+            assert [await j.result(timeout=10) for j in jobs[1:]] == [1, 2, 3]
+            await flow.clear_override(queue_name, "slow_api")
+            [row] = await flow.limits(queue_name)
+            assert row.override is None and row.effective == RateLimit(1, 60.0)
+            assert row.held == 0
+
+
+async def test_held_job_cancelled_while_held_never_runs(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    app = make_app(queue=queue_name)
+    ran: list[int] = []
+
+    @app.task(name="limited")
+    async def limited(n: int) -> int:
+        ran.append(n)
+        return n
+
+    async with app:
+        flow = _flow(app)
+        await flow.declare(queue_name, {"limited": RateLimit(1, 60.0)})
+        first, second, third = [await limited.enqueue(i) for i in range(3)]
+        async with running(app, concurrency=2):
+            assert await first.result(timeout=10) == 0
+            with anyio.fail_after(10):
+                while (await flow.limits(queue_name))[0].held < 2:
+                    await anyio.sleep(0.05)
+            await second.cancel()
+            await flow.set_override(queue_name, "limited", None)  # limiting off
+            assert await third.result(timeout=10) == 2
+        assert await second.status() == aioqueue.JobStatus.CANCELLED
+    assert ran == [0, 2]
+
+
+async def test_queue_wide_limit_covers_every_task_of_the_queue(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    app = make_app(queue=queue_name)
+
+    @app.task(name="a")
+    async def a() -> None:
+        return None
+
+    @app.task(name="b")
+    async def b() -> None:
+        return None
+
+    async with app:
+        flow = _flow(app)
+        await flow.declare(queue_name, {None: RateLimit(10, 1.0, 2)})
+        jobs = [await (a if i % 2 else b).enqueue() for i in range(12)]
+        async with running(app, concurrency=10):
+            for job in jobs:
+                await job.result(timeout=20)
+        starts = _start_times(app.url, app.prefix, queue_name, [j.id for j in jobs])
+    # a burst of 2, then one every 100 ms
+    assert starts[-1] - starts[0] >= 100 * (len(jobs) - 2) - 5

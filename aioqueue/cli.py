@@ -14,7 +14,16 @@ from typing import Any
 
 import anyio
 
-from . import __version__, cli_ops, cli_workers, dead_letters, logs, processes, processes_child
+from . import (
+    __version__,
+    cli_flow,
+    cli_ops,
+    cli_workers,
+    dead_letters,
+    logs,
+    processes,
+    processes_child,
+)
 from .app import App
 from .cli_common import CommandError, add_app_arguments, load_app, open_app, split_queues
 from .errors import AioqueueError
@@ -222,6 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     # more command groups register here: each module's register(sub) adds
     # its subparsers with set_defaults(func=...) (see cli_common for helpers)
     cli_ops.register(sub)
+    cli_flow.register(sub)
     for command in sub.choices.values():
         # also after the subcommand; SUPPRESS keeps the top-level value otherwise
         command.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,

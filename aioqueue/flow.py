@@ -87,7 +87,7 @@ class RateLimit:
             return None
 
     def __str__(self) -> str:
-        per = f"{self.per_s:g}s" if self.per_s != 1 else "s"
+        per = {1.0: "s", 60.0: "m", 3600.0: "h"}.get(self.per_s, f"{self.per_s:g}s")
         text = f"{self.count}/{per}"
         return text if self.burst == 1 else f"{text} (burst {self.burst})"
 

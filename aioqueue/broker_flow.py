@@ -28,8 +28,9 @@ from redis.exceptions import NoScriptError
 
 from .broker import Broker, ClaimedJob, Settlement, translate_errors
 from .errors import AioqueueError, ConfigurationError
-from .flow import QUEUE_SCOPE, FlowKeys, RateLimit, RateLimited, scope_field
+from .flow import QUEUE_SCOPE, FlowKeys, RateLimit, RateLimited, UniqueKey, scope_field
 from .keys import QueueKeys, check_name, check_task_name
+from .script_codes import EnqueueCode
 from .scripts import load_script
 
 log = logging.getLogger("aioqueue.flow")
@@ -226,3 +227,42 @@ async def postpone(broker: Broker, job: ClaimedJob, signal: RateLimited) -> Sett
     log.info("job %s task=%s rate limited: waits %.3fs with its task's limiter",
              job.id, job.task, signal.retry_after)
     return Settlement(job.id, job.token, "requeue")
+
+
+async def declare_app_limits(
+    lane: Lane, prefix: str, tasks: Mapping[str, tuple[str, RateLimit | None]],
+    queues: Mapping[str, RateLimit | None],
+) -> None:
+    """Store the limits an app's code declares, once when it opens: every
+    registered task's (``tasks``: name -> (queue, limit or None)) and every
+    queue's (``queues``: queue -> limit or None); None removes a declaration
+    the code no longer makes. Operator overrides are left alone."""
+    by_queue: dict[str, dict[str | None, RateLimit | None]] = {}
+    for name, (queue, limit) in tasks.items():
+        by_queue.setdefault(queue, {})[name] = limit
+    for queue, limit in queues.items():
+        by_queue.setdefault(queue, {})[None] = limit
+    flow = FlowLimits(lane, prefix)
+    for queue, declared in sorted(by_queue.items()):
+        await flow.declare(queue, declared)
+
+
+async def enqueue_unique(
+    broker: Broker, queue: str, job_id: str, task: str, args_json: str, *,
+    unique: UniqueKey, priority: int = 0, delay_ms: int = 0, at_ms: int | None = None,
+    extra: Mapping[str, str | int] | None = None,
+) -> tuple[EnqueueCode, str]:
+    """``Broker.enqueue`` with a unique key: answers the code and the id of
+    the job that now holds the key (the new job, or the one found there)."""
+    k = broker.keys(queue)
+    extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
+    keys = [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed, k.schedules,
+            FlowKeys(k).unique(unique.key)]
+    args: list[Any] = [job_id, task, args_json, priority, delay_ms,
+                       "" if at_ms is None else at_ms, extra_field, "", "",
+                       unique.mode, unique.ttl_ms]
+    command = ("EVALSHA", broker.scripts.scripts["enqueue"].sha, len(keys), *keys, *args)
+    (reply,) = await broker.run_pipelined(k.base, "enqueue", [command], [job_id])
+    if isinstance(reply, list):
+        return EnqueueCode(int(reply[0])), _text(reply[1])
+    return EnqueueCode(int(reply)), job_id

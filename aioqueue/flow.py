@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 from .errors import ConfigurationError, Retry
 from .keys import QueueKeys
@@ -117,6 +118,48 @@ class RateLimited(Retry):
         return round(self.retry_after * 1000)
 
 
+UniqueMode = Literal["unique", "debounce", "throttle"]
+UNIQUE_MODES: tuple[UniqueMode, ...] = ("unique", "debounce", "throttle")
+DEFAULT_UNIQUE_TTL_S = 86_400.0
+
+
+def check_unique_key(value: object) -> str:
+    """A unique key is 1-200 printable characters (it names a Redis key)."""
+    if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable():
+        raise ConfigurationError(f"unique_key must be 1-200 printable characters, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class UniqueKey:
+    """A job's unique key, as ``enqueue.lua`` takes it.
+
+    ``unique``: while a job with the key waits or runs, enqueueing another
+    answers the existing job. ``debounce``: the same, and a job that has not
+    started takes the new arguments (a scheduled one also the new start).
+    ``throttle``: enqueues within ``ttl_s`` of the one that took the key are
+    dropped. The key also ends with its TTL.
+    """
+
+    key: str
+    mode: UniqueMode = "unique"
+    ttl_s: float = DEFAULT_UNIQUE_TTL_S
+
+    def __post_init__(self) -> None:
+        check_unique_key(self.key)
+        if self.mode not in UNIQUE_MODES:
+            raise ConfigurationError(f"unique_mode must be one of {UNIQUE_MODES}, "
+                                     f"got {self.mode!r}")
+        ttl = self.ttl_s
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not math.isfinite(ttl) \
+                or not 0.001 <= ttl <= 10 * 365 * 86_400.0:
+            raise ConfigurationError(f"unique_ttl must be 0.001 s .. 10 years, got {ttl!r}")
+
+    @property
+    def ttl_ms(self) -> int:
+        return max(1, round(self.ttl_s * 1000))
+
+
 QUEUE_SCOPE = "q"
 """The limiter field of a queue-wide limit; a task's is ``t:<task name>``."""
 
@@ -146,3 +189,6 @@ class FlowKeys:
 
     def held_list(self, task: str) -> str:
         return f"{self.queue.base}held:{task}"
+
+    def unique(self, key: str) -> str:
+        return f"{self.queue.base}uniq:{key}"

@@ -21,6 +21,12 @@ class EnqueueCode(enum.IntEnum):
     """The id exists for another task: nothing written."""
     TICK_DONE = 4
     """This schedule tick (or a later one) was already fired."""
+    UNIQUE_EXISTS = 5
+    """A job with this unique key waits or runs: its id is answered, nothing written."""
+    DEBOUNCED = 6
+    """The waiting job with this unique key took the new arguments (and start)."""
+    THROTTLED = 7
+    """This unique key's window is not over: nothing written."""
 
     @property
     def created(self) -> bool:

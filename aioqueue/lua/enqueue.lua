@@ -8,6 +8,8 @@
 -- KEYS[4] wake-up list     list    <q>wake         tokens that wake idle fetchers
 -- KEYS[5] delayed          zset    <q>delayed      member = id, score = due time (ms)
 -- KEYS[6] (optional) schedules zset <q>schedules   member = schedule, score = last tick (ms)
+-- KEYS[7] (optional) unique key string <q>uniq:<key>  id of the job holding the key
+--   (includes/unique.lua); given with KEYS[6] and ARGV[8], ARGV[9] = ''
 -- ARGV[1] job id
 -- ARGV[2] task name
 -- ARGV[3] arguments (JSON object)
@@ -19,17 +21,25 @@
 -- ARGV[8] (optional) schedule name (with KEYS[6])
 -- ARGV[9] (optional) its tick (ms): enqueue only if no supervisor fired this
 --   tick or a later one, so each tick runs once
+-- ARGV[10] (optional) unique mode (with KEYS[7]): unique | debounce | throttle
+-- ARGV[11] (optional) the unique key's ttl (ms)
 -- Returns a code:
 -- Code 0 EXISTS: the id exists (same task): nothing written
 -- Code 1 QUEUED: created and queued
 -- Code 2 SCHEDULED: created and scheduled
 -- Code 3 ID_TAKEN: the id exists for another task: nothing written
 -- Code 4 TICK_DONE: this schedule tick (or a later one) was already fired
+-- With a unique key, a decision on an existing holder is {code, its id}:
+-- Code 5 UNIQUE_EXISTS: a job with the key waits or runs: nothing written
+-- Code 6 DEBOUNCED: the waiting job with the key took these arguments (and,
+--   if scheduled, the new start): no new job
+-- Code 7 THROTTLED: the key's window is not over: nothing written
 -- @include check_types.lua
 -- @include checks.lua
 -- @include overrides.lua
 -- @include now_ms.lua
 -- @include wake.lua
+-- @include unique.lua
 need_text(ARGV[1], 'job id')
 need_key_for(KEYS[1], 'job', ARGV[1])
 need_text(ARGV[2], 'task name')
@@ -42,12 +52,19 @@ if ARGV[6] ~= '' then
 end
 local fields = overrides(ARGV[7])
 local tick = nil
-if KEYS[6] then
+local uq = unique_args(KEYS[7], ARGV[10], ARGV[11])
+if KEYS[6] and ARGV[8] ~= '' then
   need_text(ARGV[8], 'schedule name')
   tick = need_int(ARGV[9], 'tick', 0)
 end
+if uq and tick then
+  refuse('a schedule tick cannot take a unique key', ARGV[8])
+end
 local wrong = check_types({KEYS[1], 'hash', KEYS[2], 'list', KEYS[3], 'zset', KEYS[4], 'list',
   KEYS[5], 'zset'})
+if not wrong and uq then
+  wrong = check_types({KEYS[7], 'string'})
+end
 if wrong then
   return wrong
 end
@@ -61,7 +78,7 @@ end
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
-if KEYS[6] then
+if tick then
   local last = redis.call('ZSCORE', KEYS[6], ARGV[8])
   if last and tonumber(last) >= tick then
     return 4
@@ -69,6 +86,14 @@ if KEYS[6] then
   redis.call('ZADD', KEYS[6], tick, ARGV[8])
 end
 local now = now_ms()
+if uq then
+  local decided = unique_decide(uq, string.sub(KEYS[1], 1, -(#ARGV[1] + 5)), KEYS[5], now,
+    ARGV[3], delay)
+  if decided then
+    return decided
+  end
+  unique_take(uq, ARGV[1])
+end
 local due = 0
 if delay > 0 then
   due = now + delay

@@ -13,23 +13,17 @@
 -- ARGV[3] pause (ms, integer >= 0)
 -- Returns: the server time (ms) at which the pause ends
 -- @include check_types.lua
+-- @include checks.lua
+-- @include now_ms.lua
 -- @include flow_limits.lua
-local prefix, task, pause = ARGV[1], ARGV[2], tonumber(ARGV[3])
-if prefix == '' or prefix .. 'limits' ~= KEYS[1] then
-  return redis.error_reply('ERR aioqueue: the queue prefix does not match the key limits')
-end
-if task == nil or task == '' then
-  return redis.error_reply('ERR aioqueue: task name must not be empty')
-end
-if not pause or pause < 0 or pause ~= math.floor(pause) then
-  return redis.error_reply('ERR aioqueue: pause must be an integer >= 0 (ms)')
-end
+local prefix = need_prefix(ARGV[1], KEYS[1], 'limits')
+local task = need_text(ARGV[2], 'task name')
+local pause = need_int(ARGV[3], 'pause', 0, 30 * 86400000)
 local wrong = check_types({KEYS[1], 'hash', KEYS[2], 'hash', KEYS[3], 'zset'})
 if wrong then
   return wrong
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = now_ms()
 local lim = {fk = {prefix = prefix, limits = KEYS[1], state = KEYS[2], held = KEYS[3]},
   now = now * 1000, conf = {}, tat = {}, pause = {}, dirty = {}, stale = {}, holding = {}}
 local f = 't:' .. task

@@ -37,10 +37,11 @@ RESULTS = HERE / "results"
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 ALL_PEERS = ["aioqueue", "floor", "arq", "saq", "streaq", "taskiq", "rq", "bullmq"]
-# aioqueue at an earlier revision (``setup_peers --base-ref REF``): asked for by name only
-OPTIONAL_PEERS = ["aioqueue_base"]
+# asked for by name only: aioqueue at an earlier revision (``setup_peers --base-ref REF``);
+# aioqueue with a rate limit configured but never hit (#13 item 6)
+OPTIONAL_PEERS = ["aioqueue_base", "aioqueue_limited"]
 # peers that run in the bench venv itself rather than in benchmarks/.venvs/<peer>
-BENCH_VENV_PEERS = {"aioqueue", "floor"}
+BENCH_VENV_PEERS = {"aioqueue", "aioqueue_limited", "floor"}
 
 COUNT, DONE, FIRST, LAST = "bench:count", "bench:done", "bench:first", "bench:last"
 

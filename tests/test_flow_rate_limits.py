@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import pytest
 import redis
+import redis.asyncio
 
 import aioqueue
 from aioqueue.broker_flow import FlowLimits
@@ -17,6 +18,7 @@ from aioqueue.flow import RateLimit, RateLimited
 
 from .conftest import running, worker_process
 from .flow_app import QUEUE
+from .harness.checker import fsck, snapshot
 
 pytestmark = pytest.mark.anyio
 
@@ -197,3 +199,31 @@ async def test_queue_wide_limit_covers_every_task_of_the_queue(
         starts = _start_times(app.url, app.prefix, queue_name, [j.id for j in jobs])
     # a burst of 2, then one every 100 ms
     assert starts[-1] - starts[0] >= 100 * (len(jobs) - 2) - 5
+
+
+async def test_key_space_stays_consistent_with_held_jobs(
+        make_app: Callable[..., aioqueue.App], queue_name: str, redis_url: str) -> None:
+    """The checker's fsck knows held jobs (queued, in a held list) and the
+    flow keys; a claim that holds jobs back leaves a consistent key space,
+    and so does cancelling a held job."""
+    app = make_app(queue=queue_name)
+
+    @app.task(name="limited")
+    async def limited(n: int) -> int:
+        return n
+
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        await _flow(app).declare(queue_name, {"limited": RateLimit(1, 3600.0)})
+        jobs = [await limited.enqueue(i) for i in range(5)]
+        async with app.broker.blocking_client("t") as lane:
+            claimed, next_due_ms = await app.broker.claim(lane, queue_name, 5, 600_000, "w1")
+        assert [j.id for j in claimed] == [jobs[0].id]
+        assert 3_500_000 < next_due_ms <= 3_600_000  # the next start, not a poll
+        snap = await snapshot(raw, app.prefix, queue_name)
+        assert snap.held == {"limited": [j.id for j in jobs[1:]]}
+        assert fsck(snap) == []
+        await jobs[2].cancel()
+        assert fsck(await snapshot(raw, app.prefix, queue_name)) == []
+        assert (await _flow(app).limits(queue_name))[0].held == 4  # the leftover, until reached
+    await raw.aclose()

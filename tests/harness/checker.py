@@ -47,10 +47,10 @@ from aioqueue.record import FINAL_STATUSES, Field
 TERMINAL = FINAL_STATUSES
 # a queue's keys besides job records and wait lists (README, "Redis design")
 STRUCTURE_KEYS = ("prios", "leases", "delayed", "dead", "stats", "wake", "reaper", "schedules",
-                  "paused")
-# keys named by an id: claim reservations and workflows
+                  "paused", "limits", "limiter", "held")
+# keys named by an id (claim reservations, workflows) or a caller's unique key;
 # m:<minute> per-minute counters and the pause flag are queue keys of their own
-ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:", "wfc:", "wfr:", "m:", "paused")
+ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:", "wfc:", "wfr:", "uniq:", "m:", "paused")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +85,8 @@ class Snapshot:
     dead: list[str]
     stats: dict[str, int]
     other_keys: list[str] = field(default_factory=list)
+    held: dict[str, list[str]] = field(default_factory=dict)
+    """ids held back by a task's rate limit (``held:<task>``), by task"""
 
 
 def _text(value: Any) -> str:
@@ -103,6 +105,7 @@ async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
     base = f"{prefix}:{{{queue}}}:"
     records: dict[str, dict[str, str]] = {}
     waiting: dict[int, list[str]] = {}
+    held: dict[str, list[str]] = {}
     other: list[str] = []
     async for key in client.scan_iter(match=base.replace("{", "\\{").replace("}", "\\}") + "*",
                                       count=1000):
@@ -112,6 +115,8 @@ async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
             records[name[4:]] = {_text(k): _text(v) for k, v in record.items()}
         elif name.startswith("wait:"):
             waiting[int(name[5:])] = _texts(await client.lrange(key, 0, -1))
+        elif name.startswith("held:"):  # held back by a rate limit: still queued
+            held[name[5:]] = _texts(await client.lrange(key, 0, -1))
         elif name not in STRUCTURE_KEYS:
             other.append(name)
     stats = {_text(k): int(v) for k, v in (await client.hgetall(base + "stats")).items()}
@@ -121,7 +126,7 @@ async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
         leases=_texts(await client.zrange(base + "leases", 0, -1)),
         delayed=_texts(await client.zrange(base + "delayed", 0, -1)),
         dead=_texts(await client.zrange(base + "dead", 0, -1)),
-        stats=stats, other_keys=other,
+        stats=stats, other_keys=other, held=held,
     )
 
 
@@ -138,6 +143,12 @@ def fsck(snap: Snapshot) -> list[str]:
             if record is not None and record.get(Field.STATUS) == "cancelled":
                 continue  # cancelled while it waited: a leftover id that claim drops
             where[job_id].append(f"wait:{level}")
+    for task, ids in snap.held.items():
+        for job_id in ids:
+            record = snap.records.get(job_id)
+            if record is not None and record.get(Field.STATUS) != "queued":
+                continue  # ended (cancelled) while held: a leftover id that claim drops
+            where[job_id].append(f"wait (held:{task})")
     for name, ids in (("leases", snap.leases), ("delayed", snap.delayed), ("dead", snap.dead)):
         for job_id in ids:
             where[job_id].append(name)

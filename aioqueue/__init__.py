@@ -29,6 +29,8 @@ from .errors import Retry as Retry
 from .errors import TaskNotFound as TaskNotFound
 from .errors import UnsupportedServer as UnsupportedServer
 from .errors import WrongKeyType as WrongKeyType
+from .flow import RateLimit as RateLimit
+from .flow import RateLimited as RateLimited
 from .job import CancelOutcome as CancelOutcome
 from .job import Job as Job
 from .job import JobEvent as JobEvent
@@ -82,6 +84,8 @@ __all__ = [
     "PayloadNotSerializable",
     "PayloadTooLarge",
     "Progress",
+    "RateLimit",
+    "RateLimited",
     "RedisAuthError",
     "RedisOutOfMemory",
     "RedisPermissionDenied",

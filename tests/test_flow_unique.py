@@ -122,3 +122,34 @@ def test_bad_unique_options_are_refused_before_anything_is_written(
         kwargs: dict[str, object]) -> None:
     with pytest.raises(aioqueue.ConfigurationError):
         UniqueKey(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_task_options_unique_key_returns_the_existing_jobs_handle(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    """The public path: ``task.options(unique_key=...)``. A second enqueue
+    answers the first job's handle, a debounced one gets the new arguments,
+    ``enqueue_many`` refuses unique keys, a mode without a key is refused."""
+    app = make_app(queue=queue_name)
+
+    @app.task(name="reindex")
+    async def reindex(doc: int) -> int:
+        return doc
+
+    async with app:
+        once = reindex.options(unique_key="doc-1")
+        first = await once.enqueue(1)
+        again = await once.enqueue(2)
+        assert again.id == first.id
+        debounced = reindex.options(unique_key="doc-2", unique_mode="debounce", delay=30)
+        late = await debounced.enqueue(3)
+        latest = await debounced.enqueue(4)
+        assert latest.id == late.id
+        by_name = await app.enqueue_with("reindex", (5,), unique_key="doc-1")
+        assert by_name.id == first.id
+        async with running(app):
+            assert await first.result(timeout=10) == 1
+        assert (await late.info()).task_args == [[4], {}]
+        with pytest.raises(aioqueue.ConfigurationError):
+            await once.enqueue_many([once.bind(1)])
+        with pytest.raises(aioqueue.ConfigurationError):
+            reindex.options(unique_mode="throttle")

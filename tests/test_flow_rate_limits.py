@@ -227,3 +227,32 @@ async def test_key_space_stays_consistent_with_held_jobs(
         assert fsck(await snapshot(raw, app.prefix, queue_name)) == []
         assert (await _flow(app).limits(queue_name))[0].held == 4  # the leftover, until reached
     await raw.aclose()
+
+
+async def test_limits_declared_in_code_are_stored_when_the_app_opens(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    """``@app.task(rate_limit=)`` and ``app.limit_queue`` are written to Redis
+    by ``App.open``; an app whose code no longer declares them removes them,
+    and an operator's override survives both."""
+    def build(limited: bool) -> aioqueue.App:
+        app = make_app(queue=queue_name)
+
+        @app.task(name="api", rate_limit="5/s" if limited else None)
+        async def api() -> None:
+            return None
+
+        if limited:
+            app.limit_queue(queue_name, aioqueue.RateLimit(100, 60.0, burst=10))
+        return app
+
+    async with build(limited=True) as app:
+        rows = {r.task: r for r in await _flow(app).limits(queue_name)}
+        assert rows["api"].declared == RateLimit(5, 1.0)
+        assert rows[None].declared == RateLimit(100, 60.0, 10)
+        await _flow(app).set_override(queue_name, None, RateLimit(1, 1.0))
+    async with build(limited=False) as app:
+        rows = {r.task: r for r in await _flow(app).limits(queue_name)}
+        assert "api" not in rows
+        assert rows[None].declared is None and rows[None].effective == RateLimit(1, 1.0)
+    with pytest.raises(aioqueue.ConfigurationError):
+        build(limited=False).task(name="bad", rate_limit="fast")(lambda: None)

@@ -256,3 +256,28 @@ async def test_limits_declared_in_code_are_stored_when_the_app_opens(
         assert rows[None].declared is None and rows[None].effective == RateLimit(1, 1.0)
     with pytest.raises(aioqueue.ConfigurationError):
         build(limited=False).task(name="bad", rate_limit="fast")(lambda: None)
+
+
+async def test_damaged_flow_keys_never_make_a_claim_fail_half_way(
+        make_app: Callable[..., aioqueue.App], queue_name: str, redis_url: str) -> None:
+    """A held list that is not a list, a stored limit that is not one and a
+    TAT that is not a number (written by something else): the claim still
+    leases the jobs (a damaged held list cannot hold them; counted), never
+    fails after its first write."""
+    app = make_app(queue=queue_name)
+
+    @app.task(name="limited")
+    async def limited(n: int) -> int:
+        return n
+
+    base = f"{app.prefix}:{{{queue_name}}}:"
+    with redis.Redis.from_url(redis_url) as client:
+        client.set(base + "held:limited", "not a list")
+        client.hset(base + "limits", mapping={"t:limited": "1 3600000 1", "t:other": "x y z"})
+        client.hset(base + "limiter", "t:other", "soon")
+    async with app:
+        jobs = [await limited.enqueue(i) for i in range(3)]
+        async with app.broker.blocking_client("t") as lane:
+            claimed, _ = await app.broker.claim(lane, queue_name, 3, 600_000, "w1")
+        assert sorted(j.id for j in claimed) == sorted(j.id for j in jobs)
+        assert (await app.broker.stats(queue_name)).get("malformed_held", 0) >= 2

@@ -150,7 +150,8 @@ local function read_job(id)
   return jk, redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'tk')
 end
 
-local lim = flow_open({prefix = Q, limits = KEYS[8], state = KEYS[9], held = KEYS[10]}, now)
+local lim = flow_open({prefix = Q, limits = KEYS[8], state = KEYS[9], held = KEYS[10],
+  stats = KEYS[4]}, now)
 local room = want
 if lim then
   room = flow_queue_room(lim, want)

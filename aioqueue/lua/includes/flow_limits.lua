@@ -2,7 +2,8 @@
 -- A limiter allows a start when now >= TAT - tau (TAT: theoretical arrival
 -- time, tau = (burst - 1) * T, T = period / count); each start moves TAT to
 -- max(TAT, now) + T. Times are in microseconds (integers, exact in a double).
--- fk = {prefix = '<q>', limits = <q>limits, state = <q>limiter, held = <q>held}
+-- fk = {prefix = '<q>', limits = <q>limits, state = <q>limiter, held = <q>held,
+--       stats = <q>stats}. Needs check_types.lua.
 --   <q>limits  hash  't:<task>' / 'q' (declared by the app) and 'o:t:<task>' /
 --                    'o:q' (set by an operator; wins; 'off' = no limit):
 --                    'count period_ms burst'
@@ -114,14 +115,23 @@ local function flow_hold(lim, id, task, next_us)
 end
 
 -- may a queued job of this task start now? Takes the tokens if so, else holds
--- it back. A task with held jobs holds newer ones behind them (FIFO).
+-- it back. A task with held jobs holds newer ones behind them (FIFO). A held
+-- list that is not a list (written by something else) cannot hold: the job
+-- runs, and the stats count 'malformed_held'.
 local function flow_admit(lim, id, task)
   local f = 't:' .. task
   local room, next_us = flow_room(lim, f)
   if lim.holding[task] == nil then
-    lim.holding[task] = redis.call('EXISTS', lim.fk.prefix .. 'held:' .. task) == 1
+    local list = lim.fk.prefix .. 'held:' .. task
+    if check_types({list, 'list'}) then
+      lim.holding[task] = 'damaged'
+    else
+      lim.holding[task] = redis.call('EXISTS', list) == 1
+    end
   end
-  if room == 0 or lim.holding[task] then
+  if lim.holding[task] == 'damaged' then
+    redis.call('HINCRBY', lim.fk.stats, 'malformed_held', 1)
+  elseif room == 0 or lim.holding[task] then
     if room > 0 then
       next_us = lim.now
     end
@@ -143,6 +153,11 @@ local function flow_release(lim, room, start)
     local f, list = 't:' .. task, lim.fk.prefix .. 'held:' .. task
     local n, next_us = flow_room(lim, f)
     local scanned = 0
+    if check_types({list, 'list'}) then
+      n = 0  -- not a list: nothing to take from it; its task is forgotten below
+      redis.call('ZREM', lim.fk.held, task)
+      redis.call('HINCRBY', lim.fk.stats, 'malformed_held', 1)
+    end
     while started < room and n > 0 and scanned < 1000 do
       local id = redis.call('LPOP', list)
       if not id then break end
@@ -154,7 +169,9 @@ local function flow_release(lim, room, start)
         n, next_us = flow_room(lim, f)
       end
     end
-    if redis.call('EXISTS', list) == 0 then
+    if lim.holding[task] == 'damaged' or check_types({list, 'list'}) then
+      lim.holding[task] = 'damaged'
+    elseif redis.call('EXISTS', list) == 0 then
       redis.call('ZREM', lim.fk.held, task)
       lim.holding[task] = false
     else

@@ -17,6 +17,7 @@ from . import dead_letters
 from .backend import Backend
 from .broker import Broker
 from .broker_admin import BrokerAdmin
+from .broker_flow import declare_app_limits
 from .errors import AioqueueError, ConfigurationError
 from .job import Job
 from .keys import check_name, check_task_name
@@ -172,6 +173,7 @@ class App(TaskRegistry):
             await broker.check_server(self.default_queue)
             await _register_queues(broker, self.prefix,
                                    {self.default_queue, *(t.queue for t in self.tasks.values())})
+            await self._declare_limits(broker)
             task_group = await stack.enter_async_context(anyio.create_task_group())
             # stop the listener before the task group waits for it
             stack.callback(task_group.cancel_scope.cancel)
@@ -181,6 +183,18 @@ class App(TaskRegistry):
         self._stack = stack
         self.backend.attach(broker, _LazyListener(broker, self._ensure_listener))
         self._task_group = task_group
+
+    async def _declare_limits(self, broker: Broker) -> None:
+        """Store the rate limits written in code (operators' overrides stay).
+        Best effort, as the queue registry: limits stored before still apply."""
+        try:
+            await declare_app_limits(
+                broker.lane, self.prefix,
+                {n: (t.queue, self.rate_limits.get(n)) for n, t in self.tasks.items()},
+                {q: self.queue_rate_limits.get(q)
+                 for q in {*self.task_queues(), *self.queue_rate_limits}})
+        except AioqueueError as exc:
+            log.warning("rate limits in code not stored (%s: %s)", type(exc).__name__, exc)
 
     async def close(self) -> None:
         stack, self._stack = self._stack, None
@@ -259,8 +273,8 @@ class App(TaskRegistry):
         check_payload(task_name, payload, self.max_payload_bytes)
         job = prepare_job(task_name, payload, effective)
         target = str(effective.queue)
-        await job.submit(self.broker, target)
-        return Job(self.backend, job.job_id, target, enqueued=True)
+        job_id = await job.submit(self.broker, target)
+        return Job(self.backend, job_id, target, enqueued=True)
 
     # -- operating --------------------------------------------------------
 

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any, Final, Literal, TypedDict
 
 from .errors import ConfigurationError
+from .flow import DEFAULT_UNIQUE_TTL_S, UniqueKey, UniqueMode, check_unique_key
 from .keys import check_name
 from .record import override_fields
 
@@ -81,9 +82,12 @@ class EnqueueKwargs(TypedDict, total=False):
     max_deliveries: int | None | UnsetType
     timeout: float | None | UnsetType
     result_ttl: float | None | UnsetType
+    unique_key: str | None | UnsetType
+    unique_mode: UniqueMode | None | UnsetType
+    unique_ttl: float | None | UnsetType
 
 
-DEFAULT_WHEN_NONE = ("queue", "priority", "max_tries")
+DEFAULT_WHEN_NONE = ("queue", "priority", "max_tries", "unique_mode", "unique_ttl")
 """Options for which ``None`` has no meaning of its own: it means "the
 default", as UNSET does (so ``queue=None`` from an optional CLI flag works)."""
 
@@ -104,6 +108,14 @@ class EnqueueOptions:
         (``None``: the worker's setting).
     :param timeout: seconds one attempt may run (``None``: no timeout).
     :param result_ttl: seconds the result is kept (``None``: the app's).
+    :param unique_key: while a job enqueued with this key waits or runs,
+        enqueueing another answers that job (``unique_mode``, see the README,
+        "Flow control"); 1-200 printable characters.
+    :param unique_mode: ``"unique"`` (default), ``"debounce"`` (the waiting
+        job takes the new arguments and, if delayed, the new start) or
+        ``"throttle"`` (enqueues within ``unique_ttl`` are dropped).
+    :param unique_ttl: seconds the key lives at most (default one day; for
+        ``throttle``: the window).
 
     :raises ConfigurationError: an invalid value (nothing is written).
     """
@@ -117,6 +129,9 @@ class EnqueueOptions:
     max_deliveries: int | None | UnsetType = UNSET
     timeout: float | None | UnsetType = UNSET
     result_ttl: float | None | UnsetType = UNSET
+    unique_key: str | None | UnsetType = UNSET
+    unique_mode: UniqueMode | None | UnsetType = UNSET
+    unique_ttl: float | None | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         for name in DEFAULT_WHEN_NONE:
@@ -148,6 +163,7 @@ class EnqueueOptions:
             _seconds("timeout", self.timeout, minimum=0.001, inclusive=True)
         if self.result_ttl not in (None, UNSET):
             _seconds("result_ttl", self.result_ttl, minimum=0.001, inclusive=True)
+        self.unique()  # checks the unique options
 
     def given(self) -> dict[str, Any]:
         """The fields that are set (not UNSET), by name."""
@@ -175,6 +191,17 @@ class EnqueueOptions:
             else None,
             max_deliveries=self.max_deliveries if isinstance(self.max_deliveries, int) else None,
         )
+
+    def unique(self) -> UniqueKey | None:
+        """The job's unique key, or None (no ``unique_key``)."""
+        if self.unique_key in (None, UNSET):
+            if self.unique_mode is not UNSET or self.unique_ttl is not UNSET:
+                raise ConfigurationError("unique_mode and unique_ttl need a unique_key")
+            return None
+        return UniqueKey(
+            check_unique_key(self.unique_key),
+            self.unique_mode if isinstance(self.unique_mode, str) else "unique",
+            self.unique_ttl if isinstance(self.unique_ttl, int | float) else DEFAULT_UNIQUE_TTL_S)
 
     def delay_ms(self) -> int:
         """The delay in whole milliseconds (0: none)."""

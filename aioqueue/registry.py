@@ -11,6 +11,8 @@ from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, overloa
 from .backend import Backend
 from .context import JobContext, Middleware
 from .errors import ConfigurationError, TaskNotFound
+from .flow import RateLimit
+from .keys import check_name
 from .options import EnqueueOptions
 from .retry import RetryPolicy
 from .schedule import MissedPolicy, Schedule, make_schedule
@@ -49,6 +51,10 @@ class TaskRegistry:
         self.startup_hooks: list[Callable[[Any], Awaitable[None]]] = []
         self.shutdown_hooks: list[Callable[[Any], Awaitable[None]]] = []
         self.middlewares: list[Middleware] = []
+        self.rate_limits: dict[str, RateLimit] = {}
+        """Rate limits declared in code, by task name (``@app.task(rate_limit=)``)."""
+        self.queue_rate_limits: dict[str, RateLimit] = {}
+        """Queue-wide rate limits declared in code (``app.limit_queue``)."""
 
     @overload
     def task(
@@ -75,6 +81,7 @@ class TaskRegistry:
         fail_on: tuple[type[BaseException], ...] = (),
         priority: int = 0,
         result_ttl: float | None = None,
+        rate_limit: RateLimit | str | None = None,
     ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]
@@ -92,6 +99,7 @@ class TaskRegistry:
         fail_on: tuple[type[BaseException], ...] = (),
         priority: int = 0,
         result_ttl: float | None = None,
+        rate_limit: RateLimit | str | None = None,
     ) -> Any:
         """Register a function as a task.
 
@@ -112,7 +120,12 @@ class TaskRegistry:
         :param fail_on: exception types that fail at once even if in ``retry_on``.
         :param priority: default priority; higher runs first.
         :param result_ttl: seconds the result is kept (default: the app's).
+        :param rate_limit: most starts of this task, on every worker together
+            (``"10/s"``, ``"600/m"``, ``"1000/h"`` or a :class:`RateLimit`
+            with a burst); enforced on the server, changeable at runtime
+            (``aioqueue limits``). See the README, "Flow control".
         """
+        limit = None if rate_limit is None else RateLimit.coerce(rate_limit)
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f.__qualname__
@@ -128,6 +141,8 @@ class TaskRegistry:
                 retry=retry or self.default_retry, retry_on=retry_on, fail_on=fail_on,
             )
             self.tasks[task_name] = t
+            if limit is not None:
+                self.rate_limits[task_name] = limit
             return t
 
         if fn is not None:
@@ -206,6 +221,11 @@ class TaskRegistry:
         """Run ``await mw(ctx, call_next)`` around every job in a worker."""
         self.middlewares.append(mw)
         return mw
+
+    def limit_queue(self, queue: str, rate_limit: RateLimit | str) -> None:
+        """Cap the starts of all tasks of ``queue`` together, on every worker
+        (``"100/s"`` or a :class:`RateLimit`); stored when the app opens."""
+        self.queue_rate_limits[check_name("queue", queue)] = RateLimit.coerce(rate_limit)
 
     def task_queues(self) -> list[str]:
         """The queues of the registered tasks and schedules, in the order they

@@ -14,6 +14,7 @@ import anyio.to_thread
 import pydantic_core
 
 from .backend import Backend
+from .broker_flow import enqueue_unique
 from .codec import ArgumentCodec, encode_untyped
 from .context import JobContext, make_context
 from .errors import (
@@ -23,6 +24,7 @@ from .errors import (
     PayloadTooLarge,
     RedisOutOfMemory,
 )
+from .flow import UniqueKey
 from .job import Job
 from .keys import check_task_name
 from .options import UNSET, EnqueueKwargs, EnqueueOptions
@@ -101,21 +103,33 @@ class PreparedJob(NamedTuple):
     """Per-job record fields (see ``EnqueueOptions.record_fields``)."""
     fixed_id: bool = False
     """The id was given by the caller (not generated)."""
+    unique: UniqueKey | None = None
+    """The job's unique key (``unique_key=``), decided in the enqueue script."""
 
-    async def submit(self, broker: Broker, queue: str) -> None:
+    async def submit(self, broker: Broker, queue: str) -> str:
         """Enqueue this job (a no-op if its id exists for the same task).
+        Returns the id of the job that stands for it: its own, or with a
+        unique key, the job that already holds the key.
 
         :raises JobIdConflict: the given id names a job of another task.
         """
-        code = await broker.enqueue(
-            queue, self.job_id, self.task, self.payload, priority=self.priority,
-            delay_ms=self.delay_ms, at_ms=self.at_ms, extra=self.fields)
+        holder = self.job_id
+        if self.unique is not None:
+            code, holder = await enqueue_unique(
+                broker, queue, self.job_id, self.task, self.payload, unique=self.unique,
+                priority=self.priority, delay_ms=self.delay_ms, at_ms=self.at_ms,
+                extra=self.fields)
+        else:
+            code = await broker.enqueue(
+                queue, self.job_id, self.task, self.payload, priority=self.priority,
+                delay_ms=self.delay_ms, at_ms=self.at_ms, extra=self.fields)
         if code is EnqueueCode.ID_TAKEN:
             # the enqueue is idempotent only for the same task
             (owner,) = await broker.job_fields(queue, self.job_id, Field.TASK)
             raise JobIdConflict(
                 f"job id {self.job_id!r} in queue {queue!r} already names a job of task "
                 f"{owner!r}; nothing was enqueued for task {self.task!r}", job_id=self.job_id)
+        return holder
 
     def as_tuple(self) -> tuple[str, str, str, int, int, int | None, dict[str, str | int]]:
         return (self.job_id, self.task, self.payload, self.priority, self.delay_ms,
@@ -143,7 +157,7 @@ def prepare_job(task_name: str, payload: str, options: EnqueueOptions) -> Prepar
     fixed_id = isinstance(options.job_id, str)
     job_id = options.job_id if isinstance(options.job_id, str) else new_job_id()
     return PreparedJob(job_id, task_name, payload, priority, options.delay_ms(),
-                       options.at_ms(), options.record_fields(), fixed_id)
+                       options.at_ms(), options.record_fields(), fixed_id, options.unique())
 
 
 class Task(Generic[P, R]):
@@ -288,7 +302,7 @@ class Task(Generic[P, R]):
         shape = self._shape
         job_id = shape.job_id if shape.fixed_id else new_job_id()
         return PreparedJob(job_id, self.name, payload, shape.priority, shape.delay_ms,
-                           shape.at_ms, shape.fields, shape.fixed_id)
+                           shape.at_ms, shape.fields, shape.fixed_id, shape.unique)
 
     def prepare_payload(self, payload: str, *, job_id: str) -> PreparedJob:
         """A job with already encoded arguments (a schedule's tick)."""
@@ -302,8 +316,8 @@ class Task(Generic[P, R]):
         """
         job = self.prepare(args, kwargs)
         queue = self.target_queue
-        await job.submit(self.backend.broker, queue)
-        return Job(self.backend, job.job_id, queue, self.codec.returns, enqueued=True)
+        job_id = await job.submit(self.backend.broker, queue)
+        return Job(self.backend, job_id, queue, self.codec.returns, enqueued=True)
 
     async def enqueue_many(
         self, calls: Iterable[BoundCall[P, R]], *, chunk_size: int = 1000
@@ -315,6 +329,9 @@ class Task(Generic[P, R]):
         """
         if isinstance(self.call_options.job_id, str):
             raise ConfigurationError("enqueue_many cannot use a fixed job_id option")
+        if self._shape.unique is not None:
+            raise ConfigurationError("enqueue_many cannot use a unique_key option: "
+                                     "enqueue each job with task.options(unique_key=...)")
         prepared = [self.prepare(c.args, c.kwargs).as_tuple() for c in calls]
         queue = self.target_queue
         for start in range(0, len(prepared), chunk_size):

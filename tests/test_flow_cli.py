@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import json
 
-import anyio
 import pytest
 
-from aioqueue.broker_flow import FlowLimits
 from aioqueue.cli import main
-from aioqueue.flow import RateLimit
-
-from . import flow_app
 
 APP = "tests.flow_app:app"
 
@@ -22,33 +17,21 @@ def _cli(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int,
     return code, out, err
 
 
-def _declare(url: str, limit: RateLimit) -> None:
-    app = flow_app.build(url)
-
-    async def run() -> None:
-        async with app:
-            await FlowLimits(app.broker.lane, app.prefix).declare(
-                flow_app.QUEUE, {"tick": limit})
-
-    anyio.run(run)
-
-
 def test_limits_shows_sets_turns_off_and_clears_a_task_limit(
         redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _cli(capsys, redis_url)
-    assert code == 0 and "no rate limits" in out
-    _declare(redis_url, RateLimit(10, 1.0))
+    code, out, _ = _cli(capsys, redis_url)  # opening the app stores the code's limit
+    assert code == 0 and "tick" in out and "50/s (burst 5)" in out
 
     code, out, _ = _cli(capsys, redis_url, "--json")
     [row] = json.loads(out)
     assert (row["task"], row["declared"], row["effective"], row["tokens"]) == (
-        "tick", "10/s", "10/s", 1)
+        "tick", "50/s (burst 5)", "50/s (burst 5)", 5)
 
     code, out, _ = _cli(capsys, redis_url, "--queue", "flow", "--task", "tick",
                         "--set", "600/m", "--burst", "20", "--json")
     [row] = json.loads(out)
     assert code == 0 and row["override"] == "600/m (burst 20)" and row["tokens"] == 20
-    assert row["effective"] == row["override"] and row["declared"] == "10/s"
+    assert row["effective"] == row["override"] and row["declared"] == "50/s (burst 5)"
 
     code, out, _ = _cli(capsys, redis_url, "--queue", "flow", "--task", "tick", "--off")
     assert code == 0 and "off" in out and "tick" in out
@@ -56,7 +39,7 @@ def test_limits_shows_sets_turns_off_and_clears_a_task_limit(
     code, out, _ = _cli(capsys, redis_url, "--queue", "flow", "--task", "tick", "--clear",
                         "--json")
     [row] = json.loads(out)
-    assert row["override"] == "-" and row["effective"] == "10/s"
+    assert row["override"] == "-" and row["effective"] == "50/s (burst 5)"
 
 
 def test_limits_refuses_a_bad_rate_in_one_line(

@@ -17,7 +17,7 @@ from aioqueue.broker_flow import FlowLimits
 from aioqueue.flow import RateLimit, RateLimited
 
 from .conftest import running, worker_process
-from .flow_app import QUEUE
+from .flow_app import QUEUE, TICK_LIMIT
 from .harness.checker import fsck, snapshot
 
 pytestmark = pytest.mark.anyio
@@ -53,10 +53,9 @@ async def test_rate_limit_holds_across_worker_processes(redis_url: str) -> None:
     more than the limit plus the burst, and idle workers do not spin."""
     from .flow_app import build
 
-    rate, burst, n = 50, 5, 400
+    rate, burst, n = TICK_LIMIT.count, TICK_LIMIT.burst, 400
     app = build(redis_url)
-    async with app:
-        await _flow(app).declare(QUEUE, {"tick": RateLimit(rate, 1.0, burst)})
+    async with app:  # stores the limit declared in code
         tick = app.tasks["tick"]
         jobs = await tick.enqueue_many([tick.bind(i) for i in range(n)])
         calls_before = _evalsha_calls(redis_url)

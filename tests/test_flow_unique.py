@@ -148,7 +148,7 @@ async def test_task_options_unique_key_returns_the_existing_jobs_handle(
         assert by_name.id == first.id
         async with running(app):
             assert await first.result(timeout=10) == 1
-        assert (await late.info()).task_args == [[4], {}]
+        assert (await late.info()).task_args == {"doc": 4}
         with pytest.raises(aioqueue.ConfigurationError):
             await once.enqueue_many([once.bind(1)])
         with pytest.raises(aioqueue.ConfigurationError):

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from redis.exceptions import NoScriptError
 
 from .broker import Broker, ClaimedJob, Settlement, translate_errors
-from .errors import AioqueueError, ConfigurationError
+from .errors import ConfigurationError
 from .flow import QUEUE_SCOPE, FlowKeys, RateLimit, RateLimited, UniqueKey, scope_field
 from .keys import QueueKeys, check_name, check_task_name
 from .script_codes import EnqueueCode
@@ -221,9 +221,9 @@ async def postpone(broker: Broker, job: ClaimedJob, signal: RateLimited) -> Sett
     try:
         await FlowLimits(broker.lane, broker.prefix).pause(
             job.queue, job.task, signal.retry_after_ms)
-    except AioqueueError as exc:
-        log.warning("job %s task=%s: could not pause its rate limiter: %s",
-                    job.id, job.task, exc)
+    except Exception as exc:  # best effort: the hand-back below is what matters
+        log.warning("job %s task=%s: could not pause its rate limiter: %s: %s",
+                    job.id, job.task, type(exc).__name__, exc)
     log.info("job %s task=%s rate limited: waits %.3fs with its task's limiter",
              job.id, job.task, signal.retry_after)
     return Settlement(job.id, job.token, "requeue")

@@ -70,6 +70,9 @@ class JobRunner:
         self.app = app
         self.worker_id = worker_id
         self.abandoned_threads = 0
+        self.postpone_rate_limited = True
+        """``RateLimited`` pauses the task's limiter and hands the job back;
+        False (eager mode: no limiter, nothing waits): a ``Retry``."""
         """Runs of plain ``def`` tasks cancelled while their thread ran on: a
         thread cannot be interrupted, so it is abandoned (and, being a
         non-daemon thread, would hold the process at exit)."""
@@ -119,8 +122,12 @@ class JobRunner:
             else:
                 value = await task.invoke(ctx, pos, kwargs)
         except RateLimited as exc:
+            if scope.cancel_called:
+                return None
+            if not self.postpone_rate_limited:
+                return self._failed(job, task, max_tries, exc)
             # no try spent: the job waits with its task's paused limiter
-            return None if scope.cancel_called else await postpone(self.app.broker, job, exc)
+            return await postpone(self.app.broker, job, exc)
         except Retry as exc:
             return None if scope.cancel_called else self._failed(job, task, max_tries, exc)
         except BaseException as exc:

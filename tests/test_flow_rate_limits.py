@@ -280,3 +280,24 @@ async def test_damaged_flow_keys_never_make_a_claim_fail_half_way(
             claimed, _ = await app.broker.claim(lane, queue_name, 3, 600_000, "w1")
         assert sorted(j.id for j in claimed) == sorted(j.id for j in jobs)
         assert (await app.broker.stats(queue_name)).get("malformed_held", 0) >= 2
+
+
+async def test_rate_limited_in_eager_mode_retries_like_retry_instead_of_looping() -> None:
+    """Eager mode has no limiter to pause and waits for nothing: a task that
+    keeps raising RateLimited must end (as a Retry would: tries spent, then
+    dead-lettered), not be handed back and run again forever."""
+    from aioqueue.testing import eager
+
+    app = aioqueue.App("redis://127.0.0.1:1/0", queue="eager")
+    calls: list[int] = []
+
+    @app.task(name="always_429", max_tries=3)
+    async def always_429() -> None:
+        calls.append(1)
+        raise RateLimited(retry_after=5)
+
+    with anyio.fail_after(10):
+        async with eager(app):
+            job = await always_429.enqueue()
+            assert await job.status() == aioqueue.JobStatus.FAILED
+    assert len(calls) == 3

@@ -54,6 +54,7 @@ class EagerBroker(Broker):
         self.app = app
         self.records: dict[tuple[str, str], dict[str, str]] = {}
         self._runner = JobRunner(app, worker_id="eager")
+        self._runner.postpone_rate_limited = False  # no limiter here: a Retry
         self.scripts = _EagerScripts()
 
     async def close(self) -> None:

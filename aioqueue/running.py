@@ -100,9 +100,12 @@ class RunningJobs:
         self._jobs[running.key] = running
         return running
 
-    def remove(self, running: RunningJob) -> None:
+    def remove(self, running: RunningJob, *, notify: bool = True) -> None:
+        """Forget a delivery; ``notify=False`` when the caller removes a batch
+        and calls :meth:`changed` once."""
         self._jobs.pop(running.key, None)
-        self.changed()
+        if notify:
+            self.changed()
 
     def in_queue(self, queue: str) -> list[RunningJob]:
         return [r for r in self._jobs.values() if r.job.queue == queue]

@@ -49,9 +49,10 @@ class Settler:
             self.pending[queue] = self.pending[queue][len(items):]
             for (running, st), code in zip(items, codes, strict=True):
                 self._finished(running, st, code)
+            self.state.running.changed()
 
     def _finished(self, running: RunningJob, st: Settlement, code: SettleCode) -> None:
-        self.state.running.remove(running)
+        self.state.running.remove(running, notify=False)
         counters = self.state.counters
         if code is SettleCode.STALE:
             counters["stale_settle"] += 1

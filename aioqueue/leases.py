@@ -158,5 +158,8 @@ class Reaper:
         return self.state.settings.reaper_interval_s
 
     async def run(self) -> None:
-        await anyio.sleep(self.state.settings.reap_grace_s)
+        # the first reap at once: it records when the queue was last reaped,
+        # which the stall guard needs to see a Redis freeze that comes soon
+        # after this worker started (leases held elsewhere are protected by
+        # the same guard and by the other workers' earlier reaps)
         await keep_stepping("reaper", self._next, self.state.settings)

@@ -7,6 +7,7 @@ Run as ``python -m aioqueue worker tests.processes_app:app --processes N``.
 from __future__ import annotations
 
 import os
+import time
 
 import aioqueue
 
@@ -25,6 +26,18 @@ def build(url: str | None = None) -> aioqueue.App:
         good; return this process's id."""
         _LEAKED.append(bytearray(os.urandom(1024)) * (mib * 1024))
         return os.getpid()
+
+    @app.task(name="stall")
+    async def stall(marker: str, seconds: float) -> str:
+        """Block the event loop (``time.sleep`` in async code) on the first
+        run only: the first run creates ``marker``, later runs find it."""
+        try:
+            fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return "again"
+        os.close(fd)
+        time.sleep(seconds)
+        return "blocked"
 
     return app
 

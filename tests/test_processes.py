@@ -241,17 +241,17 @@ def test_sizes_and_process_counts_parse() -> None:
 
 
 async def test_child_with_a_blocked_event_loop_is_killed_and_replaced(
-        redis_url: str, parents: list[ParentProcess]) -> None:
+        redis_url: str, parents: list[ParentProcess], tmp_path: Path) -> None:
     """A task blocks its process's event loop (``time.sleep`` in async code):
     the heartbeats stop, the parent kills the process after --child-timeout,
     a replacement starts, and the job comes back after its lease (its second
     delivery does not block)."""
     parent = start(parents, redis_url, "--processes", "1", "--child-timeout", "2")
     await wait_until(lambda: parent.ready_children() == 1, 30, what="child up")
-    app = build_app(redis_url)
+    app = build(redis_url)
     async with app:
-        job = await app.enqueue("block", 600.0)
-        assert await job.result(timeout=60) == "2"
+        job = await app.enqueue("stall", str(tmp_path / "first-run"), 600.0)
+        assert await job.result(timeout=60) == "again"
     assert "silent for" in parent.output
     assert parent.ready_children() == 2
     os.kill(parent.popen.pid, signal.SIGTERM)

@@ -10,6 +10,7 @@ from .errors import AioqueueError as AioqueueError
 from .errors import BrokerError as BrokerError
 from .errors import ConfigurationError as ConfigurationError
 from .errors import DurabilityUnconfirmed as DurabilityUnconfirmed
+from .errors import ErrorKind as ErrorKind
 from .errors import JobCancelled as JobCancelled
 from .errors import JobError as JobError
 from .errors import JobFailed as JobFailed
@@ -20,15 +21,24 @@ from .errors import PayloadError as PayloadError
 from .errors import PayloadNotSerializable as PayloadNotSerializable
 from .errors import PayloadTooLarge as PayloadTooLarge
 from .errors import RedisAuthError as RedisAuthError
+from .errors import RedisBusy as RedisBusy
+from .errors import RedisClusterUnavailable as RedisClusterUnavailable
+from .errors import RedisCommandError as RedisCommandError
+from .errors import RedisLoading as RedisLoading
 from .errors import RedisOutOfMemory as RedisOutOfMemory
 from .errors import RedisPermissionDenied as RedisPermissionDenied
+from .errors import RedisReadOnly as RedisReadOnly
+from .errors import RedisTransientError as RedisTransientError
 from .errors import RedisUnavailable as RedisUnavailable
 from .errors import ResultExpired as ResultExpired
 from .errors import ResultTimeout as ResultTimeout
 from .errors import Retry as Retry
+from .errors import ScriptCacheLost as ScriptCacheLost
 from .errors import TaskNotFound as TaskNotFound
 from .errors import UnsupportedServer as UnsupportedServer
+from .errors import WorkerStopped as WorkerStopped
 from .errors import WrongKeyType as WrongKeyType
+from .errors import classify as classify
 from .flow import RateLimit as RateLimit
 from .flow import RateLimited as RateLimited
 from .job import CancelOutcome as CancelOutcome
@@ -68,6 +78,7 @@ __all__ = [
     "ConfigurationError",
     "DurabilityUnconfirmed",
     "EnqueueOptions",
+    "ErrorKind",
     "Group",
     "Job",
     "JobCancelled",
@@ -87,13 +98,20 @@ __all__ = [
     "RateLimit",
     "RateLimited",
     "RedisAuthError",
+    "RedisBusy",
+    "RedisClusterUnavailable",
+    "RedisCommandError",
+    "RedisLoading",
     "RedisOutOfMemory",
     "RedisPermissionDenied",
+    "RedisReadOnly",
+    "RedisTransientError",
     "RedisUnavailable",
     "ResultExpired",
     "ResultTimeout",
     "Retry",
     "RetryPolicy",
+    "ScriptCacheLost",
     "Schedule",
     "Signature",
     "Supervisor",
@@ -102,10 +120,12 @@ __all__ = [
     "UNSET",
     "UnsupportedServer",
     "WorkerSettings",
+    "WorkerStopped",
     "Workflow",
     "WrongKeyType",
     "chain",
     "chord",
+    "classify",
     "gather",
     "group",
 ]

@@ -170,7 +170,7 @@ class App(TaskRegistry):
         broker = self.make_broker(max_connections)
         stack.push_async_callback(broker.close)
         try:
-            await broker.check_server(self.default_queue)
+            await broker.check_server()
             await _register_queues(broker, self.prefix,
                                    {self.default_queue, *(t.queue for t in self.tasks.values())})
             await self._declare_limits(broker)

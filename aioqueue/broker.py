@@ -24,16 +24,14 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from .connection import redact, translate_errors
 from .errors import (
-    BrokerError,
     ConfigurationError,
     DurabilityUnconfirmed,
     RedisAuthError,
-    RedisOutOfMemory,
     RedisPermissionDenied,
     RedisUnavailable,
     UnsupportedServer,
-    WrongKeyType,
 )
 from .flow import FlowKeys
 from .keys import QueueKeys
@@ -96,37 +94,6 @@ def _parse_version(text: str) -> tuple[int, ...]:
     return tuple(parts)
 
 
-@contextlib.contextmanager
-def translate_errors(where: str = "") -> Any:
-    """Turn redis-py's errors for full memory, wrong key types, refused
-    credentials or permissions and lost connections into ours. ``where``
-    (e.g. a queue's key prefix) is named in the message."""
-    at = f" ({where})" if where else ""
-    try:
-        yield
-    except redis_errors.OutOfMemoryError as exc:
-        raise RedisOutOfMemory(f"Redis refused the write: {exc}") from exc
-    except redis_errors.NoPermissionError as exc:
-        raise RedisPermissionDenied(f"Redis denied a command{at}: {exc}") from exc
-    except redis_errors.ResponseError as exc:
-        text = str(exc)
-        if text.startswith("OOM") or "OOM command not allowed" in text:
-            raise RedisOutOfMemory(f"Redis refused the write: {exc}") from exc
-        if text.startswith("WRONGTYPE") or "WRONGTYPE" in text:
-            raise WrongKeyType(
-                f"a key{at} holds the wrong type of value for aioqueue (was it written by "
-                f"something else?): {exc}") from exc
-        if text.startswith(("NOAUTH", "WRONGPASS")):
-            raise RedisAuthError(f"Redis refused the credentials: {exc}") from exc
-        if text.startswith("NOPERM"):
-            raise RedisPermissionDenied(f"Redis denied a command{at}: {exc}") from exc
-        raise
-    except redis_errors.AuthenticationError as exc:
-        raise RedisAuthError(f"Redis refused the credentials: {exc}") from exc
-    except (redis_errors.ConnectionError, redis_errors.TimeoutError, OSError) as exc:
-        raise RedisUnavailable(f"cannot reach Redis: {exc}") from exc
-
-
 def _text(value: Any) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -143,16 +110,6 @@ def _payload(value: Any) -> str:
         except UnicodeDecodeError:
             return "<stored arguments are not UTF-8 text>"
     return "" if value is None else str(value)
-
-
-def redact(url: str) -> str:
-    """The URL without its password."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest:
-        return url
-    creds, _, hostpart = rest.rpartition("@")
-    user = creds.split(":", 1)[0]
-    return f"{scheme}://{user + ':***' if ':' in creds else user}@{hostpart}"
 
 
 class Broker:
@@ -234,7 +191,7 @@ class Broker:
 
     # -- start-up -------------------------------------------------------------
 
-    async def check_server(self, probe_queue: str = "default") -> ServerInfo:
+    async def check_server(self) -> ServerInfo:
         """Refuse a server that cannot run aioqueue, naming what was found."""
         where = redact(self.url)
         try:
@@ -264,25 +221,10 @@ class Broker:
         if _parse_version(version) < MIN_SERVER_VERSION:
             raise UnsupportedServer(
                 f"{name} {version} is too old: aioqueue needs Redis >= 6.2 or Valkey "
-                "(BLMOVE, LPOP with a count)"
+                "(ZADD GT, LPOP with a count)"
             )
         if name in ("valkey", "redis") and _parse_version(version) >= (7, 0, 0):
             self.scripts.use_script_flags()
-        keys = self.keys(probe_queue)
-        try:
-            with translate_errors():
-                await self.client.execute_command(  # type: ignore[no-untyped-call]
-                    "BLMOVE", keys.base + "probe:a", keys.base + "probe:b", "LEFT", "RIGHT", 0.01
-                )
-        except RedisPermissionDenied as exc:
-            raise RedisPermissionDenied(
-                f"the ACL user cannot run BLMOVE on {keys.base}*: {exc.__cause__ or exc}; "
-                "see the README for the commands a worker and a producer need") from exc
-        except redis_errors.ResponseError as exc:
-            raise UnsupportedServer(
-                f"{name} {version} refused BLMOVE ({exc}); aioqueue needs BLMOVE "
-                "(Redis >= 6.2, not renamed or denied by ACL)"
-            ) from exc
         return self.server
 
     # -- the queue protocol ---------------------------------------------------
@@ -342,11 +284,8 @@ class Broker:
                 await self.scripts.load(self.lane, script)
         for r in results:
             if isinstance(r, Exception):
-                try:
-                    with translate_errors(at):
-                        raise r
-                except redis_errors.ResponseError as exc:
-                    raise BrokerError(f"{script} failed: {exc}") from exc
+                with translate_errors(f"{at}, {script}"):
+                    raise r
         if self.durable:
             self._check_confirmation(replies[-1], job_ids)
         return results
@@ -501,10 +440,12 @@ class Broker:
         k = self.keys(queue)
         script = self.scripts.scripts["claim"]
         with translate_errors(k.base):
-            _, raw = await client.execute_many(
+            woken, raw = await client.execute_many(
                 [("BLPOP", k.wake, wait_s),
                  ("EVALSHA", script.sha, len(keys), *keys, *args)],
                 timeout_s=wait_s + self.socket_timeout_s)
+            if isinstance(woken, Exception):
+                raise woken  # refused (NOPERM, BUSY...): or the fetcher would spin
             if isinstance(raw, redis_errors.NoScriptError):
                 raw = await self.scripts.run(client, "claim", keys, args)
             elif isinstance(raw, Exception):

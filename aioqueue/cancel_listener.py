@@ -51,7 +51,7 @@ class CancelListener:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def run(self) -> None:
-        await keep_stepping("cancel listener", self._listen, self.state.settings)
+        await keep_stepping("cancel listener", self._listen, self.state)
 
 
 def _text(data: Any) -> str:

@@ -176,5 +176,5 @@ class Fetcher:
         return []
 
     async def run(self) -> None:
-        await keep_stepping(f"fetcher {self.queue}", self._session, self.state.settings)
+        await keep_stepping(f"fetcher {self.queue}", self._session, self.state)
         await self.give_back_reservation()

@@ -68,7 +68,7 @@ class Renewer:
 
     async def run(self) -> None:
         await anyio.sleep(self.state.settings.renew_every_s)
-        await keep_stepping("lease renewal", self._next, self.state.settings)
+        await keep_stepping("lease renewal", self._next, self.state, oom_transient=True)
 
 
 class LeaseClock:
@@ -162,4 +162,4 @@ class Reaper:
         # which the stall guard needs to see a Redis freeze that comes soon
         # after this worker started (leases held elsewhere are protected by
         # the same guard and by the other workers' earlier reaps)
-        await keep_stepping("reaper", self._next, self.state.settings)
+        await keep_stepping("reaper", self._next, self.state, oom_transient=True)

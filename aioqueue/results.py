@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
-from .backoff import full_jitter
+from .backoff import RetryLoop
+from .errors import WorkerStopped
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -62,6 +63,8 @@ class Wakeup:
             await self._event.wait()
         finally:
             self._listener.parked -= 1
+        if self._listener.failed is not None:
+            raise self._listener.failed
 
 
 class ResultListener:
@@ -74,6 +77,8 @@ class ResultListener:
         self._reconnect_cap_s = reconnect_cap_s
         self._home_channel = f"{broker.prefix}:listener:{secrets.token_hex(8)}"
         self.reconnects = 0
+        self.failed: BaseException | None = None
+        """The permanent error (e.g. NOPERM on SUBSCRIBE) that stopped the listener."""
         self.parked = 0
         """Waiters that have read the job's state and now wait for a message."""
         self._last_resubscribe = -1.0
@@ -84,6 +89,8 @@ class ResultListener:
 
     @contextlib.asynccontextmanager
     async def watch(self, queue: str, job_id: str) -> AsyncIterator[Wakeup]:
+        if self.failed is not None:
+            raise self.failed
         channel = self._broker.keys(queue).done_channel(job_id)
         wakeup = Wakeup(self)
         waiters = self._waiters.setdefault(channel, set())
@@ -123,7 +130,7 @@ class ResultListener:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         started = False
-        failures = 0
+        retry = RetryLoop("result listener", log, cap_s=self._reconnect_cap_s)
         while True:
             pubsub = self._broker.client.pubsub()
             try:
@@ -135,11 +142,11 @@ class ResultListener:
                 if not started:
                     started = True
                     task_status.started()
-                if failures:
+                if retry.failures:
                     # we may have missed notifications while away: re-check all
                     self._wake_all()
                     self.reconnects += 1
-                failures = 0
+                retry.succeeded()
                 ping_sent: float | None = None
                 while True:
                     msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
@@ -179,11 +186,15 @@ class ResultListener:
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
-                failures += 1
                 self._ready = anyio.Event()
-                delay = full_jitter(failures, base=0.05, cap=self._reconnect_cap_s)
-                log.warning("result listener lost its connection (%s); reconnecting in %.2fs",
-                            exc, delay)
+                try:
+                    delay = retry.note_failure(exc)
+                except WorkerStopped as stopped:
+                    # logged once: every waiter, now and later, gets the error
+                    self.failed = stopped.__cause__ or stopped
+                    self._ready.set()
+                    self._wake_all()
+                    return
                 await anyio.sleep(delay)
             finally:
                 with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 
 import anyio
 
-from .backoff import full_jitter
+from .backoff import LogLimiter, RetryLoop
 from .broker import Broker
-from .errors import BrokerError
 from .running import RunningJobs
 from .settings import WorkerSettings
 
@@ -27,28 +26,6 @@ log = logging.getLogger("aioqueue.worker")
 
 COUNTERS = ("started", "succeeded", "failed", "retried", "requeued", "cancelled",
             "stale_settle", "lost_leases", "reaped", "reaped_dead", "handed_back")
-
-
-class RetryLoop:
-    """Stand-in for ``backoff.RetryLoop`` until the one classifier lands:
-    Redis errors back off, anything else stops the worker with one line."""
-
-    def __init__(self, name: str, *, cap_s: float) -> None:
-        self.name, self.cap_s, self.failures = name, cap_s, 0
-
-    async def failed(self, exc: Exception) -> None:
-        transient = isinstance(exc, BrokerError | ConnectionError | TimeoutError | OSError) \
-            or type(exc).__name__ in ("ConnectionError", "TimeoutError", "NoScriptError")
-        if not transient:
-            log.error("%s: %s: %s; stopping the worker", self.name, type(exc).__name__, exc)
-            raise exc
-        self.failures += 1
-        delay = full_jitter(self.failures, base=0.05, cap=self.cap_s)
-        log.warning("%s: Redis error (%s); retrying in %.2fs", self.name, exc, delay)
-        await anyio.sleep(delay)
-
-    def succeeded(self) -> None:
-        self.failures = 0
 
 
 @dataclass(slots=True)
@@ -62,13 +39,19 @@ class WorkerState:
     running: RunningJobs
     stopping: anyio.Event = field(default_factory=anyio.Event)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+    log_limiter: LogLimiter = field(default_factory=LogLimiter)
+    """Shared by the roles' retry loops: one warning per outage, not one per role."""
 
 
 async def keep_stepping(name: str, step: Callable[[], Awaitable[float | None]],
-                        settings: WorkerSettings) -> None:
+                        state: WorkerState, *, oom_transient: bool = False) -> None:
     """Run ``step`` until it returns None; any other value is the pause in
-    seconds before the next step. Errors go through the one retry loop."""
-    retry = RetryLoop(name, cap_s=settings.reconnect_cap_s)
+    seconds before the next step. Errors go through the one retry loop
+    (:class:`aioqueue.backoff.RetryLoop`): transient ones back off, a
+    permanent one raises :class:`~aioqueue.errors.WorkerStopped`.
+    ``oom_transient``: the step settles or keeps work already in Redis."""
+    retry = RetryLoop(name, log, cap_s=state.settings.reconnect_cap_s,
+                      oom_transient=oom_transient, limiter=state.log_limiter)
     while True:
         try:
             pause = await step()

@@ -75,4 +75,4 @@ class Scheduler:
 
     async def run(self) -> None:
         if self.schedules:
-            await keep_stepping("scheduler", self.step, self.state.settings)
+            await keep_stepping("scheduler", self.step, self.state)

@@ -72,7 +72,7 @@ class Settler:
         return 0.0
 
     async def run(self) -> None:
-        await keep_stepping("settle", self._next, self.state.settings)
+        await keep_stepping("settler", self._next, self.state, oom_transient=True)
 
     def flush_soon(self) -> None:
         self._wakeup.set()

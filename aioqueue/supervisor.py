@@ -41,7 +41,7 @@ from .app import App
 from .broker import ClaimedJob, Settlement
 from .broker_workers import WorkerRegistry
 from .cancel_listener import CancelListener
-from .errors import ConfigurationError
+from .errors import ConfigurationError, WorkerStopped
 from .fetcher import BurstTracker, Fetcher
 from .heartbeat import Heartbeat, WorkerActivity
 from .keys import check_name
@@ -77,6 +77,18 @@ def exit_without_waiting_for_threads(supervisor: Supervisor, code: int) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _worker_stopped(group: ExceptionGroup[Exception]) -> Exception:
+    """A role stopped the worker for a permanent error (it logged one line):
+    that error itself, not a group of one (the CLI prints it as one line)."""
+    stopped, _ = group.split(WorkerStopped)
+    if stopped is None:
+        return group
+    first: Exception = stopped
+    while isinstance(first, ExceptionGroup):
+        first = first.exceptions[0]
+    return first
 
 
 class Supervisor:
@@ -168,6 +180,8 @@ class Supervisor:
                 await hook(self.app)
             try:
                 await self._run(task_status)
+            except ExceptionGroup as group:
+                raise _worker_stopped(group) from None
             finally:
                 with anyio.CancelScope(shield=True):
                     for hook in reversed(self.app.shutdown_hooks):

@@ -22,7 +22,7 @@ import pytest
 
 import aioqueue
 from aioqueue.record import Field
-from aioqueue.server import ServerBinary, ServerProcess
+from aioqueue.server import ServerProcess
 
 from . import fault_app
 from .conftest import running
@@ -236,47 +236,6 @@ async def test_redis_restart_between_jobs(
         assert await client.script_exists(enqueue_sha) == [True]
         assert app.broker.scripts.reloads >= 1
         assert supervisor.counters["succeeded"] == 2
-
-
-@pytest.fixture
-def blmove_renamed(server_binary: ServerBinary, tmp_path: Path) -> Iterator[ServerProcess]:
-    """A server where BLMOVE is disabled. Through argv the new name must be an
-    empty argument: '""' would rename BLMOVE to a command literally named ""."""
-    server = ServerProcess(server_binary, directory=tmp_path / "redis",
-                           extra_args=["--rename-command", "BLMOVE", ""])
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
-
-
-async def test_server_without_blmove_is_refused_at_startup(
-    blmove_renamed: ServerProcess, make_app: Callable[..., aioqueue.App], spawn: Spawn
-) -> None:
-    # Given a server on which BLMOVE was renamed away
-    url = blmove_renamed.url
-    version = blmove_renamed.binary.version
-    assert version
-
-    # When an app opens against it
-    # Then it is refused, naming the server version and the missing command
-    with pytest.raises(aioqueue.UnsupportedServer) as refused:
-        async with make_app(url):
-            pass
-    assert version in str(refused.value)
-    assert "BLMOVE" in str(refused.value)
-
-    # When a worker process starts against it
-    worker = spawn(url)
-
-    # Then it exits non-zero, naming the problem, without a traceback
-    code = await worker.wait_exit(START_S)
-    assert code == 1, worker.output
-    assert "UnsupportedServer" in worker.output
-    assert "BLMOVE" in worker.output
-    assert version in worker.output
-    assert "Traceback" not in worker.output
 
 
 UNREACHABLE = "redis://127.0.0.1:1/0"  # nothing listens: these fail before connecting

@@ -29,7 +29,7 @@ SCRIPT_COMMANDS = ("del exists get hdel hget hincrby hmget hset hsetnx llen lpop
                    "persist pexpire publish rpush set time type zadd zrange zrangebyscore zrem "
                    "zremrangebyscore zscore")
 ACL_PRODUCER = ("on >{password} resetkeys ~{prefix}:* resetchannels &{prefix}:* -@all "
-                "+hello +ping +client|setname +evalsha +script|load +multi +exec +blmove "
+                "+hello +ping +client|setname +evalsha +script|load +multi +exec "
                 "+hmget +hgetall +zrange +zcard +llen +lrange +time +subscribe +unsubscribe "
                 f"{' '.join('+' + c for c in SCRIPT_COMMANDS.split())}")
 ACL_WORKER = ACL_PRODUCER + " +blpop"
@@ -134,18 +134,18 @@ async def test_acl_users_run_the_core_and_nothing_else(acl_server: ServerProcess
         # a script cannot reach outside the prefix either: the app's own enqueue
         # under another prefix is refused with a typed error
         other = fault_app.build_app(url, prefix="other")
-        with pytest.raises(RedisPermissionDenied):
-            async with other:
-                pass
+        async with other:
+            with pytest.raises(RedisPermissionDenied):
+                await other.get_task("quick").enqueue(1)
 
 
 async def test_acl_user_missing_a_command_is_named_at_startup(
     acl_server: ServerProcess,
 ) -> None:
-    # Given a user without BLMOVE
+    # Given a user without BLPOP (the worker's idle wait)
     with redis.Redis.from_url(acl_server.url) as admin:
         admin.execute_command("ACL", "SETUSER", "crippled",
-                              *acl_line(ACL_WORKER, "aioqueue", "c-secret"), "-blmove")
+                              *acl_line(ACL_WORKER, "aioqueue", "c-secret"), "-blpop")
     url = user_url(acl_server, "crippled", "c-secret")
     # When a worker starts as that user
     worker = WorkerProcess("tests.fault_app:app", url)
@@ -155,7 +155,7 @@ async def test_acl_user_missing_a_command_is_named_at_startup(
         worker.close()
     # Then it exits non-zero naming the permission problem and the command
     assert code == 1, worker.output
-    assert "RedisPermissionDenied" in worker.output and "blmove" in worker.output.lower()
+    assert "RedisPermissionDenied" in worker.output and "blpop" in worker.output.lower()
     assert "Traceback" not in worker.output
 
 

@@ -22,6 +22,7 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
@@ -56,6 +57,23 @@ def full_jitter(failures: int, *, base: float, cap: float) -> float:
     return random.uniform(0, min(cap, base * 2 ** min(failures, 32)))
 
 
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """A full-jitter backoff: ``base_s`` doubling per failure, capped at ``cap_s``."""
+
+    base_s: float
+    cap_s: float
+
+    def delay_s(self, failures: int) -> float:
+        return full_jitter(failures, base=self.base_s, cap=self.cap_s)
+
+
+COMMAND_RETRY = Backoff(base_s=0.01, cap_s=0.5)
+"""The bounded in-call retry of one command (the lane's, and redis-py's pool
+for pub/sub): short, because a caller is waiting on it. Loops that outlive an
+outage use :class:`RetryLoop` on top."""
+
+
 class RetryLoop:
     """The retry state of one loop.
 
@@ -81,7 +99,7 @@ class RetryLoop:
     ) -> None:
         self.role = role
         self.logger = logger
-        self.base_s = base_s
+        self.backoff = Backoff(base_s, cap_s)
         self.cap_s = cap_s
         self.oom_transient = oom_transient
         self.limiter = limiter or LogLimiter()
@@ -109,7 +127,7 @@ class RetryLoop:
             self.logger.warning(
                 "%s: %s (%s); backing off and retrying (failure %d, waits up to %.1fs)",
                 self.role, name, error, self.failures, self.cap_s)
-        return full_jitter(self.failures, base=self.base_s, cap=self.cap_s)
+        return self.backoff.delay_s(self.failures)
 
     async def failed(self, exc: Exception) -> None:
         """:meth:`note_failure`, then sleep the backoff."""

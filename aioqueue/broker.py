@@ -24,6 +24,7 @@ from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from .backoff import COMMAND_RETRY
 from .connection import redact, translate_errors
 from .errors import (
     ConfigurationError,
@@ -144,7 +145,8 @@ class Broker:
             decode_responses=True,
             socket_timeout=socket_timeout_s,
             socket_connect_timeout=connect_timeout_s,
-            retry=Retry(ExponentialWithJitterBackoff(cap=0.5, base=0.01), retries),
+            retry=Retry(ExponentialWithJitterBackoff(cap=COMMAND_RETRY.cap_s,
+                                                     base=COMMAND_RETRY.base_s), retries),
             max_connections=max_connections,
             timeout=None,
             **self._redis_options,

@@ -4,19 +4,22 @@ redis-py's client layer costs more CPU per command than the whole Lua script
 that enqueues a job: a pool with locks and observability hooks, a retry
 wrapper, and ``asyncio.wait_for`` (a new task) for every socket timeout. The
 lane keeps redis-py's connection and protocol parser but drives them directly:
-a list of idle connections, a slot counter that bounds how many exist,
-``asyncio.timeout`` for the deadline, and its own bounded retry for the
-(idempotent or fenced) commands sent through it.
+a list of idle connections, an ``asyncio.Semaphore`` that bounds how many
+exist, ``asyncio.timeout`` for the deadline, and a bounded retry (the one
+backoff policy, :data:`aioqueue.backoff.COMMAND_RETRY`) for the (idempotent
+or fenced) commands sent through it. ``benchmarks/lane.py`` measures it
+against a plain redis-py pool.
 
 Its primitives are asyncio's, not anyio's, on purpose: anyio's semaphore and
 cancel scope always yield to the event loop, which on the 2-core box cost
 about 17 microseconds per command each, more than the command itself.
+asyncio's semaphore takes a free slot without yielding, and a cancelled wait
+for a slot raises ``CancelledError`` (nothing else).
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -24,7 +27,8 @@ import anyio
 from redis import exceptions as redis_errors
 from redis.asyncio.connection import AbstractConnection
 
-from .backoff import full_jitter
+from .backoff import COMMAND_RETRY
+from .errors import RedisUnavailable
 
 
 def pack(args: Sequence[Any]) -> bytes:
@@ -60,8 +64,8 @@ class CommandLane:
         retries: int,
     ) -> None:
         self._factory = factory
-        self._free = size
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._slots = asyncio.Semaphore(size)
+        self._closed = False
         self._idle: list[AbstractConnection] = []
         self._all: set[AbstractConnection] = set()
         self.timeout_s = timeout_s
@@ -79,49 +83,34 @@ class CommandLane:
         place (as exceptions), connection failures raised."""
         return await self._run(commands, timeout_s, single=False)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RedisUnavailable("the connection lane is closed (the app was closed)")
+
     async def _run(self, commands: Sequence[Sequence[Any]], timeout_s: float | None,
                    single: bool) -> list[Any]:
         timeout = self.timeout_s if timeout_s == -1.0 else timeout_s
         attempt = 0
         while True:
+            self._check_open()
             try:
-                await self._acquire()
-                try:
+                async with self._slots:
+                    self._check_open()
                     return await self._on_connection(commands, timeout, single)
-                finally:
-                    self._release()
             except _RETRYABLE as exc:
-                if isinstance(exc, redis_errors.AuthenticationError) or attempt >= self.retries:
+                if isinstance(exc, redis_errors.AuthenticationError | RedisUnavailable) \
+                        or attempt >= self.retries:
                     if isinstance(exc, TimeoutError) and not isinstance(
                             exc, redis_errors.TimeoutError):
                         raise redis_errors.TimeoutError(
                             f"no reply from Redis within {timeout} s") from exc
                     raise
                 attempt += 1
-                await anyio.sleep(full_jitter(attempt, base=0.01, cap=0.5))
-
-    async def _acquire(self) -> None:
-        if self._free > 0 and not self._waiters:
-            self._free -= 1
-            return
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await waiter  # the releaser hands its slot over
-        except BaseException:
-            if waiter.done() and not waiter.cancelled():
-                self._release()  # handed a slot while being cancelled
-            else:
-                self._waiters.remove(waiter)
-            raise
-
-    def _release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self._free += 1
+                await anyio.sleep(COMMAND_RETRY.delay_s(attempt))
 
     async def _on_connection(self, commands: Sequence[Sequence[Any]], timeout: float | None,
                              single: bool) -> list[Any]:
@@ -149,7 +138,7 @@ class CommandLane:
                 healthy = True
                 return replies
         finally:
-            if healthy:
+            if healthy and not self._closed:
                 self._idle.append(conn)
             else:
                 self._all.discard(conn)
@@ -165,6 +154,8 @@ class CommandLane:
         return conn
 
     async def close(self) -> None:
+        """Disconnect every connection; later calls raise RedisUnavailable."""
+        self._closed = True
         for conn in list(self._all):
             try:
                 await conn.disconnect(nowait=True)

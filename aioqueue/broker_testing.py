@@ -12,7 +12,8 @@ from typing import Any
 
 import redis
 
-from .broker import Broker, translate_errors
+from .broker import Broker
+from .connection import translate_errors
 
 _MOVE_CHUNK = 500
 

@@ -318,7 +318,7 @@ class Broker:
         a later tick). True if this call enqueued it."""
         k = self.keys(queue)
         extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
-        with translate_errors():
+        with translate_errors(k.base):
             result = await self.scripts.run(
                 self.lane, "enqueue",
                 [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed, k.schedules],
@@ -330,12 +330,12 @@ class Broker:
                         *, only_new: bool) -> None:
         """Record a tick as handled without a job (first start, or skipped)."""
         flag = "NX" if only_new else "GT"
-        with translate_errors():
+        with translate_errors(self.keys(queue).base):
             await self.lane.execute("ZADD", self.keys(queue).schedules, flag, tick_ms,
                                     schedule_name)
 
     async def last_ticks(self, queue: str) -> dict[str, int]:
-        with translate_errors():
+        with translate_errors(self.keys(queue).base):
             raw: Any = await self.lane.execute(
                 "ZRANGE", self.keys(queue).schedules, 0, -1, "WITHSCORES")
         if raw and isinstance(raw[0], list):  # RESP3 pairs
@@ -344,7 +344,7 @@ class Broker:
 
     async def forget_schedules(self, queue: str, names: Sequence[str]) -> None:
         if names:
-            with translate_errors():
+            with translate_errors(self.keys(queue).base):
                 await self.lane.execute("ZREM", self.keys(queue).schedules, *names)
 
     async def server_time_ms(self) -> int:
@@ -468,7 +468,7 @@ class Broker:
             args += [s.job_id, s.token, s.kind, s.payload, s.number]
         keys = [k.leases, k.delayed, k.dead, k.prios, k.wake, k.stats,
                 *(k.job(s.job_id) for s in settlements)]
-        with translate_errors():
+        with translate_errors(k.base):
             codes = await self.scripts.run(self.lane, "settle", keys, args)
         return [SettleCode(int(c)) for c in codes]
 
@@ -480,7 +480,7 @@ class Broker:
         for job_id, token in leases:
             args += [job_id, token]
         keys = [k.leases, *(k.job(job_id) for job_id, _ in leases)]
-        with translate_errors():
+        with translate_errors(k.base):
             codes = await self.scripts.run(self.lane, "renew", keys, args)
         return [RenewCode(int(c)) for c in codes]
 
@@ -492,7 +492,7 @@ class Broker:
         more than ``stall_ms`` since the last reap, reap nothing for ``hold_ms``
         (live workers renew first)."""
         k = self.keys(queue)
-        with translate_errors():
+        with translate_errors(k.base):
             requeued, dead = await self.scripts.run(
                 self.lane, "reap",
                 [k.leases, k.dead, k.prios, k.wake, k.stats, k.reaper],
@@ -503,7 +503,7 @@ class Broker:
 
     async def progress(self, queue: str, job_id: str, token: str, payload: str) -> bool:
         k = self.keys(queue)
-        with translate_errors():
+        with translate_errors(k.base):
             code = await self.scripts.run(
                 self.lane, "progress", [k.job(job_id)], [k.done_channel(job_id), token, payload])
         return ProgressCode(int(code)) is ProgressCode.RECORDED
@@ -511,7 +511,7 @@ class Broker:
     async def cancel(self, queue: str, job_id: str, reason: str,
                      default_result_ttl_ms: int) -> CancelOutcome:
         k = self.keys(queue)
-        with translate_errors():
+        with translate_errors(k.base):
             outcome = await self.scripts.run(
                 self.lane, "cancel", [k.job(job_id), k.delayed, k.stats, k.prios, k.wake],
                 [k.base, job_id, cjson_safe(reason), default_result_ttl_ms])
@@ -519,7 +519,7 @@ class Broker:
 
     async def replay(self, queue: str, job_ids: Sequence[str]) -> int:
         k = self.keys(queue)
-        with translate_errors():
+        with translate_errors(k.base):
             count = await self.scripts.run(
                 self.lane, "replay", [k.dead, k.prios, k.wake, k.stats, *map(k.job, job_ids)],
                 [k.base, *job_ids])
@@ -527,7 +527,7 @@ class Broker:
 
     async def dead_ids(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[str]:
         """Dead-lettered ids, oldest first."""
-        with translate_errors():
+        with translate_errors(self.keys(queue).base):
             ids: Any = await self.client.zrange(
                 self.keys(queue).dead, offset, offset + limit - 1 if limit > 0 else -1)
         return list(ids)
@@ -537,7 +537,7 @@ class Broker:
         k = self.keys(queue)
         purged = 0
         while True:
-            with translate_errors():
+            with translate_errors(k.base):
                 count = int(await self.scripts.run(
                     self.lane, "purge", [k.dead],
                     [k.base, *(job_ids if job_ids is not None else ["*"])]))
@@ -548,12 +548,12 @@ class Broker:
     # -- reads ----------------------------------------------------------------
 
     async def job_fields(self, queue: str, job_id: str, *fields: str) -> list[str | None]:
-        with translate_errors():
+        with translate_errors(self.keys(queue).base):
             values: Any = await self.lane.execute("HMGET", self.keys(queue).job(job_id), *fields)
         return list(values)
 
     async def job_record(self, queue: str, job_id: str) -> dict[str, str]:
-        with translate_errors():
+        with translate_errors(self.keys(queue).base):
             record: Any = await self.lane.execute("HGETALL", self.keys(queue).job(job_id))
         if isinstance(record, list):  # RESP2: flat pairs
             return {record[i]: record[i + 1] for i in range(0, len(record) - 1, 2)}
@@ -562,7 +562,7 @@ class Broker:
     async def counts(self, queue: str) -> dict[str, int]:
         """How many jobs are waiting, running, scheduled and dead in a queue."""
         k = self.keys(queue)
-        with translate_errors():
+        with translate_errors(k.base):
             levels: Any = await self.client.zrange(k.prios, 0, -1)
             async with self.client.pipeline(transaction=False) as pipe:
                 for level in levels:
@@ -576,7 +576,7 @@ class Broker:
         return {"waiting": waiting, "running": running, "scheduled": scheduled, "dead": dead}
 
     async def stats(self, queue: str) -> dict[str, int]:
-        with translate_errors():
+        with translate_errors(self.keys(queue).base):
             raw: Any = await self.client.hgetall(
                 self.keys(queue).stats)
         return {k: int(v) for k, v in raw.items()}

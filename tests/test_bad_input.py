@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 import redis
 
@@ -178,22 +179,30 @@ async def test_queue_key_of_wrong_type(make_app: Callable[..., aioqueue.App],
         assert keys.base in str(refused.value)
         await client.delete(keys.job("j1"))  # see test_wrong_type_enqueue_writes_nothing
 
-        # When the priority-levels key holds the wrong type, a worker logs the
-        # typed error, backs off (no spin) and recovers once the key is repaired
+        # When the priority-levels key holds the wrong type (WRONGTYPE is a
+        # permanent error: something else writes our keys), a worker stops
+        # with one clear line naming the key, and the job stays queued
         await client.delete(keys.wait(0))
         job = await app.get_task("add").enqueue(1, 2)
         await client.delete(keys.prios)
         await client.set(keys.prios, "oops")
         caplog.set_level(logging.WARNING, "aioqueue")
+        await worker_stops_naming(app, keys.base)
+        assert await job.status() is aioqueue.JobStatus.QUEUED
+        # Once the key is repaired, a new worker runs the job
+        await client.delete(keys.prios)
+        await client.zadd(keys.prios, {"0": 0})
         async with running(app):
-            await anyio_sleep(0.6)
-            assert await job.status() is aioqueue.JobStatus.QUEUED
-            await client.delete(keys.prios)
-            await client.zadd(keys.prios, {"0": 0})
             assert await job.result(timeout=10) == 3
-        complaints = [r for r in caplog.records if "wrong type" in r.getMessage()
-                      and "fetcher" in r.getMessage()]
-        assert 1 <= len(complaints) <= 40, len(complaints)
+        complaints = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert len(complaints) == 1, complaints
+        assert "WrongKeyType" in complaints[0].getMessage() and not complaints[0].exc_info
+
+
+async def worker_stops_naming(app: aioqueue.App, key: str) -> None:
+    with anyio.fail_after(30), pytest.raises(aioqueue.WorkerStopped) as stopped:
+        await aioqueue.Supervisor(app, concurrency=5).run()
+    assert key in str(stopped.value)
 
 
 async def test_wrong_type_leases_key_does_not_strand_jobs(
@@ -205,10 +214,12 @@ async def test_wrong_type_leases_key_does_not_strand_jobs(
         keys = app.broker.keys(app.default_queue)
         await client.set(keys.leases, "oops")
         job = await app.get_task("add").enqueue(1, 2)
+        # the worker stops (WRONGTYPE is permanent), the job waits
+        await worker_stops_naming(app, keys.base)
+        assert await job.status() is aioqueue.JobStatus.QUEUED
+        await client.delete(keys.leases)
         async with running(app):
-            await anyio_sleep(0.5)
-            await client.delete(keys.leases)
-            assert await job.result(timeout=2) == 3
+            assert await job.result(timeout=10) == 3
 
 
 async def test_wrong_type_enqueue_writes_nothing(make_app: Callable[..., aioqueue.App]) -> None:
@@ -219,12 +230,6 @@ async def test_wrong_type_enqueue_writes_nothing(make_app: Callable[..., aioqueu
         with pytest.raises(WrongKeyType):
             await app.get_task("add").options(job_id="j1").enqueue(1, 2)
         assert not await app.broker.client.exists(keys.job("j1"))
-
-
-async def anyio_sleep(seconds: float) -> None:
-    import anyio
-
-    await anyio.sleep(seconds)
 
 
 # -- start-up problems ------------------------------------------------------

@@ -21,10 +21,10 @@ from .broker_flow import declare_app_limits
 from .errors import AioqueueError, ConfigurationError
 from .job import Job
 from .keys import check_name, check_task_name
+from .listener import ResultListener, Wakeup
 from .options import EnqueueKwargs, EnqueueOptions
 from .record import JobInfo
 from .registry import TaskRegistry
-from .results import ResultListener, Wakeup
 from .retry import RetryPolicy
 from .settings import WorkerSettings
 from .task import (

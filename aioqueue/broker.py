@@ -1,13 +1,10 @@
-"""The Redis side of aioqueue: connections, start-up checks and one typed
-method per Lua script.
+"""The queue protocol: one typed method per Lua script.
 
-Two kinds of connection, on purpose (see the README, "Redis design"):
-
-* a pool for short commands and scripts, with an explicit, bounded retry
-  policy; every script is idempotent or fenced, so a retried call is harmless;
-* one dedicated connection per fetcher for the blocking wait, with no socket
-  timeout and no automatic retry: redis-py would otherwise cut a long blocking
-  read at ``socket_timeout`` and silently send it again.
+The broker layer is this module, :mod:`aioqueue.broker_reads` (reads and
+small commands), :mod:`aioqueue.connection` (sockets, server check, error
+translation), :mod:`aioqueue.lane`, :mod:`aioqueue.scripts` and
+:mod:`aioqueue.listener`; nothing else imports redis. Every method here
+raises aioqueue errors only.
 """
 
 from __future__ import annotations
@@ -18,24 +15,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
 from redis import exceptions as redis_errors
-from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 
-from .backoff import COMMAND_RETRY
-from .connection import redact, translate_errors
-from .errors import (
-    ConfigurationError,
-    DurabilityUnconfirmed,
-    RedisAuthError,
-    RedisPermissionDenied,
-    RedisUnavailable,
-    UnsupportedServer,
-)
+from .broker_reads import BrokerReads
+from .connection import Connection, ServerInfo, translate_errors
+from .errors import ConfigurationError, DurabilityUnconfirmed
 from .flow import FlowKeys
-from .keys import QueueKeys
 from .lane import CommandLane
 from .record import cjson_safe
 from .script_codes import (
@@ -47,7 +32,7 @@ from .script_codes import (
 )
 from .scripts import RELOAD_ATTEMPTS, ScriptRunner
 
-MIN_SERVER_VERSION = (6, 2, 0)
+__all__ = ["Broker", "ClaimedJob", "ServerInfo", "Settlement"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,22 +62,8 @@ class Settlement:
     number: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class ServerInfo:
-    name: str
-    version: str
-
-
 def _opt_int(value: str | None) -> int | None:
     return int(value) if value else None
-
-
-def _parse_version(text: str) -> tuple[int, ...]:
-    parts: list[int] = []
-    for piece in text.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits or 0))
-    return tuple(parts)
 
 
 def _text(value: Any) -> str:
@@ -113,8 +84,8 @@ def _payload(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-class Broker:
-    """Owns the connection pool and speaks the queue protocol."""
+class Broker(BrokerReads):
+    """Speaks the queue protocol over one :class:`Connection`."""
 
     def __init__(
         self,
@@ -130,104 +101,35 @@ class Broker:
         wait_fsync: bool = False,
         wait_timeout_s: float = 1.0,
     ) -> None:
-        self.url = url
+        super().__init__(
+            Connection(url, socket_timeout_s=socket_timeout_s,
+                       connect_timeout_s=connect_timeout_s, max_connections=max_connections,
+                       retries=retries, redis_options=redis_options),
+            prefix=prefix)
         self.wait_replicas = wait_replicas
         self.wait_fsync = wait_fsync
         self.wait_timeout_ms = max(1, round(wait_timeout_s * 1000))
-        self.prefix = prefix
-        self.socket_timeout_s = socket_timeout_s
-        self.connect_timeout_s = connect_timeout_s
-        self._redis_options = dict(redis_options or {})
-        # a blocking pool: when all connections are busy a caller waits for one
-        # instead of failing, so 10,000 concurrent waiters share a bounded pool
-        pool = BlockingConnectionPool.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=socket_timeout_s,
-            socket_connect_timeout=connect_timeout_s,
-            retry=Retry(ExponentialWithJitterBackoff(cap=COMMAND_RETRY.cap_s,
-                                                     base=COMMAND_RETRY.base_s), retries),
-            max_connections=max_connections,
-            timeout=None,
-            **self._redis_options,
-        )
-        self.client: Redis = Redis(connection_pool=pool)
-        # the hot path: scripts and record reads, on raw connections
-        self._lane_options = dict(
-            decode_responses=True, socket_timeout=None,
-            socket_connect_timeout=connect_timeout_s, socket_keepalive=True,
-            **self._redis_options,
-        )
-        lane_pool = ConnectionPool.from_url(url, **self._lane_options)
-        self.lane = CommandLane(lane_pool.make_connection, size=max_connections,
-                                timeout_s=socket_timeout_s, retries=retries)
         self.scripts = ScriptRunner()
-        self._keys: dict[str, QueueKeys] = {}
-        self.server: ServerInfo | None = None
 
-    def keys(self, queue: str) -> QueueKeys:
-        keys = self._keys.get(queue)
-        if keys is None:
-            keys = self._keys[queue] = QueueKeys(self.prefix, queue)
-        return keys
+    @property
+    def server(self) -> ServerInfo | None:
+        return self.connection.server
 
     @contextlib.asynccontextmanager
     async def blocking_client(self, name: str) -> AsyncIterator[CommandLane]:
-        """A dedicated connection for one fetcher: its blocking waits have no
-        socket timeout (the wait itself is bounded) and nothing is retried
-        behind the caller's back. Replies stay bytes: a claim decodes them
-        itself, so a record that is not UTF-8 cannot crash the fetcher."""
-        options = {**self._lane_options, "client_name": name, "decode_responses": False}
-        lane = CommandLane(ConnectionPool.from_url(self.url, **options).make_connection,
-                           size=1, timeout_s=self.socket_timeout_s, retries=0)
-        try:
+        """A dedicated connection for one fetcher's waits and claims."""
+        async with self.connection.blocking_lane(name) as lane:
             yield lane
-        finally:
-            with anyio.CancelScope(shield=True):
-                await lane.close()
 
     async def close(self) -> None:
-        await self.lane.close()
-        await self.client.aclose()
-        await self.client.connection_pool.disconnect()
-
-    # -- start-up -------------------------------------------------------------
+        await self.connection.close()
 
     async def check_server(self) -> ServerInfo:
         """Refuse a server that cannot run aioqueue, naming what was found."""
-        where = redact(self.url)
-        try:
-            with translate_errors():
-                hello = await self.client.execute_command(  # type: ignore[no-untyped-call]
-                    "HELLO")
-        except RedisUnavailable as exc:
-            hint = ""
-            cause = str(exc.__cause__ or exc)
-            if self.url.startswith("rediss://"):
-                hint = (" (TLS handshake failed? the server may not speak TLS on this port, "
-                        "or its certificate is not trusted: check ssl_ca_certs)")
-            elif "closed" in cause or "reset" in cause.lower():
-                hint = " (if the server expects TLS, use a rediss:// URL)"
-            raise RedisUnavailable(f"cannot reach Redis at {where}: {cause}{hint}") from exc
-        except RedisAuthError as exc:
-            raise RedisAuthError(
-                f"Redis at {where} refused the credentials (check the username and "
-                f"password in the URL or redis_options): {exc.__cause__ or exc}") from exc
-        except RedisPermissionDenied as exc:
-            raise RedisPermissionDenied(
-                f"Redis at {where} denied HELLO to this user: {exc.__cause__ or exc}") from exc
-        info = _as_mapping(hello)
-        name = str(info.get("server", "redis"))
-        version = str(info.get("version", "0"))
-        self.server = ServerInfo(name, version)
-        if _parse_version(version) < MIN_SERVER_VERSION:
-            raise UnsupportedServer(
-                f"{name} {version} is too old: aioqueue needs Redis >= 6.2 or Valkey "
-                "(ZADD GT, LPOP with a count)"
-            )
-        if name in ("valkey", "redis") and _parse_version(version) >= (7, 0, 0):
+        server = await self.connection.check_server()
+        if server.script_flags:
             self.scripts.use_script_flags()
-        return self.server
+        return server
 
     # -- the queue protocol ---------------------------------------------------
 
@@ -325,32 +227,6 @@ class Broker:
                 [job_id, task, args_json, priority, 0, "", extra_field, schedule_name, tick_ms],
             )
         return EnqueueCode(int(result)).created
-
-    async def mark_tick(self, queue: str, schedule_name: str, tick_ms: int,
-                        *, only_new: bool) -> None:
-        """Record a tick as handled without a job (first start, or skipped)."""
-        flag = "NX" if only_new else "GT"
-        with translate_errors(self.keys(queue).base):
-            await self.lane.execute("ZADD", self.keys(queue).schedules, flag, tick_ms,
-                                    schedule_name)
-
-    async def last_ticks(self, queue: str) -> dict[str, int]:
-        with translate_errors(self.keys(queue).base):
-            raw: Any = await self.lane.execute(
-                "ZRANGE", self.keys(queue).schedules, 0, -1, "WITHSCORES")
-        if raw and isinstance(raw[0], list):  # RESP3 pairs
-            return {str(m): int(float(sc)) for m, sc in raw}
-        return {str(raw[i]): int(float(raw[i + 1])) for i in range(0, len(raw), 2)}
-
-    async def forget_schedules(self, queue: str, names: Sequence[str]) -> None:
-        if names:
-            with translate_errors(self.keys(queue).base):
-                await self.lane.execute("ZREM", self.keys(queue).schedules, *names)
-
-    async def server_time_ms(self) -> int:
-        with translate_errors():
-            sec, usec = await self.lane.execute("TIME")
-        return int(sec) * 1000 + int(usec) // 1000
 
     async def enqueue_many(
         self, queue: str, jobs: Sequence[tuple[str, str, str, int, int, int | None,
@@ -525,13 +401,6 @@ class Broker:
                 [k.base, *job_ids])
         return int(count)
 
-    async def dead_ids(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[str]:
-        """Dead-lettered ids, oldest first."""
-        with translate_errors(self.keys(queue).base):
-            ids: Any = await self.client.zrange(
-                self.keys(queue).dead, offset, offset + limit - 1 if limit > 0 else -1)
-        return list(ids)
-
     async def purge_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         """Delete dead-lettered jobs (all of them when ``job_ids`` is None)."""
         k = self.keys(queue)
@@ -545,43 +414,6 @@ class Broker:
             if job_ids is not None or count == 0:
                 return purged
 
-    # -- reads ----------------------------------------------------------------
-
-    async def job_fields(self, queue: str, job_id: str, *fields: str) -> list[str | None]:
-        with translate_errors(self.keys(queue).base):
-            values: Any = await self.lane.execute("HMGET", self.keys(queue).job(job_id), *fields)
-        return list(values)
-
-    async def job_record(self, queue: str, job_id: str) -> dict[str, str]:
-        with translate_errors(self.keys(queue).base):
-            record: Any = await self.lane.execute("HGETALL", self.keys(queue).job(job_id))
-        if isinstance(record, list):  # RESP2: flat pairs
-            return {record[i]: record[i + 1] for i in range(0, len(record) - 1, 2)}
-        return dict(record)
-
-    async def counts(self, queue: str) -> dict[str, int]:
-        """How many jobs are waiting, running, scheduled and dead in a queue."""
-        k = self.keys(queue)
-        with translate_errors(k.base):
-            levels: Any = await self.client.zrange(k.prios, 0, -1)
-            async with self.client.pipeline(transaction=False) as pipe:
-                for level in levels:
-                    pipe.llen(k.wait(int(level)))
-                pipe.zcard(k.leases)
-                pipe.zcard(k.delayed)
-                pipe.zcard(k.dead)
-                res = await pipe.execute()
-        waiting = sum(int(x) for x in res[: len(levels)])
-        running, scheduled, dead = (int(x) for x in res[len(levels):])
-        return {"waiting": waiting, "running": running, "scheduled": scheduled, "dead": dead}
-
-    async def stats(self, queue: str) -> dict[str, int]:
-        with translate_errors(self.keys(queue).base):
-            raw: Any = await self.client.hgetall(
-                self.keys(queue).stats)
-        return {k: int(v) for k, v in raw.items()}
-
-
 def _exec_results(replies: list[Any], count: int) -> list[Any]:
     """The replies of the calls inside MULTI ... EXEC: EXEC's array, or (the
     transaction was refused) the refusal in place of every call."""
@@ -590,12 +422,3 @@ def _exec_results(replies: list[Any], count: int) -> list[Any]:
         return executed
     queued = [r for r in replies[1:count + 1] if isinstance(r, Exception)]
     return [queued[0] if queued else executed] * count
-
-
-def _as_mapping(reply: Any) -> dict[str, Any]:
-    if isinstance(reply, dict):
-        return {(k.decode() if isinstance(k, bytes) else str(k)): v for k, v in reply.items()}
-    if isinstance(reply, list):
-        return {str(reply[i]): reply[i + 1] for i in range(0, len(reply) - 1, 2)}
-    return {}
-

@@ -28,11 +28,12 @@ from .helpers import WorkerProcess, wait_until
 SCRIPT_COMMANDS = ("del exists get hdel hget hincrby hmget hset hsetnx llen lpop lpush lrange "
                    "persist pexpire publish rpush set time type zadd zrange zrangebyscore zrem "
                    "zremrangebyscore zscore")
-ACL_PRODUCER = ("on >{password} resetkeys ~{prefix}:* resetchannels &{prefix}:* -@all "
-                "+hello +ping +client|setname +evalsha +script|load +multi +exec "
-                "+hmget +hgetall +zrange +zcard +llen +lrange +time +subscribe +unsubscribe "
-                f"{' '.join('+' + c for c in SCRIPT_COMMANDS.split())}")
-ACL_WORKER = ACL_PRODUCER + " +blpop"
+# commands the Python side sends (start-up, scripts by SHA, reads, pub/sub)
+PYTHON_COMMANDS = ("hello ping evalsha script|load multi exec hmget hgetall zrange zcard llen "
+                   "lrange time subscribe unsubscribe")
+ACL_PRODUCER = ("on >{password} resetkeys ~{prefix}:* resetchannels &{prefix}:* -@all " + " ".join(
+    "+" + c for c in dict.fromkeys(f"{PYTHON_COMMANDS} {SCRIPT_COMMANDS}".split())))
+ACL_WORKER = ACL_PRODUCER + " +blpop +client|setname"
 
 
 def acl_line(template: str, prefix: str, password: str) -> list[str]:
@@ -272,5 +273,5 @@ def test_readme_gives_the_tested_acl_lines() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     line = " ".join(acl_line(ACL_PRODUCER, "acme", "PASSWORD"))
     assert f"ACL SETUSER producer {line}\n" in readme
-    assert ACL_WORKER == ACL_PRODUCER + " +blpop"
-    assert "ACL SETUSER worker  <the producer's rules> +blpop" in readme
+    assert ACL_WORKER == ACL_PRODUCER + " +blpop +client|setname"
+    assert "ACL SETUSER worker  <the producer's rules> +blpop +client|setname\n" in readme

@@ -1,0 +1,150 @@
+"""The broker's reads and small commands: job records, queue counts,
+dead-letter listing, schedule ticks, server time.
+
+:class:`BrokerBase` holds what every broker module shares (the connection,
+the key layout); :class:`aioqueue.broker.Broker` adds the Lua scripts.
+Every method raises aioqueue errors only (see :mod:`aioqueue.connection`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+
+from .connection import Connection, Subscription, translate_errors
+from .keys import QueueKeys
+from .lane import CommandLane
+
+
+def _pairs(raw: Any) -> dict[str, str]:
+    """A hash or a WITHSCORES reply: RESP3 gives a map or pairs, RESP2 a flat list."""
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    if raw and isinstance(raw[0], list):
+        return {str(k): str(v) for k, v in raw}
+    return {str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw) - 1, 2)}
+
+
+class BrokerBase:
+    """The connection and the key layout of one app's queues."""
+
+    def __init__(self, connection: Connection, *, prefix: str) -> None:
+        self.connection = connection
+        self.prefix = prefix
+        self.lane: CommandLane = connection.lane
+        self._keys: dict[str, QueueKeys] = {}
+
+    @property
+    def url(self) -> str:
+        return self.connection.url
+
+    @property
+    def socket_timeout_s(self) -> float:
+        return self.connection.socket_timeout_s
+
+    @property
+    def client(self) -> Redis:
+        """redis-py's client on the shared pool: for broker-layer modules only."""
+        return self.connection.client
+
+    def keys(self, queue: str) -> QueueKeys:
+        keys = self._keys.get(queue)
+        if keys is None:
+            keys = self._keys[queue] = QueueKeys(self.prefix, queue)
+        return keys
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
+        """Messages published on ``channels`` (e.g. a queue's cancel channel)."""
+        async with self.connection.subscribe(*channels) as subscription:
+            yield subscription
+
+
+class BrokerReads(BrokerBase):
+    """Reads and small commands (no scripts)."""
+
+    async def server_time_ms(self) -> int:
+        with translate_errors():
+            sec, usec = await self.lane.execute("TIME")
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def ping(self) -> None:
+        with translate_errors():
+            await self.lane.execute("PING")
+
+    # -- job records (workflow records: aioqueue.broker_workflow) -------------
+
+    async def job_fields(self, queue: str, job_id: str, *fields: str) -> list[str | None]:
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            values: Any = await self.lane.execute("HMGET", k.job(job_id), *fields)
+        return list(values)
+
+    async def job_record(self, queue: str, job_id: str) -> dict[str, str]:
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            record: Any = await self.lane.execute("HGETALL", k.job(job_id))
+        return _pairs(record)
+
+    # -- queues -----------------------------------------------------------------
+
+    async def counts(self, queue: str) -> dict[str, int]:
+        """How many jobs are waiting, running, scheduled and dead in a queue."""
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            levels: Any = await self.lane.execute("ZRANGE", k.prios, 0, -1)
+            replies = await self.lane.execute_many(
+                [*(("LLEN", k.wait(int(level))) for level in levels),
+                 ("ZCARD", k.leases), ("ZCARD", k.delayed), ("ZCARD", k.dead)])
+            for reply in replies:
+                if isinstance(reply, Exception):
+                    raise reply
+        waiting = sum(int(x) for x in replies[: len(levels)])
+        running, scheduled, dead = (int(x) for x in replies[len(levels):])
+        return {"waiting": waiting, "running": running, "scheduled": scheduled, "dead": dead}
+
+    async def stats(self, queue: str) -> dict[str, int]:
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            raw: Any = await self.lane.execute("HGETALL", k.stats)
+        return {name: int(v) for name, v in _pairs(raw).items()}
+
+    async def dead_ids(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[str]:
+        """Dead-lettered ids, oldest first."""
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            ids: Any = await self.lane.execute(
+                "ZRANGE", k.dead, offset, offset + limit - 1 if limit > 0 else -1)
+        return [str(i) for i in ids]
+
+    async def is_dead(self, queue: str, job_id: str) -> bool:
+        """Is the job in the queue's dead letters?"""
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            score = await self.lane.execute("ZSCORE", k.dead, job_id)
+        return score is not None
+
+    # -- schedules --------------------------------------------------------------
+
+    async def mark_tick(self, queue: str, schedule_name: str, tick_ms: int,
+                        *, only_new: bool) -> None:
+        """Record a tick as handled without a job (first start, or skipped)."""
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            await self.lane.execute("ZADD", k.schedules, "NX" if only_new else "GT", tick_ms,
+                                    schedule_name)
+
+    async def last_ticks(self, queue: str) -> dict[str, int]:
+        k = self.keys(queue)
+        with translate_errors(k.base):
+            raw: Any = await self.lane.execute("ZRANGE", k.schedules, 0, -1, "WITHSCORES")
+        return {name: int(float(score)) for name, score in _pairs(raw).items()}
+
+    async def forget_schedules(self, queue: str, names: Sequence[str]) -> None:
+        if names:
+            k = self.keys(queue)
+            with translate_errors(k.base):
+                await self.lane.execute("ZREM", k.schedules, *names)

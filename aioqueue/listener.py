@@ -1,0 +1,202 @@
+"""One pub/sub listener per app that wakes whoever waits on a job (part of
+the broker layer: it holds a redis-py pub/sub connection).
+
+Waiting for 10,000 jobs costs one connection, not 10,000. A waiter first
+subscribes (and waits for the server to confirm), then reads the job's
+status, so a job that ended before the wait began is seen at once. When the
+listener reconnects it re-subscribes and wakes every waiter to read its
+status again, so nothing that ended during the outage is missed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .backoff import RetryLoop
+from .errors import WorkerStopped
+
+if TYPE_CHECKING:
+    from .broker_reads import BrokerBase
+
+log = logging.getLogger("aioqueue.results")
+
+
+class Wakeup:
+    """A resettable event that also keeps the messages that set it."""
+
+    __slots__ = ("_event", "_listener", "messages")
+
+    def __init__(self, listener: ResultListener | None = None) -> None:
+        self._event = anyio.Event()
+        self._listener = listener
+        self.messages: list[str] = []
+
+    def set(self) -> None:
+        self._event.set()
+
+    def push(self, message: str) -> None:
+        if len(self.messages) < 1000:
+            self.messages.append(message)
+        self._event.set()
+
+    def drain(self) -> list[str]:
+        messages, self.messages = self.messages, []
+        self.clear()
+        return messages
+
+    def clear(self) -> None:
+        if self._event.is_set():
+            self._event = anyio.Event()
+
+    async def wait(self) -> None:
+        if self._listener is None:
+            await self._event.wait()
+            return
+        self._listener.parked += 1
+        try:
+            await self._event.wait()
+        finally:
+            self._listener.parked -= 1
+        if self._listener.failed is not None:
+            raise self._listener.failed
+
+
+class ResultListener:
+    def __init__(self, broker: BrokerBase, *, reconnect_cap_s: float = 2.0) -> None:
+        self._broker = broker
+        self._waiters: dict[str, set[Wakeup]] = {}
+        self._confirmed: dict[str, anyio.Event] = {}
+        self._pubsub: Any = None
+        self._ready = anyio.Event()
+        self._reconnect_cap_s = reconnect_cap_s
+        self._home_channel = f"{broker.prefix}:listener:{secrets.token_hex(8)}"
+        self.reconnects = 0
+        self.failed: BaseException | None = None
+        """The permanent error (e.g. NOPERM on SUBSCRIBE) that stopped the listener."""
+        self.parked = 0
+        """Waiters that have read the job's state and now wait for a message."""
+        self._last_resubscribe = -1.0
+
+    @property
+    def waiting(self) -> int:
+        return sum(len(w) for w in self._waiters.values())
+
+    @contextlib.asynccontextmanager
+    async def watch(self, queue: str, job_id: str) -> AsyncIterator[Wakeup]:
+        if self.failed is not None:
+            raise self.failed
+        channel = self._broker.keys(queue).done_channel(job_id)
+        wakeup = Wakeup(self)
+        waiters = self._waiters.setdefault(channel, set())
+        waiters.add(wakeup)
+        try:
+            if len(waiters) == 1:
+                confirmed = self._confirmed[channel] = anyio.Event()
+                await self._ready.wait()
+                with contextlib.suppress(Exception):
+                    await self._pubsub.subscribe(channel)
+                # an unconfirmed subscribe (connection lost) is covered by the
+                # reconnect path, which wakes every waiter
+                with anyio.move_on_after(self._broker.socket_timeout_s):
+                    await confirmed.wait()
+            else:
+                await self._confirmed[channel].wait()
+            yield wakeup
+        finally:
+            waiters.discard(wakeup)
+            if not waiters:
+                del self._waiters[channel]
+                self._confirmed.pop(channel, None)
+                if self._pubsub is not None:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.unsubscribe(channel)
+
+    def _note_resubscribe(self) -> None:
+        now = anyio.current_time()
+        if now - self._last_resubscribe > 0.5:
+            self.reconnects += 1
+        self._last_resubscribe = now
+
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for w in waiters:
+                w.set()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        started = False
+        retry = RetryLoop("result listener", log, cap_s=self._reconnect_cap_s)
+        while True:
+            pubsub = self._broker.connection.pubsub()
+            try:
+                self._pubsub = pubsub
+                # subscribing before anyone waits opens the one connection now:
+                # concurrent first subscribes would each open their own
+                await pubsub.subscribe(self._home_channel, *self._waiters)
+                self._ready.set()
+                if not started:
+                    started = True
+                    task_status.started()
+                if retry.failures:
+                    # we may have missed notifications while away: re-check all
+                    self._wake_all()
+                    self.reconnects += 1
+                retry.succeeded()
+                ping_sent: float | None = None
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+                    if msg is None:
+                        # a half-open connection is silent too: after a quiet
+                        # second ask for a pong, and reconnect (which wakes
+                        # every waiter) if it does not come in time
+                        now = anyio.current_time()
+                        if ping_sent is None:
+                            await pubsub.ping()
+                            ping_sent = now
+                        elif now - ping_sent > self._broker.socket_timeout_s:
+                            raise ConnectionError("no pong from Redis: connection half-open")
+                        continue
+                    if msg["type"] == "pong":
+                        ping_sent = None
+                        continue
+                    channel = msg.get("channel")
+                    if isinstance(channel, bytes):
+                        channel = channel.decode()
+                    if msg["type"] == "subscribe":
+                        event = self._confirmed.get(channel)
+                        if event is not None:
+                            if event.is_set():
+                                # a confirmation for a channel confirmed before:
+                                # redis-py reconnected and re-subscribed on its
+                                # own, so messages may have been lost meanwhile
+                                self._note_resubscribe()
+                                for w in self._waiters.get(channel, ()):
+                                    w.set()
+                            event.set()
+                    elif msg["type"] == "message":
+                        data = msg.get("data")
+                        text = data.decode() if isinstance(data, bytes) else str(data)
+                        for w in self._waiters.get(channel, ()):
+                            w.push(text)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except Exception as exc:
+                self._ready = anyio.Event()
+                try:
+                    delay = retry.note_failure(exc)
+                except WorkerStopped as stopped:
+                    # logged once: every waiter, now and later, gets the error
+                    self.failed = stopped.__cause__ or stopped
+                    self._ready.set()
+                    self._wake_all()
+                    return
+                await anyio.sleep(delay)
+            finally:
+                with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -18,7 +18,7 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from .broker_reads import BrokerReads
-from .connection import Connection, ServerInfo, translate_errors
+from .connection import ServerInfo, connect, translate_errors
 from .errors import ConfigurationError, DurabilityUnconfirmed
 from .flow import FlowKeys
 from .lane import CommandLane
@@ -85,7 +85,7 @@ def _payload(value: Any) -> str:
 
 
 class Broker(BrokerReads):
-    """Speaks the queue protocol over one :class:`Connection`."""
+    """Speaks the queue protocol over one :class:`~aioqueue.connection.Connection`."""
 
     def __init__(
         self,
@@ -102,9 +102,9 @@ class Broker(BrokerReads):
         wait_timeout_s: float = 1.0,
     ) -> None:
         super().__init__(
-            Connection(url, socket_timeout_s=socket_timeout_s,
-                       connect_timeout_s=connect_timeout_s, max_connections=max_connections,
-                       retries=retries, redis_options=redis_options),
+            connect(url, socket_timeout_s=socket_timeout_s,
+                    connect_timeout_s=connect_timeout_s, max_connections=max_connections,
+                    retries=retries, redis_options=redis_options),
             prefix=prefix)
         self.wait_replicas = wait_replicas
         self.wait_fsync = wait_fsync

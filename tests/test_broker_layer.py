@@ -11,7 +11,8 @@ BROKER_LAYER = {"aioqueue.connection", "aioqueue.broker", "aioqueue.lane",
 
 
 def in_broker_layer(module: str) -> bool:
-    return module in BROKER_LAYER or module.startswith("aioqueue.broker_")
+    return module in BROKER_LAYER or module.startswith(("aioqueue.broker_",
+                                                         "aioqueue.connection_"))
 
 
 def test_only_the_broker_layer_imports_redis() -> None:

@@ -128,7 +128,7 @@ def translate(exc: BaseException, where: str = "") -> BaseException:
         return exc
     kind = _kind_of(exc)
     at = f" ({where})" if where else ""
-    error = kind(f"{_MESSAGES[kind]}{at}: {exc}")
+    error = kind(f"{_MESSAGES[kind]}: {exc}{at}")
     error.__cause__ = exc
     return error
 

@@ -135,7 +135,9 @@ class Job(Generic[R]):
         :raises JobFailed: the job was dead-lettered (carries the error).
         :raises JobCancelled: the job was cancelled.
         :raises JobNotFound: no record (never enqueued, or expired).
-        :raises ResultTimeout: it did not end within ``timeout`` seconds.
+        :raises ResultTimeout: it did not end within ``timeout`` seconds
+            (``timeout=0``: return it if it has ended, never wait).
+        :raises RedisUnavailable: Redis cannot be reached (also while waiting).
         """
         fields = OUTCOME_FIELDS
         try:
@@ -149,9 +151,12 @@ class Job(Generic[R]):
                         await changed.wait()
                         changed.clear()
         except TimeoutError:
-            raise ResultTimeout(
-                f"job {self.id} did not finish within {timeout} s", job_id=self.id
-            ) from None
+            # a job that has ended needs no waiting, even with timeout=0
+            values = await self.app.broker.job_fields(self.queue, self.id, *fields)
+            if values[0] is not None and values[0] not in FINAL_STATUSES:
+                raise ResultTimeout(
+                    f"job {self.id} did not finish within {timeout} s", job_id=self.id
+                ) from None
         return self._outcome(*values)
 
     def _outcome(self, status: str | None, result: str | None, error: str | None,

@@ -20,7 +20,7 @@ import anyio
 from anyio.abc import TaskStatus
 
 from .backoff import RetryLoop
-from .errors import WorkerStopped
+from .errors import RedisUnavailable, WorkerStopped, translated
 
 if TYPE_CHECKING:
     from .broker_reads import BrokerBase
@@ -80,6 +80,9 @@ class ResultListener:
         self.reconnects = 0
         self.failed: BaseException | None = None
         """The permanent error (e.g. NOPERM on SUBSCRIBE) that stopped the listener."""
+        self.down: BaseException | None = None
+        """Why the last connection attempt failed, while there is no connection."""
+        self._attempted = anyio.Event()
         self.parked = 0
         """Waiters that have read the job's state and now wait for a message."""
         self._last_resubscribe = -1.0
@@ -88,10 +91,27 @@ class ResultListener:
     def waiting(self) -> int:
         return sum(len(w) for w in self._waiters.values())
 
-    @contextlib.asynccontextmanager
-    async def watch(self, queue: str, job_id: str) -> AsyncIterator[Wakeup]:
+    def _attempt_done(self) -> None:
+        self._attempted.set()
+        self._attempted = anyio.Event()
+
+    async def _connected(self) -> None:
+        """Return once the listener is subscribed; raise RedisUnavailable
+        (like every other call) when it cannot reach Redis, instead of
+        waiting for the outage to end."""
+        with anyio.move_on_after(self._broker.socket_timeout_s):
+            while not self._ready.is_set() and self.down is None:
+                await self._attempted.wait()
         if self.failed is not None:
             raise self.failed
+        if not self._ready.is_set():
+            raise RedisUnavailable(
+                f"cannot reach Redis to wait for job results: {self.down or 'no connection'}"
+            ) from self.down
+
+    @contextlib.asynccontextmanager
+    async def watch(self, queue: str, job_id: str) -> AsyncIterator[Wakeup]:
+        await self._connected()
         channel = self._broker.keys(queue).done_channel(job_id)
         wakeup = Wakeup(self)
         waiters = self._waiters.setdefault(channel, set())
@@ -99,7 +119,6 @@ class ResultListener:
         try:
             if len(waiters) == 1:
                 confirmed = self._confirmed[channel] = anyio.Event()
-                await self._ready.wait()
                 with contextlib.suppress(Exception):
                     await self._pubsub.subscribe(channel)
                 # an unconfirmed subscribe (connection lost) is covered by the
@@ -107,7 +126,8 @@ class ResultListener:
                 with anyio.move_on_after(self._broker.socket_timeout_s):
                     await confirmed.wait()
             else:
-                await self._confirmed[channel].wait()
+                with anyio.move_on_after(self._broker.socket_timeout_s):
+                    await self._confirmed[channel].wait()
             yield wakeup
         finally:
             waiters.discard(wakeup)
@@ -130,7 +150,9 @@ class ResultListener:
                 w.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        started = False
+        # started at once: a caller that finds Redis down gets RedisUnavailable
+        # from watch(), rather than waiting here for the outage to end
+        task_status.started()
         retry = RetryLoop("result listener", log, cap_s=self._reconnect_cap_s)
         while True:
             pubsub = self._broker.connection.pubsub()
@@ -139,10 +161,9 @@ class ResultListener:
                 # subscribing before anyone waits opens the one connection now:
                 # concurrent first subscribes would each open their own
                 await pubsub.subscribe(self._home_channel, *self._waiters)
+                self.down = None
                 self._ready.set()
-                if not started:
-                    started = True
-                    task_status.started()
+                self._attempt_done()
                 if retry.failures:
                     # we may have missed notifications while away: re-check all
                     self._wake_all()
@@ -187,14 +208,20 @@ class ResultListener:
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
-                self._ready = anyio.Event()
+                if self._ready.is_set():
+                    self._ready = anyio.Event()
+                self.down = translated(exc)
                 try:
                     delay = retry.note_failure(exc)
                 except WorkerStopped as stopped:
                     # logged once: every waiter, now and later, gets the error
                     self.failed = stopped.__cause__ or stopped
-                    self._ready.set()
-                    self._wake_all()
+                    delay = -1.0
+                # waiters read the job's state again: a job that ended while
+                # the connection was away is seen; Redis down raises there
+                self._wake_all()
+                self._attempt_done()
+                if delay < 0:
                     return
                 await anyio.sleep(delay)
             finally:

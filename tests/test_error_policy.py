@@ -5,6 +5,7 @@ error. Real servers: a long script from another client, a read-only replica."""
 from __future__ import annotations
 
 import logging
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -166,6 +167,57 @@ async def test_worker_on_read_only_replica_backs_off_then_runs_after_promotion(
             with redis.Redis.from_url(replica.url) as admin:
                 admin.execute_command("REPLICAOF", "NO", "ONE")
             assert await replica_app.job(job_id).result(timeout=30) == 42
+
+
+@pytest.fixture
+def slow_loading_server(server_binary: ServerBinary,
+                        tmp_path: Path) -> Iterator[ServerProcess]:
+    """A server with AOF that takes 100 us per key to load at start-up."""
+    server = ServerProcess(server_binary, directory=tmp_path / "redis", appendonly=True,
+                           extra_args=["--key-load-delay", "100"])
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def restart_without_waiting(server: ServerProcess) -> None:
+    """Stop (AOF flushed) and start again, returning while it still loads."""
+    server.stop()
+    server.process = subprocess.Popen(server.command(), stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, cwd=server.directory)
+
+
+async def test_worker_rides_out_loading_after_a_restart(
+    slow_loading_server: ServerProcess, make_app: Callable[..., aioqueue.App],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "aioqueue")
+    server = slow_loading_server
+    with redis.Redis.from_url(server.url) as client, client.pipeline() as pipe:
+        for i in range(50_000):  # about 5 s of LOADING at start-up
+            pipe.set(f"filler:{i}", i)
+        pipe.execute()
+    app = make_app(server.url)
+
+    @app.task
+    async def double(x: int) -> int:
+        return 2 * x
+
+    async with app, running(app) as supervisor:
+        # Given a worker, When Redis restarts and loads its data set
+        restart_without_waiting(server)
+        # Then the worker meets LOADING, says so once, and backs off
+        await wait_until(lambda: worker_warnings(caplog, "RedisLoading"), 60,
+                         what="the worker's LOADING warning")
+        await anyio.to_thread.run_sync(server.wait_ready, 60.0)
+        # and runs jobs once the data set is loaded
+        jobs = [await double.enqueue(i) for i in range(5)]
+        assert [await j.result(timeout=30) for j in jobs] == [0, 2, 4, 6, 8]
+        assert supervisor.counters["succeeded"] == 5
+    assert len(worker_warnings(caplog, "RedisLoading")) == 1
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
 
 
 def test_error_policy_classifies_settle_paths_oom_as_transient() -> None:

@@ -157,73 +157,86 @@ class ResultListener:
         while True:
             pubsub = self._broker.connection.pubsub()
             try:
-                self._pubsub = pubsub
-                # subscribing before anyone waits opens the one connection now:
-                # concurrent first subscribes would each open their own
-                await pubsub.subscribe(self._home_channel, *self._waiters)
-                self.down = None
-                self._ready.set()
-                self._attempt_done()
-                if retry.failures:
-                    # we may have missed notifications while away: re-check all
-                    self._wake_all()
-                    self.reconnects += 1
-                retry.succeeded()
-                ping_sent: float | None = None
-                while True:
-                    msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
-                    if msg is None:
-                        # a half-open connection is silent too: after a quiet
-                        # second ask for a pong, and reconnect (which wakes
-                        # every waiter) if it does not come in time
-                        now = anyio.current_time()
-                        if ping_sent is None:
-                            await pubsub.ping()
-                            ping_sent = now
-                        elif now - ping_sent > self._broker.socket_timeout_s:
-                            raise ConnectionError("no pong from Redis: connection half-open")
-                        continue
-                    if msg["type"] == "pong":
-                        ping_sent = None
-                        continue
-                    channel = msg.get("channel")
-                    if isinstance(channel, bytes):
-                        channel = channel.decode()
-                    if msg["type"] == "subscribe":
-                        event = self._confirmed.get(channel)
-                        if event is not None:
-                            if event.is_set():
-                                # a confirmation for a channel confirmed before:
-                                # redis-py reconnected and re-subscribed on its
-                                # own, so messages may have been lost meanwhile
-                                self._note_resubscribe()
-                                for w in self._waiters.get(channel, ()):
-                                    w.set()
-                            event.set()
-                    elif msg["type"] == "message":
-                        data = msg.get("data")
-                        text = data.decode() if isinstance(data, bytes) else str(data)
-                        for w in self._waiters.get(channel, ()):
-                            w.push(text)
+                await self._serve(pubsub, retry)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
-                if self._ready.is_set():
-                    self._ready = anyio.Event()
-                self.down = translated(exc)
-                try:
-                    delay = retry.note_failure(exc)
-                except WorkerStopped as stopped:
-                    # logged once: every waiter, now and later, gets the error
-                    self.failed = stopped.__cause__ or stopped
-                    delay = -1.0
-                # waiters read the job's state again: a job that ended while
-                # the connection was away is seen; Redis down raises there
-                self._wake_all()
-                self._attempt_done()
-                if delay < 0:
+                delay = self._lost(exc, retry)
+                if delay is None:
                     return
                 await anyio.sleep(delay)
             finally:
                 with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _serve(self, pubsub: Any, retry: RetryLoop) -> None:
+        """Subscribe and dispatch messages until the connection fails."""
+        self._pubsub = pubsub
+        # subscribing before anyone waits opens the one connection now:
+        # concurrent first subscribes would each open their own
+        await pubsub.subscribe(self._home_channel, *self._waiters)
+        self.down = None
+        self._ready.set()
+        self._attempt_done()
+        if retry.failures:
+            # we may have missed notifications while away: re-check all
+            self._wake_all()
+            self.reconnects += 1
+        retry.succeeded()
+        ping_sent: float | None = None
+        while True:
+            msg = await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0)
+            if msg is None:
+                # a half-open connection is silent too: after a quiet second
+                # ask for a pong, and reconnect (which wakes every waiter) if
+                # it does not come in time
+                now = anyio.current_time()
+                if ping_sent is None:
+                    await pubsub.ping()
+                    ping_sent = now
+                elif now - ping_sent > self._broker.socket_timeout_s:
+                    raise ConnectionError("no pong from Redis: connection half-open")
+            elif msg["type"] == "pong":
+                ping_sent = None
+            else:
+                self._dispatch(msg)
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        channel = msg.get("channel")
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        if msg["type"] == "subscribe":
+            event = self._confirmed.get(str(channel))
+            if event is not None:
+                if event.is_set():
+                    # a confirmation for a channel confirmed before: redis-py
+                    # reconnected and re-subscribed on its own, so messages
+                    # may have been lost meanwhile
+                    self._note_resubscribe()
+                    for w in self._waiters.get(str(channel), ()):
+                        w.set()
+                event.set()
+        elif msg["type"] == "message":
+            data = msg.get("data")
+            text = data.decode() if isinstance(data, bytes) else str(data)
+            for w in self._waiters.get(str(channel), ()):
+                w.push(text)
+
+    def _lost(self, exc: Exception, retry: RetryLoop) -> float | None:
+        """The connection failed: the backoff before the next attempt, or
+        None when the error is permanent (every waiter then gets it)."""
+        if self._ready.is_set():
+            self._ready = anyio.Event()
+        self.down = translated(exc)
+        delay: float | None
+        try:
+            delay = retry.note_failure(exc)
+        except WorkerStopped as stopped:
+            # logged once: every waiter, now and later, gets the error
+            self.failed = stopped.__cause__ or stopped
+            delay = None
+        # waiters read the job's state again: a job that ended while the
+        # connection was away is seen; Redis down raises there
+        self._wake_all()
+        self._attempt_done()
+        return delay

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
-from .broker import translate_errors
+from .connection import translate_errors
 from .errors import ConfigurationError
 from .keys import QueueKeys, check_name
 from .record import Field

@@ -135,8 +135,8 @@ async def test_acl_users_run_the_core_and_nothing_else(acl_server: ServerProcess
         # a script cannot reach outside the prefix either: the app's own enqueue
         # under another prefix is refused with a typed error
         other = fault_app.build_app(url, prefix="other")
-        async with other:
-            with pytest.raises(RedisPermissionDenied):
+        with pytest.raises(RedisPermissionDenied):
+            async with other:
                 await other.get_task("quick").enqueue(1)
 
 

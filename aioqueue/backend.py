@@ -18,7 +18,7 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from .broker import Broker
-    from .results import ResultListener
+    from .listener import ResultListener
 
 
 @dataclass(slots=True)

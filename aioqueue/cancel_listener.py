@@ -7,11 +7,7 @@ A request made while the worker was down is honoured by claim and reaper.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import Any
-
-import anyio
 
 from .record import Field
 from .roles import WorkerState, keep_stepping
@@ -39,20 +35,12 @@ class CancelListener:
     async def _listen(self) -> float:
         broker = self.state.broker
         channels = [broker.keys(q).cancel_channel for q in self.state.queues]
-        pubsub = broker.client.pubsub()
-        try:
-            await pubsub.subscribe(*channels)
+        async with broker.subscribe(*channels) as subscription:
             while True:
-                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-                if msg is not None and msg.get("type") == "message":
-                    await self.step(_text(msg["data"]))
-        finally:
-            with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                message = await subscription.get(timeout=1.0)
+                if message is not None:
+                    await self.step(message[1])
 
     async def run(self) -> None:
         await keep_stepping("cancel listener", self._listen, self.state)
 
-
-def _text(data: Any) -> str:
-    return data.decode(errors="replace") if isinstance(data, bytes) else str(data)

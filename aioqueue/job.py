@@ -152,7 +152,7 @@ class Job(Generic[R]):
                         changed.clear()
         except TimeoutError:
             # a job that has ended needs no waiting, even with timeout=0
-            values = await self.app.broker.job_fields(self.queue, self.id, *fields)
+            values = await self._backend.broker.job_fields(self.queue, self.id, *fields)
             if values[0] is not None and values[0] not in FINAL_STATUSES:
                 raise ResultTimeout(
                     f"job {self.id} did not finish within {timeout} s", job_id=self.id

@@ -34,6 +34,7 @@ from .backoff import COMMAND_RETRY
 from .errors import (
     AioqueueError,
     BrokerError,
+    ConfigurationError,
     RedisAuthError,
     RedisBusy,
     RedisClusterUnavailable,
@@ -300,6 +301,11 @@ class Connection:
         except RedisPermissionDenied as exc:
             raise RedisPermissionDenied(
                 f"Redis at {where} denied HELLO to this user: {exc.__cause__ or exc}") from exc
+        except RedisCommandError as exc:
+            if "DB index is out of range" in str(exc):
+                raise ConfigurationError(
+                    f"the database in {where} does not exist on this server") from exc
+            raise
         info = _as_mapping(hello)
         server = ServerInfo(str(info.get("server", "redis")), str(info.get("version", "0")))
         if server.version_tuple < MIN_SERVER_VERSION:

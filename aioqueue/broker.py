@@ -32,7 +32,9 @@ from .script_codes import (
 )
 from .scripts import RELOAD_ATTEMPTS, ScriptRunner
 
-__all__ = ["Broker", "ClaimedJob", "ServerInfo", "Settlement"]
+# translate_errors: re-exported for broker-layer modules written before it
+# moved to aioqueue.connection
+__all__ = ["Broker", "ClaimedJob", "ServerInfo", "Settlement", "translate_errors"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .broker import translate_errors
 from .broker_admin import Lane, as_mapping
+from .connection import translate_errors
 from .keys import QueueKeys, check_name
 
 COUNTERS = ("succeeded", "failed", "retried", "cancelled", "expired")

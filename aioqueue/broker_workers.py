@@ -21,8 +21,8 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .broker import translate_errors
 from .broker_admin import BrokerAdmin, Lane, as_mapping, run_script
+from .connection import translate_errors
 from .scripts import load_script
 
 LOST_AFTER_BEATS = 3

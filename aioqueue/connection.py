@@ -284,7 +284,11 @@ class Connection:
         where = redact(self.url)
         try:
             with translate_errors():
-                hello = await self.lane.execute("HELLO")
+                # through redis-py's client: its connect timeout is separate
+                # from the socket timeout, so a start-up during a network
+                # blip waits for TCP to retry instead of giving up
+                hello = await self.client.execute_command(  # type: ignore[no-untyped-call]
+                    "HELLO")
         except RedisUnavailable as exc:
             hint = ""
             cause = str(exc.__cause__ or exc)

@@ -18,7 +18,8 @@ from typing import Any
 from redis import exceptions as redis_errors
 
 from .broker_reads import BrokerReads
-from .connection import ServerInfo, connect, translate_errors
+from .connection import ServerInfo, translate_errors
+from .connection_open import connect
 from .errors import ConfigurationError, DurabilityUnconfirmed
 from .flow import FlowKeys
 from .lane import CommandLane

@@ -318,9 +318,3 @@ class Connection:
                 "or Valkey (ZADD GT, LPOP with a count)")
         self.server = server
         return server
-
-
-def connect(url: str, **options: Any) -> Connection:
-    """The :class:`Connection` for ``url`` (the one place that picks a
-    transport by URL scheme; options as :class:`Connection` takes them)."""
-    return Connection(url, **options)

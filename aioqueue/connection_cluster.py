@@ -32,17 +32,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import anyio
 from redis import exceptions as redis_errors
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
 
 from .backoff import full_jitter
-from .errors import ConfigurationError
+from .connection import Connection, ServerInfo, redact, translate_errors
+from .errors import ConfigurationError, RedisCommandError, RedisUnavailable
 from .lane import CommandLane
 
 SLOTS = 16384
@@ -345,3 +347,68 @@ class ClusterLane:
         for lane in list(self._lanes.values()):
             await lane.close()
         self._lanes.clear()
+
+
+class ClusterConnection(Connection):
+    """:class:`~aioqueue.connection.Connection` for ``redis+cluster://``:
+    redis-py's ``RedisCluster`` for ordinary commands and pub/sub (classic
+    ``PUBLISH`` reaches every node, so one subscription anywhere hears it),
+    :class:`ClusterLane` for the hot path and the fetchers' blocking waits."""
+
+    def __init__(self, url: str, *, socket_timeout_s: float = 5.0,
+                 connect_timeout_s: float = 5.0, max_connections: int = 50,
+                 retries: int = 3, redis_options: Mapping[str, Any] | None = None) -> None:
+        parsed = ClusterURL.parse(url)
+        self.url = url
+        self.socket_timeout_s = socket_timeout_s
+        options = dict(redis_options or {})
+        self.client = RedisCluster.from_url(  # type: ignore[assignment]
+            parsed.node_url, startup_nodes=[ClusterNode(h, p) for h, p in parsed.seeds],
+            decode_responses=True, socket_timeout=socket_timeout_s,
+            socket_connect_timeout=connect_timeout_s, max_connections=max_connections,
+            **options)
+        self._node_url = parsed.node_url
+        self._lane_options = dict(
+            decode_responses=True, socket_timeout=None,
+            socket_connect_timeout=connect_timeout_s, socket_keepalive=True, **options)
+        self.slot_map = SlotMap(parsed.seeds)
+        # the lane interface (execute, execute_many, close), routed by slot
+        self.lane = ClusterLane(  # type: ignore[assignment]
+            self.slot_map, connection_factory(parsed.node_url, **self._lane_options),
+            size=max_connections, timeout_s=socket_timeout_s, retries=retries)
+        self.server = None
+
+    @contextlib.asynccontextmanager
+    async def blocking_lane(self, name: str) -> AsyncIterator[CommandLane]:
+        """One dedicated connection per primary, made when a fetcher's queue
+        (its slot) first needs it; no retry behind the caller's back."""
+        options = {**self._lane_options, "client_name": name, "decode_responses": False}
+        lane = ClusterLane(self.slot_map, connection_factory(self._node_url, **options),
+                           size=1, timeout_s=self.socket_timeout_s, retries=0)
+        try:
+            yield lane  # type: ignore[misc]
+        finally:
+            with anyio.CancelScope(shield=True):
+                await lane.close()
+
+    async def close(self) -> None:
+        await self.lane.close()
+        await self.client.aclose()
+
+    async def check_server(self) -> ServerInfo:
+        """The checks of a single server on one primary, and that the URL
+        does lead to a cluster that serves every slot."""
+        try:
+            with translate_errors():
+                await self.lane.execute("CLUSTER", "SLOTS")
+        except RedisCommandError as exc:
+            raise ConfigurationError(
+                f"{redact(self.url)} is not a Redis Cluster node ({exc.__cause__ or exc}); "
+                "use a redis:// URL for a single server") from exc
+        except RedisUnavailable:
+            pass  # the server check below says so, with its hints
+        server = await super().check_server()
+        with translate_errors():
+            # redis-py's slot cache: its pub/sub picks a node from it unasked
+            await self.client.initialize()
+        return server

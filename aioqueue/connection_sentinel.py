@@ -18,11 +18,14 @@ again and reaches the promoted replica.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import anyio
+from redis.asyncio import Redis
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.sentinel import (
     Sentinel,
@@ -31,7 +34,9 @@ from redis.asyncio.sentinel import (
     SentinelManagedSSLConnection,
 )
 
+from .connection import Connection
 from .errors import ConfigurationError
+from .lane import CommandLane
 
 SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 
@@ -135,3 +140,49 @@ def primary_pool(url: SentinelURL, manager: Sentinel, *, for_lane: bool,
 def lane_factory(pool: SentinelConnectionPool) -> Callable[[], AbstractConnection]:
     """What a :class:`~aioqueue.lane.CommandLane` calls for a new connection."""
     return pool.make_connection
+
+
+class SentinelConnection(Connection):
+    """:class:`~aioqueue.connection.Connection` for ``redis+sentinel://``:
+    every connection (lane, blocking lanes, pub/sub, ordinary commands) goes
+    to the primary the Sentinels name at the time it connects."""
+
+    def __init__(self, url: str, *, socket_timeout_s: float = 5.0,
+                 connect_timeout_s: float = 5.0, max_connections: int = 50,
+                 retries: int = 3, redis_options: Mapping[str, Any] | None = None) -> None:
+        self.parsed = SentinelURL.parse(url)
+        self.url = url
+        self.socket_timeout_s = socket_timeout_s
+        options = dict(redis_options or {})
+        self.manager = sentinel_manager(self.parsed, socket_timeout_s=socket_timeout_s,
+                                        connect_timeout_s=connect_timeout_s)
+        # no retry inside redis-py: it would retry on the old primary's address
+        # (redis/redis-py#3874); callers retry, and a new connection asks Sentinel
+        self.client = Redis(connection_pool=primary_pool(
+            self.parsed, self.manager, for_lane=False, decode_responses=True,
+            socket_timeout=socket_timeout_s, socket_connect_timeout=connect_timeout_s,
+            max_connections=max_connections, **options))
+        self._lane_options = dict(
+            decode_responses=True, socket_timeout=None,
+            socket_connect_timeout=connect_timeout_s, socket_keepalive=True, **options)
+        self.lane = CommandLane(
+            lane_factory(primary_pool(self.parsed, self.manager, for_lane=True,
+                                      **self._lane_options)),
+            size=max_connections, timeout_s=socket_timeout_s, retries=retries)
+        self.server = None
+
+    @contextlib.asynccontextmanager
+    async def blocking_lane(self, name: str) -> AsyncIterator[CommandLane]:
+        options = {**self._lane_options, "client_name": name, "decode_responses": False}
+        lane = CommandLane(
+            lane_factory(primary_pool(self.parsed, self.manager, for_lane=True, **options)),
+            size=1, timeout_s=self.socket_timeout_s, retries=0)
+        try:
+            yield lane
+        finally:
+            with anyio.CancelScope(shield=True):
+                await lane.close()
+
+    async def close(self) -> None:
+        await super().close()
+        await self.manager.aclose()

@@ -186,5 +186,7 @@ async def test_lane_follows_the_replica_of_a_killed_primary(own_cluster: LocalCl
         assert await lane.execute("GET", key) == "after"
         # about cluster-node-timeout (2 s) plus the election; generous on a loaded box
         assert outage < 30, outage
+        print(f"\ncluster: slot unwritable for {outage:.2f}s after its primary was SIGKILLed "
+              f"(cluster-node-timeout {own_cluster.node_timeout_ms} ms)")
     finally:
         await lane.close()

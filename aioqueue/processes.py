@@ -16,9 +16,12 @@ from the child (``R`` ready, ``X`` recycling) and tells a child that its
 parent died (end of file: graceful stop).
 
 A child that exits before it was ever ready, while no child has ever been
-ready, is a start-up failure (bad app, bad URL, wrong password): the parent
-stops and exits with that child's code instead of restarting it in a loop.
-Any other unexpected exit is restarted after a capped, jittered backoff; a
+ready, is a start-up failure (bad app, bad URL, wrong password), and a child
+that exits with 1 or 2 stopped on an error it cannot retry (a permanent Redis
+error such as NOPERM or WRONGTYPE): the parent stops every child and exits
+with that code instead of restarting them in a loop. Any other unexpected
+exit (a signal, a task calling ``os._exit``) is restarted after a capped,
+jittered backoff; a
 recycling child is replaced at once (the fresh one starts while the old one
 finishes its running jobs).
 """
@@ -52,6 +55,10 @@ RESTART_BASE_S = 0.5
 RESTART_CAP_S = 30.0
 #: a child that lived this long before dying starts the backoff afresh
 HEALTHY_LIFETIME_S = 30.0
+#: a worker's own exit codes for "stopped on an error it cannot retry"
+#: (1: a permanent Redis error or a bug, printed in one line; 2: a usage error):
+#: a replacement would stop the same way, so the parent stops instead
+STOPPED_CODES = frozenset({1, 2})
 
 
 # -- options ------------------------------------------------------------------
@@ -255,7 +262,7 @@ class Parent:
                 continue
             if self.burst and child.returncode == 0:
                 return  # its queues are empty
-            if not child.ready and not self._ever_ready:
+            if child.returncode in STOPPED_CODES or (not child.ready and not self._ever_ready):
                 self._halt(child)
                 return
             lived = time.monotonic() - child.started_at
@@ -268,9 +275,10 @@ class Parent:
 
     def _halt(self, child: _Child) -> None:
         code = child.returncode if child.returncode and child.returncode > 0 else 1
-        log.error("parent %d: worker process %d %s before it was ready; stopping "
-                  "(fix the error above and start again)", os.getpid(), child.index,
-                  child.describe_exit())
+        when = "" if child.ready else " before it was ready"
+        log.error("parent %d: worker process %d %s%s; stopping every worker process "
+                  "(the same error would stop a replacement: fix it and start again)",
+                  os.getpid(), child.index, child.describe_exit(), when)
         self._halt_code = code
         self.stop()
 

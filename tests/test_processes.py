@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 from aioqueue.cli import build_parser
 from aioqueue.job import JobStatus
@@ -256,3 +257,19 @@ async def test_child_with_a_blocked_event_loop_is_killed_and_replaced(
     assert parent.ready_children() == 2
     os.kill(parent.popen.pid, signal.SIGTERM)
     assert await parent.wait_exit(30) == 0, parent.output
+
+
+async def test_child_stopped_by_a_permanent_error_stops_the_parent(
+        redis_url: str, parents: list[ParentProcess]) -> None:
+    """A worker that stops on an error it cannot retry (here a queue key of
+    the wrong type: WRONGTYPE) exits 1; a replacement would stop the same
+    way, so the parent stops every child and exits 1 instead of looping."""
+    parent = start(parents, redis_url, "--processes", "2")
+    await wait_until(lambda: parent.ready_children() == 2, 30, what="two children up")
+    with redis.Redis.from_url(redis_url) as client:
+        client.delete("aioqueue:{default}:wake")
+        client.set("aioqueue:{default}:wake", "not a list")
+    assert await parent.wait_exit(60) == 1, parent.output
+    assert "restarting in" not in parent.output
+    assert parent.output.count(" started (pid") == 2
+    assert not parent.children()

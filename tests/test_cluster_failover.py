@@ -6,9 +6,12 @@ README "Scaling" quotes it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import aioqueue
+from aioqueue.server import ServerBinary
 
 from .conftest import FAST
 from .failover_driver import run_through_failover
@@ -38,3 +41,25 @@ async def test_producer_and_worker_follow_a_cluster_failover(
 
     run = await run_through_failover(app, trigger, switched)
     print("\n" + run.summary(f"cluster failover ({how})"))
+
+
+@pytest.mark.timeout(240)
+async def test_no_replica_confirmed_enqueue_is_lost_when_a_primary_dies(
+        server_binary: ServerBinary, tmp_path: Path) -> None:
+    """Two replicas per primary and ``wait_replicas=1``: the queue's primary
+    is SIGKILLed mid-stream; every enqueue that returned (a replica had it)
+    runs, and after the promotion the other replica keeps confirming."""
+    with LocalCluster(server_binary, tmp_path / "cluster", replicas=2) as cluster:
+        app = aioqueue.App(cluster.url, worker=FAST, queue="orders", socket_timeout_s=1.0,
+                           wait_replicas=1, wait_timeout_s=1.0)
+        old = cluster.key_owner("{orders}")
+
+        def switched() -> bool:
+            try:
+                return cluster.key_owner("{orders}") is not old
+            except Exception:
+                return False
+
+        run = await run_through_failover(app, old.kill, switched)
+        assert set(run.confirmed) <= run.done
+        print("\n" + run.summary("cluster failover (sigkill, wait_replicas=1)"))

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -115,8 +116,14 @@ def key_slot(key: str | bytes) -> int:
     if start != -1:
         end = raw.find(b"}", start + 1)
         if end > start + 1:
-            raw = raw[start + 1:end]
+            return _tag_slot(raw[start + 1:end])
     return _crc16(raw) % SLOTS
+
+
+@functools.lru_cache(maxsize=4096)
+def _tag_slot(tag: bytes) -> int:
+    """Slots of hash tags, cached: aioqueue's keys carry one tag per queue."""
+    return _crc16(tag) % SLOTS
 
 
 def _crc16_table() -> list[int]:

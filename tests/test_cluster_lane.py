@@ -10,6 +10,7 @@ import anyio
 import pytest
 import redis
 
+import aioqueue
 from aioqueue.connection_cluster import (
     ClusterLane,
     ClusterURL,
@@ -20,6 +21,7 @@ from aioqueue.connection_cluster import (
 )
 from aioqueue.errors import ConfigurationError
 
+from .conftest import FAST, running
 from .harness.cluster import ClusterNode, LocalCluster
 from .harness.cluster import key_slot as reference_slot
 
@@ -190,3 +192,28 @@ async def test_lane_follows_the_replica_of_a_killed_primary(own_cluster: LocalCl
               f"(cluster-node-timeout {own_cluster.node_timeout_ms} ms)")
     finally:
         await lane.close()
+
+
+async def test_cluster_url_to_a_plain_server_is_refused_in_one_line(redis_url: str) -> None:
+    port = redis_url.rsplit(":", 1)[1].split("/")[0]
+    app = aioqueue.App(f"redis+cluster://127.0.0.1:{port}/0")
+    with pytest.raises(ConfigurationError, match="not a Redis Cluster"):
+        async with app:
+            pass
+
+
+async def test_app_on_the_cluster_runs_queues_that_live_on_different_primaries(
+        redis_cluster: LocalCluster) -> None:
+    queues = {}
+    for n in range(100):
+        queues.setdefault(redis_cluster.key_owner(f"{{q{n}}}").port, f"q{n}")
+    assert len(queues) == 3
+    app = aioqueue.App(redis_cluster.url, worker=FAST)
+
+    @app.task
+    async def double(n: int) -> int:
+        return n * 2
+
+    async with app, running(app, queues=list(queues.values())):
+        jobs = [await double.options(queue=q).enqueue(i) for i, q in enumerate(queues.values())]
+        assert [await job.result(timeout=30) for job in jobs] == [0, 2, 4]

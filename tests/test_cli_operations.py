@@ -92,7 +92,8 @@ def test_dev_refuses_a_port_that_is_taken(own_server: ServerProcess, tmp_path: P
     lambda port: "notaurl",
     lambda port: f"http://127.0.0.1:{port}/0",
     lambda port: f"redis://127.0.0.1:{port}/x",
-], ids=["not-a-url", "http", "db-not-a-number"])
+    lambda port: f"redis://127.0.0.1:{port}/99",
+], ids=["not-a-url", "http", "db-not-a-number", "db-out-of-range"])
 def test_bad_url_is_one_line_not_a_traceback(make_url: Callable[[int], str],
                                              own_server: ServerProcess) -> None:
     done = _cli("dead", "list", "tests.cli_app:app", "--url", make_url(own_server.port))

@@ -14,7 +14,10 @@ class WorkerSettings:
 
     :param lease_s: how long a claimed job stays invisible to other workers
         without renewal. A worker that dies loses its jobs to another worker
-        after at most this long.
+        after at most this long. A worker whose renewals keep failing cancels
+        a run itself one lease past its lease deadline (its local lease clock)
+        and hands the job back, so an old run overlaps a re-delivery by at
+        most one lease.
     :param renew_interval_s: how often running jobs' leases are extended
         (default: a third of the lease).
     :param reaper_interval_s: how often expired leases are looked for.

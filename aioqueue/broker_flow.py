@@ -26,7 +26,8 @@ from typing import Any, Protocol
 
 from redis.exceptions import NoScriptError
 
-from .broker import Broker, ClaimedJob, Settlement, translate_errors
+from .broker import Broker, ClaimedJob, Settlement
+from .connection import translate_errors
 from .errors import ConfigurationError
 from .flow import QUEUE_SCOPE, FlowKeys, RateLimit, RateLimited, UniqueKey, scope_field
 from .keys import QueueKeys, check_name, check_task_name

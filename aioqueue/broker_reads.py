@@ -94,16 +94,24 @@ class BrokerReads(BrokerBase):
     async def counts(self, queue: str) -> dict[str, int]:
         """How many jobs are waiting, running, scheduled and dead in a queue."""
         k = self.keys(queue)
+        held_key = k.base + "held"  # tasks with jobs held back by a rate limit (broker_flow)
         with translate_errors(k.base):
-            levels: Any = await self.lane.execute("ZRANGE", k.prios, 0, -1)
+            levels, held = await self.lane.execute_many(
+                [("ZRANGE", k.prios, 0, -1), ("ZRANGE", held_key, 0, -1)])
+            for reply in (levels, held):
+                if isinstance(reply, Exception):
+                    raise reply
+            lists = [k.wait(int(level)) for level in levels]
+            lists += [f"{held_key}:{t.decode() if isinstance(t, bytes) else t}" for t in held]
             replies = await self.lane.execute_many(
-                [*(("LLEN", k.wait(int(level))) for level in levels),
+                [*(("LLEN", name) for name in lists),
                  ("ZCARD", k.leases), ("ZCARD", k.delayed), ("ZCARD", k.dead)])
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
-        waiting = sum(int(x) for x in replies[: len(levels)])
-        running, scheduled, dead = (int(x) for x in replies[len(levels):])
+        # held jobs are waiting jobs (status 'queued'), only in another list
+        waiting = sum(int(x) for x in replies[: len(lists)])
+        running, scheduled, dead = (int(x) for x in replies[len(lists):])
         return {"waiting": waiting, "running": running, "scheduled": scheduled, "dead": dead}
 
     async def stats(self, queue: str) -> dict[str, int]:

@@ -222,6 +222,8 @@ async def test_key_space_stays_consistent_with_held_jobs(
         snap = await snapshot(raw, app.prefix, queue_name)
         assert snap.held == {"limited": [j.id for j in jobs[1:]]}
         assert fsck(snap) == []
+        # held jobs are waiting jobs to everyone who counts (queue_info, burst mode)
+        assert (await app.queue_info(queue_name))["waiting"] == 4
         await jobs[2].cancel()
         assert fsck(await snapshot(raw, app.prefix, queue_name)) == []
         assert (await _flow(app).limits(queue_name))[0].held == 4  # the leftover, until reached

@@ -25,8 +25,10 @@
 -- @include checks.lua
 -- @include now_ms.lua
 -- @include advance_workflow.lua
+-- @include end_job.lua
 -- @include notify.lua
-local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5]}
+local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5],
+  stats = KEYS[3]}
 local id = need_text(ARGV[2], 'job id')
 need_key_for(KEYS[1], 'job', id)
 local default_ttl = need_int(ARGV[4], 'default result TTL', 1)
@@ -46,11 +48,5 @@ end
 if status ~= 'queued' then
   redis.call('ZREM', KEYS[2], id)
 end
-local now = now_ms()
-local err = cjson.encode({type = 'Cancelled', message = ARGV[3], traceback = ''})
-redis.call('HSET', KEYS[1], 'st', 'cancelled', 'e', err, 'tf', now)
-advance_workflow(qk, now, KEYS[1], 'cancel', err, default_ttl)
-redis.call('PEXPIRE', KEYS[1], tonumber(rec[2]) or default_ttl)
-redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
-notify(qk.prefix .. 'done:' .. id, 'cancelled')
+end_cancelled(qk, now_ms(), id, KEYS[1], ARGV[3], rec[2], default_ttl)
 return 'cancelled'

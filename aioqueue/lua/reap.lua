@@ -29,9 +29,11 @@
 -- @include make_runnable.lua
 -- @include add_error.lua
 -- @include advance_workflow.lua
+-- @include end_job.lua
 -- @include minute_stats.lua
 -- @include notify.lua
-local qk = {prefix = need_prefix(ARGV[1], KEYS[3], 'prios'), prios = KEYS[3], wake = KEYS[4]}
+local qk = {prefix = need_prefix(ARGV[1], KEYS[3], 'prios'), prios = KEYS[3], wake = KEYS[4],
+  stats = KEYS[5], dead = KEYS[2]}
 local limit_n = need_int(ARGV[2], 'reap limit', 1)
 local default_limit = need_int(ARGV[3], 'delivery limit', 1)
 local dead_ttl = need_int(ARGV[4], 'dead-letter TTL', 1)
@@ -55,22 +57,7 @@ local function dead_letter(id, jk, expiries)
   local err = cjson.encode({type = 'DeliveryLimitExceeded', message = 'delivery limit: ' .. expiries ..
     ' deliveries ended without a completion (the worker crashed, hung or lost its lease each time)',
     traceback = '', attempt = tonumber(redis.call('HGET', jk, 'att')) or 1})
-  add_error(jk, err)
-  redis.call('HSET', jk, 'st', 'failed', 'tf', now)
-  redis.call('ZADD', KEYS[2], now, id)
-  redis.call('PEXPIRE', jk, dead_ttl)
-  redis.call('HINCRBY', KEYS[5], 'failed', 1)
-  notify(qk.prefix .. 'done:' .. id, 'failed')
-  advance_workflow(qk, now, jk, 'dead', err, result_ttl)
-end
-
-local function cancel(id, jk, reason, own_ttl)
-  local err = cjson.encode({type = 'Cancelled', message = reason, traceback = ''})
-  redis.call('HSET', jk, 'st', 'cancelled', 'tf', now, 'e', err)
-  advance_workflow(qk, now, jk, 'cancel', err, result_ttl)
-  redis.call('PEXPIRE', jk, tonumber(own_ttl) or result_ttl)
-  redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
-  notify(qk.prefix .. 'done:' .. id, 'cancelled')
+  end_dead(qk, now, id, jk, err, dead_ttl, result_ttl)
 end
 
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - dead_ttl)
@@ -86,7 +73,7 @@ for _, id in ipairs(ids) do
     minute_add('expired', 1)
     local expiries = redis.call('HINCRBY', jk, 'lx', 1)
     if rec[3] then
-      cancel(id, jk, rec[3], rec[4])
+      end_cancelled(qk, now, id, jk, rec[3], rec[4], result_ttl)
       minute_add('cancelled', 1)
     elseif expiries >= (tonumber(rec[2]) or default_limit) then
       dead_letter(id, jk, expiries)

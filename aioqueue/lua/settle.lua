@@ -37,9 +37,11 @@
 -- @include make_runnable.lua
 -- @include add_error.lua
 -- @include advance_workflow.lua
+-- @include end_job.lua
 -- @include minute_stats.lua
 -- @include notify.lua
-local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5]}
+local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5],
+  stats = KEYS[6], dead = KEYS[3]}
 local default_ttl = need_int(ARGV[2], 'default result TTL', 1)
 local dead_ttl = need_int(ARGV[3], 'dead-letter TTL', 1)
 local KINDS = {ok = true, retry = true, dead = true, requeue = true, cancel = true}
@@ -105,25 +107,6 @@ local function retry(id, jk, payload, delay)
   notify(qk.prefix .. 'done:' .. id, 'retrying')
 end
 
-local function dead(id, jk, payload)
-  add_error(jk, payload)
-  redis.call('HSET', jk, 'st', 'failed', 'tf', now)
-  redis.call('ZADD', KEYS[3], now, id)
-  redis.call('PEXPIRE', jk, dead_ttl)
-  redis.call('HINCRBY', KEYS[6], 'failed', 1)
-  notify(qk.prefix .. 'done:' .. id, 'failed')
-  advance_workflow(qk, now, jk, 'dead', payload, default_ttl)
-end
-
-local function cancel(id, jk, reason, own_ttl)
-  local err = cjson.encode({type = 'Cancelled', message = reason, traceback = ''})
-  redis.call('HSET', jk, 'st', 'cancelled', 'tf', now, 'e', err)
-  advance_workflow(qk, now, jk, 'cancel', err, default_ttl)
-  redis.call('PEXPIRE', jk, tonumber(own_ttl) or default_ttl)
-  redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
-  notify(qk.prefix .. 'done:' .. id, 'cancelled')
-end
-
 for g = 1, groups do
   local i = 4 + 5 * (g - 1)
   local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], numbers[g]
@@ -149,12 +132,12 @@ for g = 1, groups do
     elseif kind == 'retry' then
       retry(id, jk, payload, number)
     elseif kind == 'dead' then
-      dead(id, jk, payload)
+      end_dead(qk, now, id, jk, payload, dead_ttl, default_ttl)
     elseif kind == 'requeue' then
       make_runnable(qk, id, jk, true)
       redis.call('HINCRBY', KEYS[6], 'requeued', 1)
     else
-      cancel(id, jk, payload, rec[3])
+      end_cancelled(qk, now, id, jk, payload, rec[3], default_ttl)
     end
     codes[#codes + 1] = 1
   end

@@ -28,6 +28,7 @@
 -- @include overrides.lua
 -- @include now_ms.lua
 -- @include push_job.lua
+-- @include member_jobs.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5]}
 local wfid = need_text(ARGV[2], 'workflow id')
 need_key_for(KEYS[1], 'wf', wfid)
@@ -43,19 +44,7 @@ local m = need_int(ARGV[7], 'job count', 0, size)
 if 7 + 5 * m > #ARGV then
   refuse('too few arguments for the jobs, got', #ARGV)
 end
-local fields = {}
-for i = 0, m - 1 do
-  local at = 8 + 5 * i
-  need_text(ARGV[at], 'job id')
-  need_text(ARGV[at + 1], 'task name')
-  need_text(ARGV[at + 2], 'arguments')
-  need_int(ARGV[at + 3], 'priority')
-  fields[i] = overrides(ARGV[at + 4])
-  fields[i][#fields[i] + 1] = 'wf'
-  fields[i][#fields[i] + 1] = wfid
-  fields[i][#fields[i] + 1] = 'wi'
-  fields[i][#fields[i] + 1] = i
-end
+local fields = member_jobs(8, m, wfid, 0)
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end

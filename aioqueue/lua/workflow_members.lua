@@ -18,6 +18,7 @@
 -- @include overrides.lua
 -- @include now_ms.lua
 -- @include push_job.lua
+-- @include member_jobs.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[3], 'prios'), prios = KEYS[3], wake = KEYS[4]}
 local wfid = need_text(ARGV[2], 'workflow id')
 need_key_for(KEYS[1], 'wf', wfid)
@@ -26,19 +27,7 @@ if (#ARGV - 3) % 5 ~= 0 then
   refuse('want jobs of 5 entries, got arguments', #ARGV)
 end
 local count = (#ARGV - 3) / 5
-local fields = {}
-for i = 0, count - 1 do
-  local at = 4 + 5 * i
-  need_text(ARGV[at], 'job id')
-  need_text(ARGV[at + 1], 'task name')
-  need_text(ARGV[at + 2], 'arguments')
-  need_int(ARGV[at + 3], 'priority')
-  fields[i] = overrides(ARGV[at + 4])
-  fields[i][#fields[i] + 1] = 'wf'
-  fields[i][#fields[i] + 1] = wfid
-  fields[i][#fields[i] + 1] = 'wi'
-  fields[i][#fields[i] + 1] = first + i
-end
+local fields = member_jobs(4, count, wfid, first)
 local wf = redis.call('HMGET', KEYS[1], 'st', 'n')
 if wf[1] ~= 'running' or first + count > (tonumber(wf[2]) or 0) then
   return 0

@@ -181,7 +181,9 @@ class App(TaskRegistry):
             await stack.aclose()
             raise
         self._stack = stack
-        self.backend.attach(broker, _LazyListener(broker, self._ensure_listener))
+        self.backend.attach(broker, _LazyListener(
+            broker, self._ensure_listener,
+            reconnect_cap_s=self.worker_settings.reconnect_cap_s))
         self._task_group = task_group
 
     async def _declare_limits(self, broker: Broker) -> None:
@@ -334,8 +336,9 @@ class _LazyListener(ResultListener):
     """Starts the shared listener on first use, inside the app's task group."""
 
     def __init__(self, broker: Broker,
-                 ensure_started: Callable[[ResultListener], Awaitable[None]]) -> None:
-        super().__init__(broker)
+                 ensure_started: Callable[[ResultListener], Awaitable[None]],
+                 *, reconnect_cap_s: float) -> None:
+        super().__init__(broker, reconnect_cap_s=reconnect_cap_s)
         self._ensure_started = ensure_started
 
     @contextlib.asynccontextmanager

@@ -83,6 +83,8 @@ class ResultListener:
         self.down: BaseException | None = None
         """Why the last connection attempt failed, while there is no connection."""
         self._attempted = anyio.Event()
+        self._retry_now = anyio.Event()
+        """Set by a caller that needs the connection: cuts the backoff short."""
         self.parked = 0
         """Waiters that have read the job's state and now wait for a message."""
         self._last_resubscribe = -1.0
@@ -98,10 +100,20 @@ class ResultListener:
     async def _connected(self) -> None:
         """Return once the listener is subscribed; raise RedisUnavailable
         (like every other call) when it cannot reach Redis, instead of
-        waiting for the outage to end."""
+        waiting for the outage to end.
+
+        A listener backing off after a failed attempt is asked to try again
+        now: Redis may be back while the backoff still runs, and "down" must
+        mean the attempt made for this caller failed, not an older one."""
+        if self.failed is not None:
+            raise self.failed
         with anyio.move_on_after(self._broker.socket_timeout_s):
-            while not self._ready.is_set() and self.down is None:
-                await self._attempted.wait()
+            while not self._ready.is_set():
+                attempted = self._attempted
+                self._retry_now.set()
+                await attempted.wait()
+                if self.down is not None:
+                    break
         if self.failed is not None:
             raise self.failed
         if not self._ready.is_set():
@@ -164,7 +176,9 @@ class ResultListener:
                 delay = self._lost(exc, retry)
                 if delay is None:
                     return
-                await anyio.sleep(delay)
+                with anyio.move_on_after(delay):
+                    await self._retry_now.wait()
+                self._retry_now = anyio.Event()
             finally:
                 with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]

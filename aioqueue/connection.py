@@ -22,6 +22,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 from redis import exceptions as redis_errors
@@ -50,6 +51,23 @@ from .errors import (
     register_translation,
 )
 from .lane import CommandLane
+
+Address = tuple[str, int]
+
+
+def parse_hosts(hosts: str, *, default_port: int, what: str) -> tuple[Address, ...]:
+    """``host:port[,host:port...]`` of a cluster or Sentinel URL, each checked."""
+    addresses = []
+    for item in hosts.split(","):
+        parsed = urlsplit(f"//{item.strip()}")
+        try:
+            port = parsed.port or default_port
+        except ValueError:
+            port = -1
+        if not parsed.hostname or port < 1:
+            raise ConfigurationError(f"{what}: bad host:port {item!r}")
+        addresses.append((parsed.hostname, port))
+    return tuple(addresses)
 
 MIN_SERVER_VERSION = (6, 2, 0)
 

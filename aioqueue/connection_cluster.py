@@ -36,7 +36,6 @@ import random
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 from redis import exceptions as redis_errors
@@ -44,7 +43,14 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
 
 from .backoff import full_jitter
-from .connection import Connection, ServerInfo, redact, translate_errors
+from .connection import (
+    Address,
+    Connection,
+    ServerInfo,
+    parse_hosts,
+    redact,
+    translate_errors,
+)
 from .errors import ConfigurationError, RedisCommandError, RedisUnavailable
 from .lane import CommandLane
 
@@ -53,7 +59,6 @@ SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 #: most redirections (MOVED/ASK) or cluster retries for one command
 MAX_REDIRECTS = 8
 
-Address = tuple[str, int]
 ConnectionFactory = Callable[[Address], Callable[[], AbstractConnection]]
 
 
@@ -77,23 +82,14 @@ class ClusterURL:
             raise ConfigurationError(f"not a cluster URL: {scheme}://...")
         creds, at, hostpart = rest.rpartition("@")
         hosts, slash, tail = hostpart.partition("/")
-        seeds = []
-        for item in hosts.split(","):
-            parsed = urlsplit(f"//{item.strip()}")
-            try:
-                port = parsed.port or 6379
-            except ValueError:
-                port = -1
-            if not parsed.hostname or port < 1:
-                raise ConfigurationError(f"cluster URL: bad host:port {item!r}")
-            seeds.append((parsed.hostname, port))
+        seeds = parse_hosts(hosts, default_port=6379, what="cluster URL")
         db = tail.partition("?")[0]
         if db not in ("", "0"):
             raise ConfigurationError(
                 f"cluster URL: Redis Cluster has only database 0 (got /{db})")
         first = f"{seeds[0][0]}:{seeds[0][1]}"
         node_url = f"{plain}://{creds}{at}{first}{slash}{tail}"
-        return cls(tuple(seeds), node_url)
+        return cls(seeds, node_url)
 
 
 def connection_factory(node_url: str, **options: Any) -> ConnectionFactory:

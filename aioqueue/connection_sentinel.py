@@ -22,7 +22,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, unquote
 
 import anyio
 from redis.asyncio import Redis
@@ -34,13 +34,12 @@ from redis.asyncio.sentinel import (
     SentinelManagedSSLConnection,
 )
 
-from .connection import Connection
+from .connection import Address, Connection, parse_hosts
 from .errors import ConfigurationError
 from .lane import CommandLane
 
 SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 
-Address = tuple[str, int]
 
 
 def is_sentinel_url(url: str) -> bool:
@@ -68,16 +67,7 @@ class SentinelURL:
         creds, at, hostpart = rest.rpartition("@")
         hosts, _, path_query = hostpart.partition("/")
         path, _, query = path_query.partition("?")
-        sentinels = []
-        for item in hosts.split(","):
-            parsed = urlsplit(f"//{item.strip()}")
-            try:
-                port = parsed.port or 26379
-            except ValueError:
-                port = -1
-            if not parsed.hostname or port < 1:
-                raise ConfigurationError(f"Sentinel URL: bad host:port {item!r}")
-            sentinels.append((parsed.hostname, port))
+        sentinels = parse_hosts(hosts, default_port=26379, what="Sentinel URL")
         parts = [p for p in path.split("/") if p]
         if not parts or len(parts) > 2:
             raise ConfigurationError(
@@ -90,7 +80,7 @@ class SentinelURL:
         user, _, password = creds.partition(":") if at else ("", "", "")
         options = parse_qs(query)
         return cls(
-            sentinels=tuple(sentinels), service=unquote(parts[0]), db=db,
+            sentinels=sentinels, service=unquote(parts[0]), db=db,
             username=unquote(user) or None, password=unquote(password) or None,
             sentinel_password=next(iter(options.get("sentinel_password", [])), None), tls=tls)
 

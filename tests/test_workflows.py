@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import Callable
@@ -13,7 +14,7 @@ import redis.asyncio as aioredis
 
 import aioqueue
 
-from .conftest import running, worker_process
+from .conftest import FAST, running, worker_process
 from .workflow_app import build_app
 
 
@@ -112,8 +113,36 @@ async def test_cancel_running_workflow(make_app: Callable[..., aioqueue.App]) ->
         await wf.cancel()
         with pytest.raises(aioqueue.JobCancelled):
             await wf.result(timeout=5)
+        # the workflow ends cancelled in the cancel script itself; its running
+        # member ends when its worker has heard and stopped it (the status read
+        # at once raced that: it lost on a cluster, where the cancel is relayed)
+        with pytest.raises(aioqueue.JobCancelled):
+            await members[0].result(timeout=5)  # the member sleeps 30 s: it was stopped
         assert await members[0].status() is aioqueue.JobStatus.CANCELLED
         assert len(await wf.members()) == 1  # the next step was never created
+
+
+async def test_cancel_reaches_a_running_member_without_the_renewal(
+    make_app: Callable[..., aioqueue.App],
+) -> None:
+    """The cancel notification itself stops the member (on every topology):
+    with renewals 20 s apart, the fallback (a renewal reports the flag)
+    cannot be what stops it within 3 s."""
+    slow_renewal = dataclasses.replace(FAST, lease_s=60.0, renew_interval_s=20.0)
+    app = make_app(worker=slow_renewal)
+    _, _, _, square, _ = _tasks(app)
+    async with app, running(app):
+        for _ in range(3):
+            wf = await aioqueue.group([square.s(1, pause=30), square.s(2, pause=30)]).enqueue()
+            members = await wf.members()
+            with anyio.fail_after(5):
+                for member in members:
+                    while await member.status() is not aioqueue.JobStatus.ACTIVE:
+                        await anyio.sleep(0.02)
+            await wf.cancel()
+            for member in members:
+                with pytest.raises(aioqueue.JobCancelled):
+                    await member.result(timeout=3)
 
 
 @pytest.mark.single_server

@@ -31,6 +31,7 @@ from .task import (
     check_payload,
     encode_untyped,
     prepare_job,
+    submit_job,
 )
 from .urls import check_url
 
@@ -275,7 +276,7 @@ class App(TaskRegistry):
         check_payload(task_name, payload, self.max_payload_bytes)
         job = prepare_job(task_name, payload, effective)
         target = str(effective.queue)
-        job_id = await job.submit(self.broker, target)
+        job_id = await submit_job(self.backend, job, target)
         return Job(self.backend, job_id, target, enqueued=True)
 
     # -- operating --------------------------------------------------------

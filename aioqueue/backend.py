@@ -9,16 +9,36 @@ so a handle made before ``async with app:`` works once the app is open.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .broker import Broker
+    from .broker import Broker, ClaimedJob, Settlement
     from .listener import ResultListener
+
+
+class JobTracer(Protocol):
+    """Tracing of jobs (:mod:`aioqueue.otel` implements it with OpenTelemetry).
+    An app without one (the default) pays one ``is None`` test per enqueue
+    and per attempt, and stores nothing."""
+
+    def sending(self, queue: str, task: str, job_ids: Sequence[str]
+                ) -> AbstractContextManager[str]:
+        """A producer span around one enqueue call (``job_ids``: the jobs it
+        writes); yields the trace context to store in each record ('' = none)."""
+        ...
+
+    def processing(self, job: ClaimedJob, worker_id: str
+                   ) -> AbstractContextManager[Callable[[Settlement], None]]:
+        """A consumer span around one attempt of ``job``; the yielded function
+        takes the attempt's outcome before the span ends."""
+        ...
 
 
 @dataclass(slots=True)
@@ -35,6 +55,8 @@ class Backend:
     result_ttl_ms: int
     sync_concurrency: int
     state: dict[str, Any] = field(default_factory=dict)
+    tracer: JobTracer | None = None
+    """Set by :func:`aioqueue.otel.instrument`; None: no tracing."""
     _broker: Broker | None = None
     _results: ResultListener | None = None
     _sync_limiter: anyio.CapacityLimiter | None = None

@@ -51,6 +51,8 @@ class ClaimedJob:
     timeout_ms: int | None
     enqueued_ms: int
     result_ttl_ms: int | None
+    trace: str = ""
+    """The producer's trace context (``record.Field.TRACE``); '' = none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,13 +149,14 @@ class Broker(BrokerEnqueue):
 
     def _claimed(self, queue: str, raw: Any) -> tuple[list[ClaimedJob], int]:
         jobs = []
-        for i in range(1, len(raw), 9):
-            jid, token, task, args, att, mt, to, et, rt = raw[i:i + 9]
+        for i in range(1, len(raw), 10):
+            jid, token, task, args, att, mt, to, et, rt, tc = raw[i:i + 10]
             jobs.append(ClaimedJob(
                 queue=queue, id=_text(jid), token=_text(token), task=_text(task),
                 args=_payload(args),
                 attempt=int(att), max_tries=_opt_int(mt), timeout_ms=_opt_int(to),
                 enqueued_ms=int(et or 0), result_ttl_ms=_opt_int(rt),
+                trace=_text(tc) if tc else "",
             ))
         return jobs, int(raw[0])
 

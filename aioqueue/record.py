@@ -56,6 +56,25 @@ class Field(enum.StrEnum):
     """token + kind of the last applied settle (a repeated settle is a no-op)"""
     WORKFLOW = "wf"
     WORKFLOW_INDEX = "wi"
+    TRACE = "tc"
+    """the producer's trace context, ``traceparent`` then, after one space, any
+    ``tracestate`` (W3C); written only by an app with tracing on
+    (:mod:`aioqueue.otel`), so a record without tracing has no such field"""
+
+
+TRACE_CONTEXT_MAX = 1024
+"""Longest stored trace context (``overrides.lua`` refuses a longer one)."""
+
+
+def trace_field(traceparent: str, tracestate: str = "") -> str:
+    """The stored form of a W3C trace context (``Field.TRACE``)."""
+    return f"{traceparent} {tracestate}" if tracestate else traceparent
+
+
+def parse_trace_field(raw: str) -> tuple[str, str]:
+    """``(traceparent, tracestate)`` of a stored trace context ('' = none)."""
+    traceparent, _, tracestate = raw.partition(" ")
+    return traceparent, tracestate
 
 
 class WorkflowField(enum.StrEnum):

@@ -31,6 +31,7 @@ from .running import RunningJob, StopReason
 
 if TYPE_CHECKING:
     from .app import App
+    from .backend import JobTracer
     from .task import Task
 
 log = logging.getLogger("aioqueue.worker")
@@ -111,6 +112,15 @@ class JobRunner:
                 self.abandoned_threads += 1
             return self._stopped(job, task, max_tries, running, timeout)
         return outcome
+
+    async def run_traced(self, tracer: JobTracer, job: ClaimedJob,
+                         running: RunningJob | None = None) -> Settlement:
+        """:meth:`run` inside a consumer span (an app that traces jobs): the
+        task runs with that span current, and its outcome ends the span."""
+        with tracer.processing(job, self.worker_id) as outcome:
+            settlement = await self.run(job, running)
+            outcome(settlement)
+        return settlement
 
     async def _attempt(self, job: ClaimedJob, task: Task[Any, Any], ctx: JobContext | None,
                        pos: list[Any], kwargs: dict[str, Any], scope: anyio.CancelScope,

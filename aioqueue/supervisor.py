@@ -286,8 +286,12 @@ class Supervisor:
         job = running.job
         bind_job(job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt,
                  delivery=job.token, worker_id=self.worker_id)
+        tracer = self.app.backend.tracer
         try:
-            settlement = await self.runner.run(job, running)
+            if tracer is None:
+                settlement = await self.runner.run(job, running)
+            else:
+                settlement = await self.runner.run_traced(tracer, job, running)
         except Exception as exc:  # a bug of ours: still only this job's failure
             log.exception("job %s: the worker failed to run it", job.id)
             settlement = self.runner.dead(job, "WorkerError", safe_text(exc))

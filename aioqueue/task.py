@@ -135,6 +135,21 @@ class PreparedJob(NamedTuple):
         return (self.job_id, self.task, self.payload, self.priority, self.delay_ms,
                 self.at_ms, self.fields)
 
+    def traced(self, context: str) -> PreparedJob:
+        """This job carrying the producer's trace ``context`` ('' = none)."""
+        if not context:
+            return self
+        return self._replace(fields={**self.fields, Field.TRACE.value: context})
+
+
+async def submit_job(backend: Backend, job: PreparedJob, queue: str) -> str:
+    """``job.submit`` inside a producer span when the app traces jobs."""
+    tracer = backend.tracer
+    if tracer is None:
+        return await job.submit(backend.broker, queue)
+    with tracer.sending(queue, job.task, (job.job_id,)) as context:
+        return await job.traced(context).submit(backend.broker, queue)
+
 
 def payload_bytes(payload: str) -> int:
     """The size of ``payload`` as stored: UTF-8 bytes, not characters."""
@@ -316,7 +331,10 @@ class Task(Generic[P, R]):
         """
         job = self.prepare(args, kwargs)
         queue = self.target_queue
-        job_id = await job.submit(self.backend.broker, queue)
+        if self.backend.tracer is None:
+            job_id = await job.submit(self.backend.broker, queue)
+        else:
+            job_id = await submit_job(self.backend, job, queue)
         return Job(self.backend, job_id, queue, self.codec.returns, enqueued=True)
 
     async def enqueue_many(
@@ -334,6 +352,22 @@ class Task(Generic[P, R]):
                                      "enqueue each job with task.options(unique_key=...)")
         prepared = [self.prepare(c.args, c.kwargs).as_tuple() for c in calls]
         queue = self.target_queue
+        tracer = self.backend.tracer
+        if tracer is None:
+            await self._enqueue_chunks(queue, prepared, chunk_size)
+        else:  # one producer span for the call; every record stores its context
+            with tracer.sending(queue, self.name, [p[0] for p in prepared]) as context:
+                if context:
+                    prepared = [(*p[:6], {**p[6], Field.TRACE.value: context})
+                                for p in prepared]
+                await self._enqueue_chunks(queue, prepared, chunk_size)
+        return [Job(self.backend, p[0], queue, self.codec.returns, enqueued=True) for p in prepared]
+
+    async def _enqueue_chunks(
+        self, queue: str,
+        prepared: list[tuple[str, str, str, int, int, int | None, dict[str, str | int]]],
+        chunk_size: int,
+    ) -> None:
         for start in range(0, len(prepared), chunk_size):
             try:
                 await self.backend.broker.enqueue_many(queue, prepared[start:start + chunk_size])
@@ -341,4 +375,3 @@ class Task(Generic[P, R]):
                 exc.written_ids = tuple(p[0] for p in prepared[:start])
                 exc.unwritten_ids = tuple(p[0] for p in prepared[start:])
                 raise
-        return [Job(self.backend, p[0], queue, self.codec.returns, enqueued=True) for p in prepared]

@@ -95,6 +95,9 @@ async def capture_calls(app: aioqueue.App, monkeypatch: pytest.MonkeyPatch,
     settle_kw = {"default_result_ttl_ms": 60_000, "dead_letter_ttl_ms": 60_000}
     calls = [
         lambda: broker.enqueue(q, "new", "add", '{"args": [1, 2]}', extra={"mt": 3}),
+        # a traced enqueue: the producer's trace context rides with the overrides
+        lambda: broker.enqueue(q, "new-traced", "add", '{"args": [1]}', extra={
+            "mt": 2, "tc": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 k=v"}),
         lambda: broker.enqueue_many(q, [("n1", "add", '{"args": []}', 0, 0, None, {"rt": 5})]),
         lambda: broker.fire_tick(q, "s", 60_000, "tick", "add", '{"args": []}', 0),
         lambda: broker.settle(q, [Settlement(ids["active"], "1", "retry",

@@ -37,8 +37,9 @@
 -- Derived: <q>job:<id>, <q>wait:<p> and <q>held:<task> for ids, priorities
 --   and task names read here; channel <q>done:<id>
 -- Returns: flat array: ms until the next scheduled job is due (-1 if none),
---   then 9 entries per job:
---   id, token, task, args, attempt, max_tries, timeout_ms, enqueued_ms, result_ttl_ms
+--   then 10 entries per job:
+--   id, token, task, args, attempt, max_tries, timeout_ms, enqueued_ms, result_ttl_ms,
+--   trace context ('' = none: the field 'tc' is written only by apps with tracing on)
 -- @include check_types.lua
 -- @include checks.lua
 -- @include now_ms.lua
@@ -59,7 +60,7 @@ local now = now_ms()
 local deadline = now + lease_ms
 local out = {-1}
 
-local function emit(id, token, rec)
+local function emit(id, token, rec, tc)
   out[#out + 1] = id
   out[#out + 1] = token
   out[#out + 1] = rec[2]
@@ -69,6 +70,7 @@ local function emit(id, token, rec)
   out[#out + 1] = rec[6] or ''
   out[#out + 1] = rec[7] or ''
   out[#out + 1] = rec[8] or ''
+  out[#out + 1] = tc or ''
 end
 
 local function next_due()
@@ -82,9 +84,10 @@ local previous = redis.call('GET', KEYS[6])
 if previous then
   for id in string.gmatch(previous, '%S+') do
     local jk = Q .. 'job:' .. id
-    local rec = redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'w', 'tk')
+    local rec = redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'w', 'tk',
+      'tc')
     if rec[1] == 'active' and rec[9] == worker and rec[10] and redis.call('ZSCORE', KEYS[2], id) then
-      emit(id, rec[10], rec)
+      emit(id, rec[10], rec, rec[11])
     end
   end
   next_due()
@@ -138,7 +141,7 @@ local function lease(id, jk, rec)
   redis.call('ZADD', KEYS[2], deadline, id)
   claimed[#claimed + 1] = id
   notify(Q .. 'done:' .. id, 'active')
-  emit(id, token, rec)
+  emit(id, token, rec, rec[10])
 end
 
 local function read_job(id)
@@ -147,7 +150,7 @@ local function read_job(id)
     redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
     return jk, {'not ours'}
   end
-  return jk, redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'tk')
+  return jk, redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'tk', 'tc')
 end
 
 local lim = flow_open({prefix = Q, limits = KEYS[8], state = KEYS[9], held = KEYS[10],

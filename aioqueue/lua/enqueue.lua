@@ -17,7 +17,7 @@
 -- ARGV[5] delay in ms relative to server TIME (0 = none)
 -- ARGV[6] absolute due time in epoch ms ('' = none)
 -- ARGV[7] per-job overrides as alternating name/value, joined by \31 ('' = none);
---   names: mt md to rt, values: integers
+--   names: mt md to rt, values: integers; tc: the producer's trace context (text)
 -- ARGV[8] (optional) schedule name (with KEYS[6])
 -- ARGV[9] (optional) its tick (ms): enqueue only if no supervisor fired this
 --   tick or a later one, so each tick runs once

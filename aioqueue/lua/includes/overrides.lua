@@ -1,8 +1,10 @@
 -- overrides: the per-job overrides of a new record from their wire form
 -- (alternating name/value joined by \31), checked: only the known names
--- (record.py OVERRIDE_FIELDS) with integer values.
+-- (record.py OVERRIDE_FIELDS) with integer values, and the producer's trace
+-- context 'tc' (record.py Field.TRACE): 1..1024 printable ASCII characters.
 -- @include checks.lua
 local OVERRIDE_NAMES = {mt = true, md = true, to = true, rt = true}
+local TRACE_MAX = 1024
 local function overrides(text)
   local fields = {}
   if text == '' then
@@ -15,10 +17,16 @@ local function overrides(text)
     refuse('overrides must be name/value pairs, got', text)
   end
   for i = 1, #fields, 2 do
-    if not OVERRIDE_NAMES[fields[i]] then
+    if fields[i] == 'tc' then
+      local tc = fields[i + 1]
+      if #tc == 0 or #tc > TRACE_MAX or string.find(tc, '[^\32-\126]') then
+        refuse('trace context must be 1..1024 printable ASCII characters, got', tc)
+      end
+    elseif not OVERRIDE_NAMES[fields[i]] then
       refuse('unknown override field', fields[i])
+    else
+      need_int(fields[i + 1], 'override ' .. fields[i], 0)
     end
-    need_int(fields[i + 1], 'override ' .. fields[i], 0)
   end
   return fields
 end

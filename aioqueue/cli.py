@@ -52,7 +52,8 @@ def _run_worker(app: App, args: argparse.Namespace) -> int:
             raise CommandError("--uvloop needs the uvloop package "
                                "(pip install 'aioqueue[uvloop]')")
         backend_options["use_uvloop"] = True
-    stop_metrics = cli_workers.worker_metrics(supervisor, getattr(args, "metrics_port", None))
+    stop_metrics = cli_workers.worker_metrics(
+        supervisor, processes_child.metrics_port(getattr(args, "metrics_port", None)))
     try:
         anyio.run(processes_child.serve, supervisor, args, backend="asyncio",
                   backend_options=backend_options)
@@ -195,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--uvloop", action="store_true", help="run on uvloop")
         p.add_argument("--metrics-port", type=int, default=None,
                        help="serve Prometheus metrics of this worker on this port "
-                       "(aioqueue[metrics])")
+                       "(aioqueue[metrics]); with --processes N, child i serves PORT+i")
 
     worker = sub.add_parser("worker", help="run a worker (supervisor) process")
     add_app_arguments(worker)

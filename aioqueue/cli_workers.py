@@ -12,6 +12,7 @@ from .broker_admin import BrokerAdmin
 from .broker_workers import WorkerRegistry, WorkerState
 from .cli_common import CommandError
 from .cli_format import age, out, out_json, table
+from .job_stats import JobStats
 from .supervisor import Supervisor
 
 log = logging.getLogger("aioqueue.cli")
@@ -39,24 +40,25 @@ async def cmd_workers(app: App, admin: BrokerAdmin, args: argparse.Namespace) ->
 
 
 def worker_metrics(supervisor: Supervisor, port: int | None) -> Callable[[], None]:
-    """Serve the worker's Prometheus metrics when ``port`` is given; returns
-    the function that stops it. A port that cannot be bound is logged, not
-    fatal: metrics never stop a worker."""
+    """Serve the worker's Prometheus metrics when ``port`` is given (and keep
+    its per-task statistics from then on); returns the function that stops
+    it. A port that cannot be bound is logged, not fatal: metrics never stop
+    a worker (a port in use is tried again until it is free)."""
     if port is None:
         return lambda: None
     try:
         from .metrics import WorkerSample, serve_worker_metrics
     except ImportError as exc:
         raise CommandError("--metrics-port needs: pip install 'aioqueue[metrics]'") from exc
+    stats = supervisor.job_stats = JobStats(supervisor.app.tasks)
 
     def sample() -> WorkerSample:
-        beat = supervisor.heartbeat
         return WorkerSample(counters=dict(supervisor.counters), running=supervisor.running_jobs,
                             concurrency=supervisor.concurrency,
-                            loop_lag_s=beat.max_lag_s if beat else 0.0)
+                            loop_lag_s=supervisor.lag_monitor.max_lag_s, tasks=stats.series())
 
     try:
-        return serve_worker_metrics(sample, port)
+        return serve_worker_metrics(sample, port, buckets=stats.buckets)
     except OSError as exc:
         log.warning("metrics not served on port %d: %s", port, exc)
         return lambda: None

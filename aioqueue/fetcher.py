@@ -92,6 +92,7 @@ class Fetcher:
             jobs = await self._claim(conn, taken, wait_s)
         finally:
             running.release(taken)
+        self.state.counters["claims"] += 1
         self.reservation = None
         self.idle = not jobs
         if self.state.stopping.is_set():

@@ -48,7 +48,10 @@ class Renewer:
                 continue
             sent_at = time.monotonic()
             codes = await self.state.broker.renew(queue, [r.key for r in jobs], lease_ms)
+            counters = self.state.counters
+            counters["renew_calls"] += 1
             for running, code in zip(jobs, codes, strict=True):
+                counters["renewed"] += code is RenewCode.RENEWED
                 await self._apply(running, code, sent_at + s.lease_s)
 
     async def _apply(self, running: RunningJob, code: RenewCode, lease_until: float) -> None:

@@ -16,15 +16,26 @@ worker ids or arguments.
 
 from __future__ import annotations
 
+import errno
+import logging
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, generate_latest, start_http_server
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from .broker_admin import QueueSummary
 from .broker_stats import COUNTERS, MinuteStats
+from .job_stats import TaskSeries
+
+log = logging.getLogger("aioqueue.worker")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -40,6 +51,10 @@ WORKER_COUNTERS = {
     "lost_leases": ("leases_lost", "Leases this worker found gone while the job ran"),
     "reaped": ("orphans_recovered", "Expired leases of other workers handed back"),
     "reaped_dead": ("orphans_dead_lettered", "Expired leases dead-lettered at their limit"),
+    "handed_back": ("jobs_handed_back", "Jobs claimed during the stop and handed straight back"),
+    "claims": ("claims", "Claim round trips this worker made (each leases up to a batch)"),
+    "renew_calls": ("renew_calls", "Lease renewal round trips (one per queue per interval)"),
+    "renewed": ("leases_renewed", "Leases this worker extended"),
 }
 
 
@@ -51,14 +66,19 @@ class WorkerSample:
     running: int
     concurrency: int
     loop_lag_s: float
+    tasks: Sequence[TaskSeries] = field(default_factory=list)
+    """Per (queue, task, outcome): count and run-time histogram."""
 
 
 class WorkerCollector(Collector):
     """Collects one worker's counters at scrape time (``sample`` is called
     from the HTTP server's thread: it must only read)."""
 
-    def __init__(self, sample: Callable[[], WorkerSample]) -> None:
+    def __init__(self, sample: Callable[[], WorkerSample], buckets: Sequence[float] = ()
+                 ) -> None:
         self.sample = sample
+        self.buckets = buckets
+        """The upper bounds of the run-time histogram's buckets (``JobStats``')."""
 
     def collect(self) -> Iterator[Metric]:
         now = self.sample()
@@ -69,26 +89,77 @@ class WorkerCollector(Collector):
         for name, text, value in [
             ("jobs_running", "Jobs running in this worker now", now.running),
             ("concurrency", "Most jobs this worker runs at once", now.concurrency),
-            ("loop_lag_seconds", "Longest event-loop stall in the last heartbeat interval",
+            ("loop_lag_seconds", "Longest event-loop stall of the last 10 to 20 seconds",
              now.loop_lag_s),
         ]:
             gauge = GaugeMetricFamily(f"aioqueue_worker_{name}", text)
             gauge.add_metric([], value)
             yield gauge
+        yield from task_families(now.tasks, self.buckets)
+
+
+def task_families(series: Sequence[TaskSeries], buckets: Sequence[float]) -> list[Metric]:
+    """Jobs by queue, task and outcome, and their run-time histograms."""
+    labels = ["queue", "task", "outcome"]
+    jobs = CounterMetricFamily("aioqueue_worker_jobs", "Attempts this worker ran, by queue, "
+                               "task and outcome", labels=labels)
+    duration = HistogramMetricFamily("aioqueue_worker_job_duration_seconds",
+                                     "Run time of attempts (claim to outcome)", labels=labels)
+    bounds = [*(str(float(b)) for b in buckets), "+Inf"]
+    for s in series:
+        values = [s.queue, s.task, s.outcome]
+        jobs.add_metric(values, s.count)
+        duration.add_metric(values, list(zip(bounds, s.cumulative, strict=True)), s.sum_s)
+    return [jobs, duration]
 
 
 def serve_worker_metrics(sample: Callable[[], WorkerSample], port: int,
-                         addr: str = "0.0.0.0") -> Callable[[], None]:
+                         addr: str = "0.0.0.0", *, buckets: Sequence[float] = (),
+                         retry_s: float = 1.0) -> Callable[[], None]:
     """Serve a worker's metrics on ``addr:port`` from a daemon thread;
-    returns a function that stops the server."""
+    returns a function that stops the server.
+
+    A port in use (the process this one replaces, under ``--processes``, has
+    not exited yet) is tried again every ``retry_s`` seconds from a daemon
+    thread until it is free or the server is stopped; any other error raises.
+    """
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WorkerCollector(sample))
-    server, thread = start_http_server(port, addr=addr, registry=registry)
+    registry.register(WorkerCollector(sample, buckets))
+    stopped = threading.Event()
+    serving: list[Callable[[], None]] = []
+
+    def bind() -> bool:
+        try:
+            server, thread = start_http_server(port, addr=addr, registry=registry)
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            return False
+
+        def stop_server() -> None:
+            server.shutdown()
+            server.server_close()
+            thread.join(5)
+
+        serving.append(stop_server)
+        return True
+
+    def keep_trying() -> None:
+        while not stopped.wait(retry_s):
+            if bind():
+                log.info("metrics: serving on port %d now", port)
+                if stopped.is_set():  # stopped while binding
+                    serving.pop()()
+                return
+
+    if not bind():
+        log.warning("metrics: port %d is in use; trying again every %.1fs", port, retry_s)
+        threading.Thread(target=keep_trying, name="aioqueue-metrics-bind", daemon=True).start()
 
     def stop() -> None:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+        stopped.set()
+        while serving:
+            serving.pop()()
 
     return stop
 

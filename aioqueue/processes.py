@@ -45,7 +45,7 @@ import anyio
 import anyio.abc
 
 from .backoff import full_jitter
-from .processes_child import CHILD_FD_ENV, READY, RECYCLING
+from .processes_child import CHILD_FD_ENV, CHILD_INDEX_ENV, READY, RECYCLING
 
 log = logging.getLogger("aioqueue.processes")
 
@@ -287,7 +287,8 @@ class Parent:
         try:
             process = await anyio.open_process(
                 self.command, stdin=subprocess.DEVNULL, stdout=None, stderr=None,
-                env={**os.environ, CHILD_FD_ENV: str(theirs.fileno())},
+                env={**os.environ, CHILD_FD_ENV: str(theirs.fileno()),
+                     CHILD_INDEX_ENV: str(index)},
                 pass_fds=[theirs.fileno()])
         except BaseException:
             ours.close()

@@ -30,6 +30,9 @@ log = logging.getLogger("aioqueue.processes")
 
 #: environment variable naming the child's end of the socket pair
 CHILD_FD_ENV = "AIOQUEUE_PARENT_FD"
+#: environment variable naming the child's slot (0 .. N-1); a replacement
+#: child takes the slot of the one it replaces
+CHILD_INDEX_ENV = "AIOQUEUE_CHILD_INDEX"
 #: child -> parent: it handles SIGTERM gracefully from now on
 READY = b"R"
 #: child -> parent: it passed a recycling limit and is draining; start a fresh one
@@ -64,6 +67,15 @@ def resident_memory_bytes() -> int:
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         return peak if sys.platform == "darwin" else peak * 1024
+
+
+def metrics_port(base: int | None) -> int | None:
+    """The port this worker serves its metrics on: ``--metrics-port`` itself,
+    or, in child ``i`` of ``--processes N``, ``--metrics-port + i`` (so the
+    children never fight over one port, and each is its own scrape target)."""
+    if base is None:
+        return None
+    return base + int(os.environ.get(CHILD_INDEX_ENV, "0") or 0)
 
 
 class _ReadyStatus(anyio.abc.TaskStatus[None]):

@@ -25,7 +25,8 @@ from .settings import WorkerSettings
 log = logging.getLogger("aioqueue.worker")
 
 COUNTERS = ("started", "succeeded", "failed", "retried", "requeued", "cancelled",
-            "stale_settle", "lost_leases", "reaped", "reaped_dead", "handed_back")
+            "stale_settle", "lost_leases", "reaped", "reaped_dead", "handed_back",
+            "claims", "renew_calls", "renewed")
 
 
 @dataclass(slots=True)
@@ -68,15 +69,28 @@ async def keep_stepping(name: str, step: Callable[[], Awaitable[float | None]],
 class LoopLagMonitor:
     """Warns when task code blocks the event loop (leases may then expire)."""
 
+    WINDOW_S = 10.0
+    """:attr:`max_lag_s` is the longest stall of the last one or two windows
+    of this length (what the worker's metrics report)."""
+
     def __init__(self, settings: WorkerSettings) -> None:
         self.settings = settings
         self.interval = min(0.25, settings.lag_warn_s / 2)
+        self.max_lag_s = 0.0
+        self._window_start = time.monotonic()
+        self._window_max = self._previous_max = 0.0
 
     async def step(self) -> float:
         """Sleep one interval; returns how late the loop woke up."""
         before = time.monotonic()
         await anyio.sleep(self.interval)
-        lag = time.monotonic() - before - self.interval
+        now = time.monotonic()
+        lag = now - before - self.interval
+        if now - self._window_start > self.WINDOW_S:
+            self._window_start, self._previous_max = now, self._window_max
+            self._window_max = 0.0
+        self._window_max = max(self._window_max, lag)
+        self.max_lag_s = max(self._window_max, self._previous_max)
         if lag > self.settings.lag_warn_s:
             log.warning("event loop was blocked for %.2fs (lease %.1fs): a task is "
                         "running blocking code; its lease may expire", lag,

@@ -40,6 +40,9 @@ class WorkerSettings:
     :param heartbeat_interval_s: how often the worker writes its heartbeat to
         the worker registry (``aioqueue workers``); it shows as lost after
         three silent intervals.
+    :param heartbeat: write heartbeats at all. Off, the worker is missing
+        from ``aioqueue workers``, the dashboard and the queues' live-worker
+        counts (for measuring what heartbeats cost; leave it on otherwise).
     """
 
     lease_s: float = 15.0
@@ -54,6 +57,7 @@ class WorkerSettings:
     reconnect_cap_s: float = 2.0
     loop_lag_warn_s: float | None = None
     heartbeat_interval_s: float = 5.0
+    heartbeat: bool = True
 
     def __post_init__(self) -> None:
         for name in ("lease_s", "reaper_interval_s", "block_s",

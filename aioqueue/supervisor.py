@@ -44,6 +44,7 @@ from .cancel_listener import CancelListener
 from .errors import ConfigurationError, WorkerStopped
 from .fetcher import BurstTracker, Fetcher
 from .heartbeat import Heartbeat, WorkerActivity
+from .job_stats import JobStats
 from .keys import check_name
 from .leases import LeaseClock, Reaper, Renewer
 from .logs import bind_job
@@ -130,8 +131,12 @@ class Supervisor:
         self.running = RunningJobs(concurrency)
         self.runner = JobRunner(app, self.worker_id)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
-        self.heartbeat: Heartbeat | None = None
         """started, succeeded, failed, retried, requeued, cancelled, ..."""
+        self.heartbeat: Heartbeat | None = None
+        self.lag_monitor = LoopLagMonitor(self.settings)
+        self.job_stats: JobStats | None = None
+        """Per task outcomes and run times; set (before :meth:`run`) by whatever
+        reads them, the worker's metrics endpoint. None: not kept."""
         self._state: WorkerState | None = None
         self._settler: Settler | None = None
         self._fetchers: list[Fetcher] = []
@@ -220,8 +225,9 @@ class Supervisor:
                                    result_ttl_ms=int(self.app.result_ttl_s * 1000)).run)
             root.start_soon(CancelListener(state).run)
             root.start_soon(Scheduler(state, schedules, self.app.schedules).run)
-            root.start_soon(LoopLagMonitor(s).run)
-            root.start_soon(self._heartbeat().run)
+            root.start_soon(self.lag_monitor.run)
+            if s.heartbeat:
+                root.start_soon(self._heartbeat().run)
             async with anyio.create_task_group() as work:
                 self._work = work
                 for fetcher in self._fetchers:
@@ -295,6 +301,9 @@ class Supervisor:
         except Exception as exc:  # a bug of ours: still only this job's failure
             log.exception("job %s: the worker failed to run it", job.id)
             settlement = self.runner.dead(job, "WorkerError", safe_text(exc))
+        if self.job_stats is not None:
+            self.job_stats.observe(job.queue, job.task, settlement.kind,
+                                   time.monotonic() - running.started)
         if log.isEnabledFor(logging.DEBUG):
             duration_s = time.monotonic() - running.started
             log.debug("job %s task=%s attempt=%d %.1fms -> %s", job.id, job.task, job.attempt,

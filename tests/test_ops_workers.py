@@ -146,3 +146,21 @@ def test_workers_command_shows_alive_and_lost_workers(
     assert main(["info", "tests.ops_app:app", "--url", redis_url, "--json",
                  "--queues", "ops"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["workers"] == 1
+
+
+async def test_heartbeat_off_keeps_the_worker_out_of_the_registry(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    """``WorkerSettings(heartbeat=False)`` (to measure what heartbeats cost):
+    jobs run, nothing is written to the worker registry."""
+    app = make_app(queue=queue_name, worker=dataclasses.replace(BEATING, heartbeat=False))
+
+    @app.task
+    async def add(x: int, y: int) -> int:
+        return x + y
+
+    async with app, running(app) as supervisor:
+        assert await (await add.enqueue(1, 2)).result(timeout=10) == 3
+        # a beating worker is in the registry after its first beat (0.1 s);
+        # this one never beats
+        assert supervisor.heartbeat is None
+        assert await _registry(app).workers() == ([], 0)

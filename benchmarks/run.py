@@ -38,10 +38,13 @@ REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
 ALL_PEERS = ["aioqueue", "floor", "arq", "saq", "streaq", "taskiq", "rq", "bullmq"]
 # asked for by name only: aioqueue at an earlier revision (``setup_peers --base-ref REF``);
-# aioqueue with a rate limit configured but never hit (#13 item 6)
-OPTIONAL_PEERS = ["aioqueue_base", "aioqueue_limited"]
+# aioqueue with a rate limit configured but never hit (#13 item 6);
+# aioqueue with heartbeats and metrics off / on, and with tracing on (#11)
+OPTIONAL_PEERS = ["aioqueue_base", "aioqueue_limited", "aioqueue_ops_off", "aioqueue_ops_on",
+                  "aioqueue_traced"]
 # peers that run in the bench venv itself rather than in benchmarks/.venvs/<peer>
-BENCH_VENV_PEERS = {"aioqueue", "aioqueue_limited", "floor"}
+BENCH_VENV_PEERS = {"aioqueue", "aioqueue_limited", "aioqueue_ops_off", "aioqueue_ops_on",
+                    "aioqueue_traced", "floor"}
 
 COUNT, DONE, FIRST, LAST = "bench:count", "bench:done", "bench:first", "bench:last"
 

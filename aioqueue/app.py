@@ -18,6 +18,7 @@ from .backend import Backend
 from .broker import Broker
 from .broker_admin import BrokerAdmin
 from .broker_flow import declare_app_limits
+from .broker_groups import declare_app_concurrency
 from .errors import AioqueueError, ConfigurationError
 from .job import Job
 from .keys import check_name, check_task_name
@@ -196,6 +197,9 @@ class App(TaskRegistry):
                 {n: (t.queue, self.rate_limits.get(n)) for n, t in self.tasks.items()},
                 {q: self.queue_rate_limits.get(q)
                  for q in {*self.task_queues(), *self.queue_rate_limits}})
+            await declare_app_concurrency(
+                broker.lane, self.prefix,
+                {n: (t.queue, self.concurrency_limits.get(n)) for n, t in self.tasks.items()})
         except AioqueueError as exc:
             log.warning("rate limits in code not stored (%s: %s)", type(exc).__name__, exc)
 

@@ -248,22 +248,57 @@ async def declare_app_limits(
         await flow.declare(queue, declared)
 
 
-async def enqueue_unique(
-    broker: Broker, queue: str, job_id: str, task: str, args_json: str, *,
-    unique: UniqueKey, priority: int = 0, delay_ms: int = 0, at_ms: int | None = None,
-    extra: Mapping[str, str | int] | None = None,
-) -> tuple[EnqueueCode, str]:
-    """``Broker.enqueue`` with a unique key: answers the code and the id of
-    the job that now holds the key (the new job, or the one found there)."""
+def _flow_command(broker: Broker, queue: str, job: tuple[str, str, str, int, int, int | None,
+                  Mapping[str, str | int] | None], unique: UniqueKey | None,
+                  group: str | None) -> tuple[Any, ...]:
     k = broker.keys(queue)
+    job_id, task, args_json, priority, delay_ms, at_ms, extra = job
     extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
-    keys = [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed, k.schedules,
-            FlowKeys(k).unique(unique.key)]
+    keys = [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed, k.schedules]
+    if unique is not None:
+        keys.append(FlowKeys(k).unique(unique.key))
     args: list[Any] = [job_id, task, args_json, priority, delay_ms,
                        "" if at_ms is None else at_ms, extra_field, "", "",
-                       unique.mode, unique.ttl_ms]
-    command = ("EVALSHA", broker.scripts.scripts["enqueue"].sha, len(keys), *keys, *args)
-    (reply,) = await broker.run_pipelined(k.base, "enqueue", [command], [job_id])
+                       "" if unique is None else unique.mode,
+                       "" if unique is None else unique.ttl_ms, group or ""]
+    return ("EVALSHA", broker.scripts.scripts["enqueue"].sha, len(keys), *keys, *args)
+
+
+async def enqueue_flow(
+    broker: Broker, queue: str, job_id: str, task: str, args_json: str, *,
+    unique: UniqueKey | None = None, group: str | None = None, priority: int = 0,
+    delay_ms: int = 0, at_ms: int | None = None, extra: Mapping[str, str | int] | None = None,
+) -> tuple[EnqueueCode, str]:
+    """``Broker.enqueue`` with a unique key and/or a concurrency group
+    (``flow.group_id``): answers the code and the id of the job that now
+    holds the key (the new job, or the one found there)."""
+    command = _flow_command(broker, queue, (job_id, task, args_json, priority, delay_ms,
+                                            at_ms, extra), unique, group)
+    (reply,) = await broker.run_pipelined(broker.keys(queue).base, "enqueue", [command],
+                                          [job_id])
     if isinstance(reply, list):
         return EnqueueCode(int(reply[0])), _text(reply[1])
     return EnqueueCode(int(reply)), job_id
+
+
+class GroupedJob(Protocol):
+    """What :func:`enqueue_grouped_many` needs of a prepared job."""
+
+    @property
+    def job_id(self) -> str: ...
+    @property
+    def group(self) -> str | None: ...
+
+    def as_tuple(self) -> tuple[str, str, str, int, int, int | None, dict[str, str | int]]: ...
+
+
+async def enqueue_grouped_many(broker: Broker, queue: str, jobs: Sequence[GroupedJob]
+                               ) -> list[EnqueueCode]:
+    """Enqueue jobs of a task with concurrency groups in one round trip, as
+    one MULTI/EXEC (all or nothing at ``maxmemory``); idempotent by id."""
+    commands = [_flow_command(broker, queue, j.as_tuple(), None, j.group) for j in jobs]
+    if not commands:
+        return []
+    replies = await broker.run_pipelined(broker.keys(queue).base, "enqueue", commands,
+                                         [j.job_id for j in jobs], atomic=True)
+    return [EnqueueCode(int(r)) for r in replies]

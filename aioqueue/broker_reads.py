@@ -105,13 +105,16 @@ class BrokerReads(BrokerBase):
             lists += [f"{held_key}:{t.decode() if isinstance(t, bytes) else t}" for t in held]
             replies = await self.lane.execute_many(
                 [*(("LLEN", name) for name in lists),
-                 ("ZCARD", k.leases), ("ZCARD", k.delayed), ("ZCARD", k.dead)])
+                 ("ZCARD", k.leases), ("ZCARD", k.delayed), ("ZCARD", k.dead),
+                 # jobs waiting in concurrency groups (broker_groups)
+                 ("HGET", k.base + "gstate", "waiting")])
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply
         # held jobs are waiting jobs (status 'queued'), only in another list
         waiting = sum(int(x) for x in replies[: len(lists)])
-        running, scheduled, dead = (int(x) for x in replies[len(lists):])
+        running, scheduled, dead = (int(x) for x in replies[len(lists):-1])
+        waiting += max(0, int(replies[-1] or 0))
         return {"waiting": waiting, "running": running, "scheduled": scheduled, "dead": dead}
 
     async def stats(self, queue: str) -> dict[str, int]:

@@ -91,6 +91,18 @@ class ArgumentCodec:
         except pydantic_core.PydanticSerializationError as exc:
             raise PayloadNotSerializable(str(exc)) from exc
 
+    def encode_values(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+                      ) -> tuple[str, dict[str, Any]]:
+        """As :meth:`encode`, also answering the validated arguments by
+        parameter name (what a concurrency key function is called with)."""
+        data = self.bind(args, kwargs)
+        model = self.model.model_validate(data)
+        try:
+            payload = model.model_dump_json(by_alias=True)
+        except pydantic_core.PydanticSerializationError as exc:
+            raise PayloadNotSerializable(str(exc)) from exc
+        return payload, {name: getattr(model, f"p{i}") for i, name in enumerate(self.names)}
+
     def decode(self, payload: str) -> tuple[list[Any], dict[str, Any]]:
         """Parse stored JSON and validate it again; returns call arguments."""
         if payload[:1] == "{":

@@ -160,6 +160,41 @@ class UniqueKey:
         return max(1, round(self.ttl_s * 1000))
 
 
+MAX_CONCURRENCY = 10**6
+GROUP_SEPARATOR = "\x1f"
+
+
+def check_max_concurrency(value: object) -> int:
+    """Most running jobs per concurrency key: an int in [1, 10**6]."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_CONCURRENCY:
+        raise ConfigurationError(
+            f"max_concurrency must be an int in [1, {MAX_CONCURRENCY}], got {value!r}")
+    return value
+
+
+def check_concurrency_key(value: object) -> str:
+    """A concurrency key is 1-200 printable characters (an int is taken as
+    its decimal text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not value or len(value) > 200 or not value.isprintable():
+        raise ConfigurationError(
+            f"concurrency key must be 1-200 printable characters (or an int), got {value!r}")
+    return value
+
+
+def group_id(task: str, key: str) -> str:
+    """The stored name of a concurrency group: the task and the key (empty:
+    the task's one group, when it has no key function)."""
+    return f"{task}{GROUP_SEPARATOR}{key}"
+
+
+def split_group(gid: str) -> tuple[str, str]:
+    """(task, key) of a stored group name."""
+    task, _, key = gid.partition(GROUP_SEPARATOR)
+    return task, key
+
+
 QUEUE_SCOPE = "q"
 """The limiter field of a queue-wide limit; a task's is ``t:<task name>``."""
 
@@ -192,3 +227,30 @@ class FlowKeys:
 
     def unique(self, key: str) -> str:
         return f"{self.queue.base}uniq:{key}"
+
+    # concurrency groups (lua/includes/groups.lua)
+    @property
+    def group_ring(self) -> str:
+        return self.queue.base + "gring"
+
+    @property
+    def group_parked(self) -> str:
+        return self.queue.base + "gpark"
+
+    @property
+    def group_running(self) -> str:
+        return self.queue.base + "grunning"
+
+    @property
+    def group_limits(self) -> str:
+        return self.queue.base + "glimits"
+
+    @property
+    def group_state(self) -> str:
+        return self.queue.base + "gstate"
+
+    def group_waiting(self, gid: str) -> str:
+        return f"{self.queue.base}gw:{gid}"
+
+    def group_slots(self, gid: str) -> str:
+        return f"{self.queue.base}grun:{gid}"

@@ -17,7 +17,13 @@ from datetime import datetime
 from typing import Any, Final, Literal, TypedDict
 
 from .errors import ConfigurationError
-from .flow import DEFAULT_UNIQUE_TTL_S, UniqueKey, UniqueMode, check_unique_key
+from .flow import (
+    DEFAULT_UNIQUE_TTL_S,
+    UniqueKey,
+    UniqueMode,
+    check_concurrency_key,
+    check_unique_key,
+)
 from .keys import check_name
 from .record import override_fields
 
@@ -85,9 +91,11 @@ class EnqueueKwargs(TypedDict, total=False):
     unique_key: str | None | UnsetType
     unique_mode: UniqueMode | None | UnsetType
     unique_ttl: float | None | UnsetType
+    concurrency_key: str | int | None | UnsetType
 
 
-DEFAULT_WHEN_NONE = ("queue", "priority", "max_tries", "unique_mode", "unique_ttl")
+DEFAULT_WHEN_NONE = ("queue", "priority", "max_tries", "unique_mode", "unique_ttl",
+                     "concurrency_key")
 """Options for which ``None`` has no meaning of its own: it means "the
 default", as UNSET does (so ``queue=None`` from an optional CLI flag works)."""
 
@@ -116,6 +124,9 @@ class EnqueueOptions:
         ``"throttle"`` (enqueues within ``unique_ttl`` are dropped).
     :param unique_ttl: seconds the key lives at most (default one day; for
         ``throttle``: the window).
+    :param concurrency_key: this job's key for its task's ``max_concurrency``
+        (instead of the task's ``concurrency_key`` function); 1-200 printable
+        characters or an int. The task must declare ``max_concurrency``.
 
     :raises ConfigurationError: an invalid value (nothing is written).
     """
@@ -132,6 +143,7 @@ class EnqueueOptions:
     unique_key: str | None | UnsetType = UNSET
     unique_mode: UniqueMode | None | UnsetType = UNSET
     unique_ttl: float | None | UnsetType = UNSET
+    concurrency_key: str | int | None | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         for name in DEFAULT_WHEN_NONE:
@@ -164,6 +176,8 @@ class EnqueueOptions:
         if self.result_ttl not in (None, UNSET):
             _seconds("result_ttl", self.result_ttl, minimum=0.001, inclusive=True)
         self.unique()  # checks the unique options
+        if self.concurrency_key is not UNSET:
+            object.__setattr__(self, "concurrency_key", check_concurrency_key(self.concurrency_key))
 
     def given(self) -> dict[str, Any]:
         """The fields that are set (not UNSET), by name."""

@@ -11,7 +11,7 @@ from typing import Any, Concatenate, ParamSpec, Protocol, Self, TypeVar, overloa
 from .backend import Backend
 from .context import JobContext, Middleware
 from .errors import ConfigurationError, TaskNotFound
-from .flow import RateLimit
+from .flow import RateLimit, check_max_concurrency
 from .keys import check_name
 from .options import EnqueueOptions
 from .retry import RetryPolicy
@@ -55,6 +55,9 @@ class TaskRegistry:
         """Rate limits declared in code, by task name (``@app.task(rate_limit=)``)."""
         self.queue_rate_limits: dict[str, RateLimit] = {}
         """Queue-wide rate limits declared in code (``app.limit_queue``)."""
+        self.concurrency_limits: dict[str, int] = {}
+        """Most running jobs per concurrency key, by task name
+        (``@app.task(max_concurrency=)``)."""
 
     @overload
     def task(
@@ -82,6 +85,8 @@ class TaskRegistry:
         priority: int = 0,
         result_ttl: float | None = None,
         rate_limit: RateLimit | str | None = None,
+        concurrency_key: Callable[..., Any] | None = None,
+        max_concurrency: int | None = None,
     ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]
@@ -100,6 +105,8 @@ class TaskRegistry:
         priority: int = 0,
         result_ttl: float | None = None,
         rate_limit: RateLimit | str | None = None,
+        concurrency_key: Callable[..., Any] | None = None,
+        max_concurrency: int | None = None,
     ) -> Any:
         """Register a function as a task.
 
@@ -124,8 +131,21 @@ class TaskRegistry:
             (``"10/s"``, ``"600/m"``, ``"1000/h"`` or a :class:`RateLimit`
             with a burst); enforced on the server, changeable at runtime
             (``aioqueue limits``). See the README, "Flow control".
+        :param max_concurrency: most jobs of this task running at once per
+            concurrency key, on every worker together (without
+            ``concurrency_key``: for the whole task); changeable at runtime.
+        :param concurrency_key: called with the validated arguments by name
+            at enqueue (``lambda customer_id, **_: customer_id``), returns the
+            job's key (text or int; None: the job is not limited). Keys are
+            served round-robin. Needs ``max_concurrency``.
         """
         limit = None if rate_limit is None else RateLimit.coerce(rate_limit)
+        if max_concurrency is not None:
+            check_max_concurrency(max_concurrency)
+        elif concurrency_key is not None:
+            raise ConfigurationError("concurrency_key needs max_concurrency")
+        if concurrency_key is not None and not callable(concurrency_key):
+            raise ConfigurationError("concurrency_key must be a function of the arguments")
 
         def register(f: Callable[..., Any]) -> Task[Any, Any]:
             task_name = name or f.__qualname__
@@ -139,10 +159,13 @@ class TaskRegistry:
             t: Task[Any, Any] = Task(
                 self.backend, f, name=task_name, defaults=defaults,
                 retry=retry or self.default_retry, retry_on=retry_on, fail_on=fail_on,
+                concurrency_key=concurrency_key, max_concurrency=max_concurrency,
             )
             self.tasks[task_name] = t
             if limit is not None:
                 self.rate_limits[task_name] = limit
+            if max_concurrency is not None:
+                self.concurrency_limits[task_name] = max_concurrency
             return t
 
         if fn is not None:

@@ -14,7 +14,7 @@ import anyio.to_thread
 import pydantic_core
 
 from .backend import Backend
-from .broker_flow import enqueue_unique
+from .broker_flow import enqueue_flow, enqueue_grouped_many
 from .codec import ArgumentCodec, encode_untyped
 from .context import JobContext, make_context
 from .errors import (
@@ -24,7 +24,7 @@ from .errors import (
     PayloadTooLarge,
     RedisOutOfMemory,
 )
-from .flow import UniqueKey
+from .flow import UniqueKey, check_concurrency_key, group_id
 from .job import Job
 from .keys import check_task_name
 from .options import UNSET, EnqueueKwargs, EnqueueOptions
@@ -105,6 +105,8 @@ class PreparedJob(NamedTuple):
     """The id was given by the caller (not generated)."""
     unique: UniqueKey | None = None
     """The job's unique key (``unique_key=``), decided in the enqueue script."""
+    group: str | None = None
+    """The job's concurrency group (``flow.group_id``), or None."""
 
     async def submit(self, broker: Broker, queue: str) -> str:
         """Enqueue this job (a no-op if its id exists for the same task).
@@ -114,11 +116,11 @@ class PreparedJob(NamedTuple):
         :raises JobIdConflict: the given id names a job of another task.
         """
         holder = self.job_id
-        if self.unique is not None:
-            code, holder = await enqueue_unique(
+        if self.unique is not None or self.group is not None:
+            code, holder = await enqueue_flow(
                 broker, queue, self.job_id, self.task, self.payload, unique=self.unique,
-                priority=self.priority, delay_ms=self.delay_ms, at_ms=self.at_ms,
-                extra=self.fields)
+                group=self.group, priority=self.priority, delay_ms=self.delay_ms,
+                at_ms=self.at_ms, extra=self.fields)
         else:
             code = await broker.enqueue(
                 queue, self.job_id, self.task, self.payload, priority=self.priority,
@@ -191,6 +193,8 @@ class Task(Generic[P, R]):
         fail_on: tuple[type[BaseException], ...] = (),
         call_options: EnqueueOptions | None = None,
         codec: ArgumentCodec | None = None,
+        concurrency_key: Callable[..., Any] | None = None,
+        max_concurrency: int | None = None,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"task {name!r} must be a function")
@@ -212,6 +216,13 @@ class Task(Generic[P, R]):
         self.fail_on = fail_on
         self.is_async = inspect.iscoroutinefunction(fn)
         self.codec = codec or ArgumentCodec(fn)
+        self.concurrency_key = concurrency_key
+        """The function giving a job's concurrency key (None: none)."""
+        self.max_concurrency = max_concurrency
+        """Most running jobs per concurrency key, as declared (None: no groups)."""
+        if self.call_options.concurrency_key is not UNSET and max_concurrency is None:
+            raise ConfigurationError(
+                f"task {name!r}: a concurrency_key option needs @app.task(max_concurrency=...)")
         # what the Lua scripts need in the record (they do not know the task);
         # max_tries and timeout are stored only when a call overrides them
         self._stored = EnqueueOptions(
@@ -290,7 +301,8 @@ class Task(Generic[P, R]):
         return Task(
             self.backend, self.fn, name=self.name, defaults=self.defaults, retry=self.retry,
             retry_on=self.retry_on, fail_on=self.fail_on, call_options=merged,
-            codec=self.codec,
+            codec=self.codec, concurrency_key=self.concurrency_key,
+            max_concurrency=self.max_concurrency,
         )
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
@@ -312,12 +324,41 @@ class Task(Generic[P, R]):
         :raises pydantic.ValidationError: arguments do not fit the signature.
         :raises PayloadTooLarge: over ``App(max_payload_bytes=)``.
         """
+        if self.max_concurrency is not None:
+            return self._prepare_grouped(args, kwargs)
         payload = self.codec.encode(args, kwargs)
         check_payload(self.name, payload, self.backend.max_payload_bytes)
         shape = self._shape
         job_id = shape.job_id if shape.fixed_id else new_job_id()
         return PreparedJob(job_id, self.name, payload, shape.priority, shape.delay_ms,
                            shape.at_ms, shape.fields, shape.fixed_id, shape.unique)
+
+    def _prepare_grouped(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> PreparedJob:
+        """``prepare`` for a task with ``max_concurrency``: also the job's
+        group, from the call's ``concurrency_key`` option, else the task's key
+        function (given the validated arguments), else the task's one group."""
+        given = self._stored.concurrency_key
+        key: str | None = ""
+        if isinstance(given, str):
+            payload = self.codec.encode(args, kwargs)
+            key = given
+        elif self.concurrency_key is not None:
+            payload, values = self.codec.encode_values(args, kwargs)
+            try:
+                raw = self.concurrency_key(**values)
+            except Exception as exc:
+                raise ConfigurationError(
+                    f"task {self.name!r}: its concurrency_key function raised "
+                    f"{type(exc).__name__}: {exc}") from exc
+            key = None if raw is None else check_concurrency_key(raw)
+        else:
+            payload = self.codec.encode(args, kwargs)
+        check_payload(self.name, payload, self.backend.max_payload_bytes)
+        shape = self._shape
+        job_id = shape.job_id if shape.fixed_id else new_job_id()
+        return PreparedJob(job_id, self.name, payload, shape.priority, shape.delay_ms,
+                           shape.at_ms, shape.fields, shape.fixed_id, shape.unique,
+                           None if key is None else group_id(self.name, key))
 
     def prepare_payload(self, payload: str, *, job_id: str) -> PreparedJob:
         """A job with already encoded arguments (a schedule's tick)."""
@@ -350,8 +391,10 @@ class Task(Generic[P, R]):
         if self._shape.unique is not None:
             raise ConfigurationError("enqueue_many cannot use a unique_key option: "
                                      "enqueue each job with task.options(unique_key=...)")
-        prepared = [self.prepare(c.args, c.kwargs).as_tuple() for c in calls]
         queue = self.target_queue
+        if self.max_concurrency is not None:
+            return await self._enqueue_grouped(queue, calls, chunk_size)
+        prepared = [self.prepare(c.args, c.kwargs).as_tuple() for c in calls]
         tracer = self.backend.tracer
         if tracer is None:
             await self._enqueue_chunks(queue, prepared, chunk_size)
@@ -362,6 +405,27 @@ class Task(Generic[P, R]):
                                 for p in prepared]
                 await self._enqueue_chunks(queue, prepared, chunk_size)
         return [Job(self.backend, p[0], queue, self.codec.returns, enqueued=True) for p in prepared]
+
+    async def _enqueue_grouped(self, queue: str, calls: Iterable[BoundCall[P, R]],
+                               chunk_size: int) -> list[Job[R]]:
+        """``enqueue_many`` for a task with ``max_concurrency``: each job with
+        its own group, chunks of pipelined enqueues (one MULTI/EXEC each)."""
+        grouped = [self.prepare(c.args, c.kwargs) for c in calls]
+
+        async def send(jobs: list[PreparedJob]) -> None:
+            for start in range(0, len(jobs), chunk_size):
+                await enqueue_grouped_many(self.backend.broker, queue,
+                                           jobs[start:start + chunk_size])
+
+        tracer = self.backend.tracer
+        if tracer is None:
+            await send(grouped)
+        else:  # one producer span for the call; every record stores its context
+            with tracer.sending(queue, self.name, [p.job_id for p in grouped]) as context:
+                grouped = [p.traced(context) for p in grouped]
+                await send(grouped)
+        return [Job(self.backend, p.job_id, queue, self.codec.returns, enqueued=True)
+                for p in grouped]
 
     async def _enqueue_chunks(
         self, queue: str,

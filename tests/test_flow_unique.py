@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 import aioqueue
-from aioqueue.broker_flow import enqueue_unique
+from aioqueue.broker_flow import enqueue_flow
 from aioqueue.flow import UniqueKey
 from aioqueue.script_codes import EnqueueCode
 
@@ -22,8 +22,8 @@ pytestmark = pytest.mark.anyio
 
 async def _enqueue(app: aioqueue.App, queue: str, unique: UniqueKey, n: int,
                    delay_ms: int = 0) -> tuple[EnqueueCode, str]:
-    return await enqueue_unique(app.broker, queue, secrets.token_hex(8), "echo",
-                                f"[[{n}],{{}}]", unique=unique, delay_ms=delay_ms)
+    return await enqueue_flow(app.broker, queue, secrets.token_hex(8), "echo",
+                              f"[[{n}],{{}}]", unique=unique, delay_ms=delay_ms)
 
 
 def _app(make_app: Callable[..., aioqueue.App], queue: str) -> aioqueue.App:

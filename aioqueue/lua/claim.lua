@@ -34,8 +34,12 @@
 -- held jobs start first once their limiter allows; a queue-wide limit caps
 -- how many jobs one claim starts. The next-due answer then includes the
 -- next start a limiter refused, so idle workers sleep until then.
+-- Concurrency groups (groups.lua, group_claim.lua): jobs with a concurrency
+-- key wait in their group's list; groups are served round-robin, each up to
+-- its limit of running jobs, sharing the claim half and half with other jobs
+-- when both wait. The next-due answer includes the earliest parked group.
 -- Derived: <q>job:<id>, <q>wait:<p> and <q>held:<task> for ids, priorities
---   and task names read here; channel <q>done:<id>
+--   and task names read here; the group keys (groups.lua); channel <q>done:<id>
 -- Returns: flat array: ms until the next scheduled job is due (-1 if none),
 --   then 10 entries per job:
 --   id, token, task, args, attempt, max_tries, timeout_ms, enqueued_ms, result_ttl_ms,
@@ -45,6 +49,8 @@
 -- @include now_ms.lua
 -- @include notify.lua
 -- @include flow_limits.lua
+-- @include groups.lua
+-- @include group_claim.lua
 local Q = need_prefix(ARGV[1], KEYS[1], 'prios')
 local want = need_int(ARGV[2], 'max jobs', 0, 100000)
 local lease_ms = need_int(ARGV[3], 'lease', 1)
@@ -103,9 +109,12 @@ for _, id in ipairs(due) do
     redis.call('ZREM', KEYS[5], id)
     redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
   else
-    local rec = redis.call('HMGET', jk, 'st', 'p')
+    local rec = redis.call('HMGET', jk, 'st', 'p', 'g')
     local p = rec[2] or '0'
-    if rec[1] ~= 'scheduled' or not tonumber(p) then
+    if rec[3] and rec[1] == 'scheduled' and group_push(Q, rec[3], id, false, KEYS[4]) then
+      redis.call('ZREM', KEYS[5], id)
+      redis.call('HSET', jk, 'st', 'queued')
+    elseif rec[1] ~= 'scheduled' or not tonumber(p) then
       redis.call('ZREM', KEYS[5], id)
       if rec[1] == 'scheduled' then
         redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
@@ -171,6 +180,15 @@ if lim then
     redis.call('DEL', KEYS[3])
   end
 end
+local groups = nil
+if lim and #claimed < room then
+  groups = group_open({Q = Q, lim = lim, now = now, lease_ms = lease_ms, leases = KEYS[2],
+    stats = KEYS[4], scan = want + 200, read = read_job, lease = lease})
+end
+local function count() return #claimed end
+if groups then
+  group_claim(groups, #claimed + group_share(groups, room - #claimed, KEYS[1]), count)
+end
 
 -- popped ids looked at per call: held-back ones do not fill the claim, so
 -- the scan goes on past them, within this bound
@@ -209,15 +227,22 @@ for _, level in ipairs(levels) do
     break
   end
 end
+if groups and #claimed < room then
+  group_claim(groups, room, count)
+end
 if #claimed > 0 then
   redis.call('SET', KEYS[6], table.concat(claimed, ' '), 'PX', lease_ms)
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
+if redis.call('EXISTS', KEYS[1]) == 0 and not (lim and redis.call('EXISTS', Q .. 'gring') == 1) then
   -- nothing waits: any wake-up token left is stale
   redis.call('DEL', KEYS[3])
 end
 next_due()
 if lim then
+  local parked_us = groups and group_next_us(groups)
+  if parked_us then
+    flow_note_next(lim, math.max(parked_us, lim.now))
+  end
   local held_ms = flow_close(lim)
   if held_ms >= 0 and (out[1] < 0 or held_ms < out[1]) then
     out[1] = held_ms

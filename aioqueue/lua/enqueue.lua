@@ -23,6 +23,9 @@
 --   tick or a later one, so each tick runs once
 -- ARGV[10] (optional) unique mode (with KEYS[7]): unique | debounce | throttle
 -- ARGV[11] (optional) the unique key's ttl (ms)
+-- ARGV[12] (optional) concurrency group: '<task>\31<key>' ('' = none): the job
+--   waits in its group's list and runs under its group's limit (groups.lua)
+-- Derived: with a group, the group keys (groups.lua)
 -- Returns a code:
 -- Code 0 EXISTS: the id exists (same task): nothing written
 -- Code 1 QUEUED: created and queued
@@ -40,6 +43,7 @@
 -- @include now_ms.lua
 -- @include wake.lua
 -- @include unique.lua
+-- @include groups.lua
 need_text(ARGV[1], 'job id')
 need_key_for(KEYS[1], 'job', ARGV[1])
 need_text(ARGV[2], 'task name')
@@ -56,6 +60,17 @@ local uq = unique_args(KEYS[7], ARGV[10], ARGV[11])
 if KEYS[6] and ARGV[8] ~= '' then
   need_text(ARGV[8], 'schedule name')
   tick = need_int(ARGV[9], 'tick', 0)
+end
+local gid = nil
+if ARGV[12] and ARGV[12] ~= '' then
+  gid = ARGV[12]
+  local cut = string.find(gid, '\31', 1, true)
+  if not cut or cut == 1 or #gid > 500 or string.find(gid, '\31', cut + 1, true) then
+    refuse('a concurrency group must be task, unit separator, key, got', gid)
+  end
+  if string.sub(gid, 1, cut - 1) ~= ARGV[2] then
+    refuse('a concurrency group must name the job\'s task, got', gid)
+  end
 end
 if uq and tick then
   refuse('a schedule tick cannot take a unique key', ARGV[8])
@@ -110,6 +125,10 @@ if priority ~= 0 then
   fields[#fields + 1] = 'p'
   fields[#fields + 1] = ARGV[4]
 end
+if gid then
+  fields[#fields + 1] = 'g'
+  fields[#fields + 1] = gid
+end
 if due > now then
   fields[#fields + 1] = 'st'
   fields[#fields + 1] = 'scheduled'
@@ -124,6 +143,10 @@ end
 fields[#fields + 1] = 'st'
 fields[#fields + 1] = 'queued'
 redis.call('HSET', KEYS[1], unpack(fields))
+if gid and group_push(string.sub(KEYS[1], 1, -(#ARGV[1] + 5)), gid, ARGV[1], false, nil) then
+  wake(KEYS[4])
+  return 1
+end
 redis.call('RPUSH', KEYS[2], ARGV[1])
 redis.call('ZADD', KEYS[3], -priority, ARGV[4])
 wake(KEYS[4])

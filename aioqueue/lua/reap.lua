@@ -20,13 +20,15 @@
 --   expired only because nobody could renew them
 -- ARGV[7] hold (ms): after such a gap, reap nothing for this long, so that live
 --   workers renew first (no re-delivery storm after a stall)
--- Derived: <q>job:<id> for the expired ids, <q>wait:<p>, workflow keys,
+-- Derived: <q>job:<id> for the expired ids, <q>wait:<p>, group keys (groups.lua), workflow keys,
 --   channel <q>done:<id>, the per-minute stats <q>m:<minute> of server time
+-- A job of a concurrency group ('g') frees its slot (groups.lua).
 -- Each expired lease counts as 'expired' in the queue's per-minute stats.
 -- Returns: {requeued, dead_lettered}
 -- @include checks.lua
 -- @include now_ms.lua
 -- @include make_runnable.lua
+-- @include groups.lua
 -- @include add_error.lua
 -- @include advance_workflow.lua
 -- @include end_job.lua
@@ -65,11 +67,14 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit_
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local jk = qk.prefix .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'st', 'md', 'cx', 'rt')
+  local rec = redis.call('HMGET', jk, 'st', 'md', 'cx', 'rt', 'g')
   if not rec[1] then
     redis.call('HINCRBY', KEYS[5], 'missing_record', 1)
   else
     redis.call('HINCRBY', KEYS[5], 'lease_expired', 1)
+    if rec[5] then
+      group_release(qk.prefix, rec[5], id, qk.wake)
+    end
     minute_add('expired', 1)
     local expiries = redis.call('HINCRBY', jk, 'lx', 1)
     if rec[3] then

@@ -14,7 +14,8 @@
 -- Returns: number of jobs made runnable again (ids not in dead letters are skipped)
 -- @include checks.lua
 -- @include make_runnable.lua
-local qk = {prefix = need_prefix(ARGV[1], KEYS[2], 'prios'), prios = KEYS[2], wake = KEYS[3]}
+local qk = {prefix = need_prefix(ARGV[1], KEYS[2], 'prios'), prios = KEYS[2], wake = KEYS[3],
+  stats = KEYS[4]}
 if #ARGV - 1 ~= #KEYS - 4 then
   refuse('want one job record key per id, got keys/args', #KEYS .. '/' .. #ARGV)
 end

@@ -23,9 +23,10 @@
 -- A retry or requeue of a job whose cancellation was asked ('cx') ends it
 -- cancelled instead: a pending cancel is never lost to a hand-back.
 -- Every retry and dead outcome appends its error to the record's history (add_error).
+-- A job of a concurrency group ('g') frees its slot (groups.lua).
 -- A member of a workflow advances its workflow in the same step (advance_workflow).
 -- Each applied outcome counts in the queue's per-minute stats (minute_stats).
--- Derived: <q>wait:<p> for the record's priority, workflow keys, channel <q>done:<id>,
+-- Derived: <q>wait:<p> for the record's priority, group keys (groups.lua), workflow keys, channel <q>done:<id>,
 --   the per-minute stats <q>m:<minute> of server time
 -- Returns: one code per job:
 -- Code 1 APPLIED: the outcome was recorded
@@ -35,6 +36,7 @@
 -- @include now_ms.lua
 -- @include wake.lua
 -- @include make_runnable.lua
+-- @include groups.lua
 -- @include add_error.lua
 -- @include advance_workflow.lua
 -- @include end_job.lua
@@ -111,7 +113,7 @@ for g = 1, groups do
   local i = 4 + 5 * (g - 1)
   local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], numbers[g]
   local jk = KEYS[6 + g]
-  local rec = redis.call('HMGET', jk, 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx')
+  local rec = redis.call('HMGET', jk, 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx', 'g')
   if rec[1] ~= token or not redis.call('ZSCORE', KEYS[1], id) then
     if rec[2] == token .. kind then
       codes[#codes + 1] = 0
@@ -122,6 +124,9 @@ for g = 1, groups do
   else
     redis.call('ZREM', KEYS[1], id)
     redis.call('HSET', jk, 'lt', token .. kind)
+    if rec[8] then
+      group_release(qk.prefix, rec[8], id, qk.wake)
+    end
     if rec[7] and (kind == 'retry' or kind == 'requeue') then
       -- its cancellation was asked while it ran: it must not run again
       kind, payload = 'cancel', rec[7]

@@ -47,7 +47,9 @@ from aioqueue.record import FINAL_STATUSES, Field
 TERMINAL = FINAL_STATUSES
 # a queue's keys besides job records and wait lists (README, "Redis design")
 STRUCTURE_KEYS = ("prios", "leases", "delayed", "dead", "stats", "wake", "reaper", "schedules",
-                  "paused", "limits", "limiter", "held")
+                  "paused", "limits", "limiter", "held",
+                  # concurrency groups (lua/includes/groups.lua)
+                  "gring", "gpark", "grunning", "glimits", "gstate")
 # keys named by an id (claim reservations, workflows) or a caller's unique key;
 # m:<minute> per-minute counters and the pause flag are queue keys of their own
 ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:", "wfc:", "wfr:", "uniq:", "m:", "paused")
@@ -87,6 +89,12 @@ class Snapshot:
     other_keys: list[str] = field(default_factory=list)
     held: dict[str, list[str]] = field(default_factory=dict)
     """ids held back by a task's rate limit (``held:<task>``), by task"""
+    group_waiting: dict[str, list[str]] = field(default_factory=dict)
+    """ids waiting in a concurrency group (``gw:<group>``), by group"""
+    group_slots: dict[str, list[str]] = field(default_factory=dict)
+    """ids holding a group's slots (``grun:<group>``), by group"""
+    group_ring: list[str] = field(default_factory=list)
+    """groups in ``gring`` and ``gpark`` (those with waiting jobs)"""
 
 
 def _text(value: Any) -> str:
@@ -106,6 +114,8 @@ async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
     records: dict[str, dict[str, str]] = {}
     waiting: dict[int, list[str]] = {}
     held: dict[str, list[str]] = {}
+    group_waiting: dict[str, list[str]] = {}
+    group_slots: dict[str, list[str]] = {}
     other: list[str] = []
     async for key in client.scan_iter(match=base.replace("{", "\\{").replace("}", "\\}") + "*",
                                       count=1000):
@@ -117,6 +127,10 @@ async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
             waiting[int(name[5:])] = _texts(await client.lrange(key, 0, -1))
         elif name.startswith("held:"):  # held back by a rate limit: still queued
             held[name[5:]] = _texts(await client.lrange(key, 0, -1))
+        elif name.startswith("gw:"):  # waiting in a concurrency group: still queued
+            group_waiting[name[3:]] = _texts(await client.lrange(key, 0, -1))
+        elif name.startswith("grun:"):
+            group_slots[name[5:]] = _texts(await client.smembers(key))
         elif name not in STRUCTURE_KEYS:
             other.append(name)
     stats = {_text(k): int(v) for k, v in (await client.hgetall(base + "stats")).items()}
@@ -126,7 +140,10 @@ async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
         leases=_texts(await client.zrange(base + "leases", 0, -1)),
         delayed=_texts(await client.zrange(base + "delayed", 0, -1)),
         dead=_texts(await client.zrange(base + "dead", 0, -1)),
-        stats=stats, other_keys=other, held=held,
+        stats=stats, other_keys=other, held=held, group_waiting=group_waiting,
+        group_slots=group_slots,
+        group_ring=_texts(await client.zrange(base + "gring", 0, -1))
+        + _texts(await client.zrange(base + "gpark", 0, -1)),
     )
 
 
@@ -149,6 +166,7 @@ def fsck(snap: Snapshot) -> list[str]:
             if record is not None and record.get(Field.STATUS) != "queued":
                 continue  # ended (cancelled) while held: a leftover id that claim drops
             where[job_id].append(f"wait (held:{task})")
+    problems += _group_problems(snap, where)
     for name, ids in (("leases", snap.leases), ("delayed", snap.delayed), ("dead", snap.dead)):
         for job_id in ids:
             where[job_id].append(name)
@@ -180,6 +198,27 @@ def fsck(snap: Snapshot) -> list[str]:
     for name, value in snap.stats.items():
         if value < 0:
             problems.append(f"counter {name} is negative: {value}")
+    return problems
+
+
+def _group_problems(snap: Snapshot, where: dict[str, list[str]]) -> list[str]:
+    """Concurrency groups: a group with waiting ids is in the ring (or
+    parked), or nobody would claim them; a slot is held by a leased job."""
+    problems: list[str] = []
+    for gid, ids in snap.group_waiting.items():
+        if ids and gid not in snap.group_ring:
+            problems.append(f"gw:{gid!r} holds {len(ids)} id(s) but the group is neither in "
+                            "gring nor in gpark (nobody would claim them)")
+        for job_id in ids:
+            record = snap.records.get(job_id)
+            if record is not None and record.get(Field.STATUS) != "queued":
+                continue  # ended while it waited: a leftover id that claim drops
+            where[job_id].append(f"wait (gw:{gid!r})")
+    leased = set(snap.leases)
+    for gid, ids in snap.group_slots.items():
+        for job_id in ids:
+            if job_id not in leased:
+                problems.append(f"grun:{gid!r} holds {job_id} but it has no lease (a leaked slot)")
     return problems
 
 

@@ -80,9 +80,11 @@ local function flow_take(lim, f, k)
   end
 end
 
--- nil when the queue has no limit, pause or held job: the claim's fast path
+-- nil when the queue has no limit, pause, held job or waiting concurrency
+-- group (groups.lua): the claim's fast path
 local function flow_open(fk, now_ms)
-  if redis.call('EXISTS', fk.limits, fk.state, fk.held) == 0 then
+  if redis.call('EXISTS', fk.limits, fk.state, fk.held, fk.prefix .. 'gring',
+      fk.prefix .. 'gpark') == 0 then
     return nil
   end
   return {fk = fk, now = now_ms * 1000, conf = {}, tat = {}, pause = {}, dirty = {}, stale = {},

@@ -1,0 +1,154 @@
+-- group_claim: the claim's side of concurrency groups (groups.lua). Each
+-- step takes the group at the front of the ring, starts its oldest waiting
+-- job if the group has a free slot (and its task's rate limiter a token),
+-- and sends the group to the back of the ring; a group at its limit is
+-- parked until a slot frees. Work per claim is bounded: at most 8 parked
+-- groups looked at again and 'scan' ids popped.
+-- gc = {Q = '<q>', lim = (flow_open's state), now = ms, lease_ms = ms,
+--       leases = <q>leases, stats = <q>stats, scan = ids still allowed,
+--       read = function(id) -> jk, rec (claim's read_job),
+--       lease = function(id, jk, rec) (claim's lease)}
+-- Needs flow_limits.lua and groups.lua.
+local GROUP_UNLIMITED = 1000000000
+
+-- nil when no group has waiting jobs: the claim skips groups altogether
+local function group_open(gc)
+  if redis.call('EXISTS', gc.Q .. 'gring', gc.Q .. 'gpark') == 0 then
+    return nil
+  end
+  if check_types({gc.Q .. 'gring', 'zset', gc.Q .. 'gpark', 'zset', gc.Q .. 'glimits', 'hash',
+      gc.Q .. 'grunning', 'set', gc.Q .. 'gstate', 'hash'}) then
+    redis.call('HINCRBY', gc.stats, 'malformed_group', 1)
+    return nil
+  end
+  gc.limits = {}
+  return gc
+end
+
+-- the most running jobs of group gid (of task): one key's operator value,
+-- else the task's operator value, else the declared one; none = no limit
+local function group_limit(gc, gid, task)
+  local n = gc.limits[gid]
+  if n == nil then
+    local v = redis.call('HMGET', gc.Q .. 'glimits', 'o:k:' .. gid, 'o:c:' .. task, 'c:' .. task)
+    local text = v[1] or v[2] or v[3]
+    n = GROUP_UNLIMITED
+    if text and string.match(text, '^%d+$') and tonumber(text) >= 1 then
+      n = tonumber(text)
+    end
+    gc.limits[gid] = n
+  end
+  return n
+end
+
+local function group_park(gc, gid, at_ms)
+  redis.call('ZREM', gc.Q .. 'gring', gid)
+  redis.call('ZADD', gc.Q .. 'gpark', at_ms, gid)
+end
+
+-- parked groups whose time has come go back into the ring; a slot whose
+-- holder no longer has a lease (it cannot have, once it ended) is freed
+local function group_recheck(gc)
+  local due = redis.call('ZRANGEBYSCORE', gc.Q .. 'gpark', '-inf', gc.now, 'LIMIT', 0, 8)
+  for _, gid in ipairs(due) do
+    local run = gc.Q .. 'grun:' .. gid
+    if not check_types({run, 'set', gc.Q .. 'gw:' .. gid, 'list'}) then
+      for _, id in ipairs(redis.call('SMEMBERS', run)) do
+        if not redis.call('ZSCORE', gc.leases, id) then
+          redis.call('SREM', run, id)
+          redis.call('HINCRBY', gc.stats, 'group_slot_freed', 1)
+        end
+      end
+      redis.call('ZREM', gc.Q .. 'gpark', gid)
+      redis.call('ZADD', gc.Q .. 'gring', group_back(gc.Q), gid)
+    else
+      redis.call('ZREM', gc.Q .. 'gpark', gid)
+      redis.call('HINCRBY', gc.stats, 'malformed_group', 1)
+    end
+  end
+end
+
+-- how many of this claim's room go to groups first: all of it when nothing
+-- else waits, else half (an odd room's extra one, and a room of 1,
+-- alternating between grouped and other jobs from claim to claim)
+local function group_share(gc, room, prios)
+  if redis.call('EXISTS', prios) == 0 then
+    return room
+  end
+  local turn = redis.call('HINCRBY', gc.Q .. 'gstate', 'turn', 1)
+  return math.floor((room + turn % 2) / 2)
+end
+
+-- start the front group's oldest job, or park the group, or drop a leftover
+local function group_step(gc, gid)
+  local list, run = gc.Q .. 'gw:' .. gid, gc.Q .. 'grun:' .. gid
+  if check_types({list, 'list', run, 'set'}) then
+    redis.call('ZREM', gc.Q .. 'gring', gid)
+    redis.call('HINCRBY', gc.stats, 'malformed_group', 1)
+    return
+  end
+  local id = redis.call('LPOP', list)
+  if not id then
+    redis.call('ZREM', gc.Q .. 'gring', gid)
+    return
+  end
+  gc.scan = gc.scan - 1
+  redis.call('HINCRBY', gc.Q .. 'gstate', 'waiting', -1)
+  local jk, rec = gc.read(id)
+  if rec[1] ~= 'queued' then
+    if not rec[1] then
+      redis.call('HINCRBY', gc.stats, 'missing_record', 1)
+    end
+    return  -- ended while it waited (cancelled): a leftover, dropped
+  end
+  local task = rec[2]
+  local n, running = group_limit(gc, gid, task), redis.call('SCARD', run)
+  local tokens, next_us = flow_room(gc.lim, 't:' .. task)
+  if running >= n or tokens == 0 then
+    redis.call('LPUSH', list, id)
+    redis.call('HINCRBY', gc.Q .. 'gstate', 'waiting', 1)
+    if running >= n then
+      group_park(gc, gid, gc.now + gc.lease_ms)
+    else
+      group_park(gc, gid, math.ceil(next_us / 1000))
+    end
+    return
+  end
+  gc.lease(id, jk, rec)
+  flow_take(gc.lim, 't:' .. task, 1)
+  flow_take(gc.lim, 'q', 1)
+  redis.call('SADD', run, id)
+  redis.call('SADD', gc.Q .. 'grunning', gid)
+  if redis.call('EXISTS', list) == 0 then
+    redis.call('ZREM', gc.Q .. 'gring', gid)
+  elseif running + 1 >= n then
+    group_park(gc, gid, gc.now + gc.lease_ms)
+  else
+    redis.call('ZADD', gc.Q .. 'gring', group_back(gc.Q), gid)
+  end
+end
+
+-- start grouped jobs until count() reaches upto or the scan bound is spent
+local function group_claim(gc, upto, count)
+  if not gc.rechecked then
+    gc.rechecked = true
+    group_recheck(gc)
+  end
+  while count() < upto and gc.scan > 0 do
+    local front = redis.call('ZRANGE', gc.Q .. 'gring', 0, 0)
+    if not front[1] then
+      break
+    end
+    group_step(gc, front[1])
+  end
+end
+
+-- ms of the earliest parked group's next look (nil: none), for the claim's
+-- answer: idle workers sleep until then at most
+local function group_next_us(gc)
+  local first = redis.call('ZRANGE', gc.Q .. 'gpark', 0, 0, 'WITHSCORES')
+  if first[2] then
+    return tonumber(first[2]) * 1000
+  end
+  return nil
+end

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 import aioqueue
+import aioqueue.broker_flow
 import aioqueue.broker_workflow
 from aioqueue.broker import Settlement
+from aioqueue.flow import group_id
 from aioqueue.lane import CommandLane
 from aioqueue.script_codes import SCRIPT_CODES
 from aioqueue.scripts import SCRIPT_NAMES, load_script
@@ -192,6 +194,9 @@ async def test_every_wrapper_sends_what_its_header_declares(
         await add.enqueue(1, 2)
         await add.options(delay=60).enqueue(1, 2)
         await add.enqueue_many([add.bind(i, i) for i in range(3)])
+        await aioqueue.broker_flow.enqueue_flow(broker, q, "g-1", "add", '{"a":1,"b":2}',
+                                                group=group_id("add", "k"))
+        await aioqueue.broker_flow.enqueue_grouped_many(broker, q, [])
         await broker.fire_tick(q, "every-minute", 60_000, "tick-1", "add", '{"args":[1,2]}', 0)
         async with broker.blocking_client("t") as lane:
             jobs, _ = await broker.claim(lane, q, 3, 5_000, "w1")

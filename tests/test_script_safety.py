@@ -15,8 +15,10 @@ import redis.asyncio
 import aioqueue
 import aioqueue.broker_workflow
 from aioqueue.broker import Settlement
+from aioqueue.broker_flow import enqueue_flow
 from aioqueue.broker_workflow import MemberJob, cancel_workflow, create_workflow
 from aioqueue.lane import CommandLane
+from aioqueue.flow import group_id
 from aioqueue.scripts import SCRIPT_NAMES
 
 from .conftest import running
@@ -99,6 +101,8 @@ async def capture_calls(app: aioqueue.App, monkeypatch: pytest.MonkeyPatch,
         lambda: broker.enqueue(q, "new-traced", "add", '{"args": [1]}', extra={
             "mt": 2, "tc": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01 k=v"}),
         lambda: broker.enqueue_many(q, [("n1", "add", '{"args": []}', 0, 0, None, {"rt": 5})]),
+        lambda: enqueue_flow(broker, q, "grouped", "add", '{"args": [1]}',
+                             group=group_id("add", "k1")),
         lambda: broker.fire_tick(q, "s", 60_000, "tick", "add", '{"args": []}', 0),
         lambda: broker.settle(q, [Settlement(ids["active"], "1", "retry",
                                              '{"type": "E", "message": "m"}', 0)], **settle_kw),
@@ -152,6 +156,8 @@ async def test_every_script_argument_hostile_changes_nothing_or_stays_consistent
                             default_result_ttl_ms=60_000, dead_letter_ttl_ms=600_000)
         await broker.enqueue(q, "j-queued", "add", '{"args": [2]}')
         await broker.enqueue(q, "j-later", "add", '{"args": [3]}', delay_ms=600_000)
+        await enqueue_flow(broker, q, "j-grouped", "add", '{"args": [4]}',
+                           group=group_id("add", "k1"))
         await create_workflow(broker, q, "wf1", "group", 2, True, "",
                               [MemberJob(f"wf1.{i}", "add", '{"args": [1]}', 0, "")
                                for i in range(2)], [])

@@ -41,8 +41,8 @@ class GroupLimit:
 class GroupInfo:
     """One concurrency key with jobs: ``running`` now, ``waiting`` (held
     back by the limit or waiting their turn), its ``limit`` (None: none),
-    ``override``: an operator's value for this key alone, ``parked``: at its
-    limit (its jobs wait for a slot)."""
+    ``override``: an operator's value for this key alone, ``at_limit``: its
+    waiting jobs wait for a slot."""
 
     task: str
     key: str
@@ -50,7 +50,7 @@ class GroupInfo:
     waiting: int
     limit: int | None
     override: int | str | None
-    parked: bool
+    at_limit: bool
 
 
 def _text(value: Any) -> str:
@@ -150,10 +150,10 @@ class ConcurrencyLimits(FlowLimits):
         for i, gid in enumerate(gids):
             task, key = split_group(gid)
             own = config.get("o:k:" + gid)
-            rows.append(GroupInfo(
-                task, key, int(counts[2 * i]), int(counts[2 * i + 1]),
-                _effective(own, config.get("o:c:" + task), config.get("c:" + task)),
-                _value(own), gid in parked_set))
+            running_n = int(counts[2 * i])
+            limit_n = _effective(own, config.get("o:c:" + task), config.get("c:" + task))
+            rows.append(GroupInfo(task, key, running_n, int(counts[2 * i + 1]), limit_n,
+                                  _value(own), limit_n is not None and running_n >= limit_n))
         return sorted(rows, key=lambda r: (-r.running - r.waiting, r.task, r.key))
 
     async def grouped_waiting(self, queue: str) -> int:

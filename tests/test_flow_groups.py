@@ -14,6 +14,7 @@ import redis.asyncio
 
 import aioqueue
 from aioqueue.broker import ClaimedJob, Settlement
+from aioqueue.broker_admin import BrokerAdmin
 from aioqueue.broker_groups import ConcurrencyLimits
 from aioqueue.errors import ConfigurationError
 from aioqueue.flow import group_id
@@ -183,7 +184,7 @@ async def test_limits_change_at_runtime_for_a_task_and_for_one_key(
         rows = {r.key: r for r in await limits.groups("groups")}
         assert (rows["a"].running, rows["a"].waiting, rows["a"].limit) == (2, 2, 2)
         assert (rows["b"].running, rows["b"].waiting, rows["b"].limit) == (3, 1, 3)
-        assert rows["a"].parked and rows["b"].override == 3
+        assert rows["a"].at_limit and rows["b"].at_limit and rows["b"].override == 3
         await limits.clear_concurrency("groups", "export")
         await limits.clear_concurrency("groups", "export", key="b")
         assert {r.key: r.limit for r in await limits.groups("groups")} == {"a": 1, "b": 1}
@@ -255,3 +256,20 @@ async def test_a_plain_claim_issues_the_same_commands_with_groups_declared(
 
 async def anyio_sleep(seconds: float) -> None:
     await anyio.sleep(seconds)
+
+
+async def test_an_operators_purge_reaches_the_jobs_waiting_in_groups(
+        make_app: Callable[..., aioqueue.App], redis_url: str) -> None:
+    app = _app(make_app, limit=1)
+    async with app:
+        export, plain = app.tasks["export"], app.tasks["plain"]
+        for key in ("a", "b", "c"):
+            for n in range(3):
+                await export.enqueue(key, n)
+        await plain.enqueue(1)
+        await _claim(app, 1)  # one runs: its key parks with 2 waiting
+        admin = BrokerAdmin(app.broker.lane, app.prefix)
+        assert await admin.purge("groups", "waiting", result_ttl_ms=60_000, batch=4) == 9
+        assert (await app.broker.counts("groups"))["waiting"] == 0
+        assert await _claim(app, 5) == []
+        await _consistent(app, redis_url)

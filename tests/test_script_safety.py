@@ -17,8 +17,8 @@ import aioqueue.broker_workflow
 from aioqueue.broker import Settlement
 from aioqueue.broker_flow import enqueue_flow
 from aioqueue.broker_workflow import MemberJob, cancel_workflow, create_workflow
-from aioqueue.lane import CommandLane
 from aioqueue.flow import group_id
+from aioqueue.lane import CommandLane
 from aioqueue.scripts import SCRIPT_NAMES
 
 from .conftest import running

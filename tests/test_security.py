@@ -26,9 +26,8 @@ from .helpers import WorkerProcess, wait_until
 
 # commands the Lua scripts call (inside EVALSHA every command is ACL-checked)
 SCRIPT_COMMANDS = ("del exists get hdel hget hincrby hmget hset hsetnx llen lpop lpush lrange "
-                   "persist pexpire publish rpush sadd scard set smembers srem time type zadd zrange "
-                   "zrangebyscore zrem "
-                   "zremrangebyscore zscore")
+                   "persist pexpire publish rpush sadd scard set smembers srem time type zadd "
+                   "zrange zrangebyscore zrem zremrangebyscore zscore")
 # commands the Python side sends (start-up, scripts by SHA, reads, pub/sub)
 PYTHON_COMMANDS = ("hello ping evalsha script|load multi exec hmget hgetall zrange zcard llen "
                    "lrange time subscribe unsubscribe")

@@ -13,6 +13,9 @@
 -- ARGV[3] most jobs to purge in this call (1..10000)
 -- ARGV[4] default result TTL (ms) for a record without its own
 -- ARGV[5] reason (text stored in the error)
+-- Waiting jobs of concurrency groups (groups.lua) go after the wait lists,
+-- from up to 100 groups per call.
+-- Derived: <q>wait:<p> of the levels in prios, the group keys (groups.lua)
 -- Returns: {ids removed from the list or set, jobs purged} (an id whose record
 --   is gone or not in the expected state is removed but not counted as purged);
 --   an error reply (nothing changed) for a bad argument or a wrong key type
@@ -40,6 +43,21 @@ end
 local wrong = check_types(checks)
 if wrong then
   return wrong
+end
+-- concurrency groups with waiting jobs (checked before the first write too)
+local groups = {}
+wrong = check_types({Q .. 'gring', 'zset', Q .. 'gpark', 'zset', Q .. 'gstate', 'hash'})
+if wrong then
+  return wrong
+end
+for _, zset in ipairs({Q .. 'gring', Q .. 'gpark'}) do
+  for _, gid in ipairs(redis.call('ZRANGE', zset, 0, 99)) do
+    groups[#groups + 1] = {zset, gid}
+    wrong = check_types({Q .. 'gw:' .. gid, 'list'})
+    if wrong then
+      return wrong
+    end
+  end
 end
 
 local t = redis.call('TIME')
@@ -84,6 +102,23 @@ else
     end
     if taken >= want then
       break
+    end
+  end
+  for _, group in ipairs(groups) do
+    if taken >= want then
+      break
+    end
+    local list = Q .. 'gw:' .. group[2]
+    local ids = redis.call('LPOP', list, want - taken)
+    if ids then
+      taken = taken + #ids
+      redis.call('HINCRBY', Q .. 'gstate', 'waiting', -#ids)
+      for _, id in ipairs(ids) do
+        purge_one(id, 'queued')
+      end
+    end
+    if redis.call('EXISTS', list) == 0 then
+      redis.call('ZREM', group[1], group[2])
     end
   end
   if redis.call('EXISTS', KEYS[1]) == 0 then

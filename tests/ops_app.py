@@ -17,6 +17,11 @@ async def explode(message: str) -> None:
     raise RuntimeError(message)
 
 
+@app.task(concurrency_key=lambda customer, **_: customer, max_concurrency=2)
+async def export(customer: str) -> str:
+    return customer
+
+
 @app.task(queue="other")
 async def elsewhere(text: str) -> str:
     return text

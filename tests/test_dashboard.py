@@ -210,3 +210,43 @@ def test_every_page_costs_the_same_commands_whatever_the_queue_size(redis_url: s
     assert large["/queues/ops"]["hmget"] == 50
     # plus the hour's 60 per-minute counters and a few counts
     assert sum(large["/queues/ops"].values()) < 150, large["/queues/ops"]
+
+
+def test_queue_page_shows_concurrency_per_key_and_changes_the_limit(redis_url: str) -> None:
+    """Flow control on the queue page: the task's limit per key, running and
+    waiting jobs per key (held back at the limit), and the operator's form
+    that changes the limit at runtime."""
+    async def seed() -> None:
+        async with ops_app.app:
+            for _ in range(3):
+                await ops_app.export.enqueue("acme")
+            async with ops_app.app.broker.blocking_client("t") as lane:
+                await ops_app.app.broker.claim(lane, "ops", 10, 60_000, "w1")
+
+    ops_app.app.url = redis_url
+    anyio.run(seed)
+    with TestClient(create_dashboard(ops_app.app, token=TOKEN, open_app=True),
+                    base_url="http://127.0.0.1:8080") as client:
+        _check_concurrency_section(client)
+
+
+def _check_concurrency_section(client: TestClient) -> None:
+    _login(client)
+    html = client.get("/queues/ops").text
+    section = html.split('<section class="flow">')[1].split("</section>")[0]
+    assert "Max running per key" in section and "acme" in section and "held back" in section
+    rows = re.findall(r"<tr><td>export</td><td>acme</td>(.*?)</tr>", section, re.S)
+    assert rows and re.findall(r'class="num">([^<]+)<', rows[0])[:3] == ["2", "1", "2"]
+    token = _csrf(html)
+    done = client.post("/actions/concurrency", data={
+        "queue": "ops", "task": "export", "max_concurrency": "5", "csrf": token},
+        headers={"Sec-Fetch-Site": "same-origin"})
+    assert done.status_code == 200
+    section = done.text.split('<section class="flow">')[1].split("</section>")[0]
+    assert "held back" not in section
+    rows = re.findall(r"<tr><td>export</td><td>acme</td>(.*?)</tr>", section, re.S)
+    assert re.findall(r'class="num">([^<]+)<', rows[0])[:3] == ["2", "1", "5"]
+    bad = client.post("/actions/concurrency", data={
+        "queue": "ops", "task": "export", "max_concurrency": "lots", "csrf": token},
+        headers={"Sec-Fetch-Site": "same-origin"})
+    assert "must be a count" in bad.text

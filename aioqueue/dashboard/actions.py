@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from ..broker_admin import JobState
-from ..keys import check_name
+from ..keys import check_name, check_task_name
 
 if TYPE_CHECKING:
     from .state import Dashboard
@@ -52,10 +52,27 @@ async def replay(dash: Dashboard, form: dict[str, str]) -> str:
     return _job_path(form)
 
 
+async def concurrency(dash: Dashboard, form: dict[str, str]) -> str:
+    """An operator's most running jobs per key of a task (or of one key):
+    a count, 'off', or empty to go back to the code's."""
+    task = check_task_name(form.get("task", ""))
+    key = form.get("key") or None
+    value = form.get("max_concurrency", "").strip().lower()
+    if value == "":
+        await dash.limits.clear_concurrency(_queue(form), task, key=key)
+    elif value == "off" or value.isdigit():
+        await dash.limits.set_concurrency(_queue(form), task,
+                                          None if value == "off" else int(value), key=key)
+    else:
+        raise ValueError(f"max running per key must be a count, 'off' or empty, got {value!r}")
+    return f"/queues/{_queue(form)}"
+
+
 ACTIONS: dict[str, Action] = {
     "/actions/pause": pause,
     "/actions/resume": resume,
     "/actions/purge": purge,
     "/actions/cancel": cancel,
     "/actions/replay": replay,
+    "/actions/concurrency": concurrency,
 }

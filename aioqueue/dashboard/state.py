@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 
 from ..app import App
 from ..broker_admin import BrokerAdmin
+from ..broker_groups import ConcurrencyLimits
 from ..broker_workers import WorkerRegistry, WorkerState
 from .format import when
 from .security import Authenticator, Csrf, TokenAuth
@@ -36,6 +37,10 @@ class Dashboard:
     @property
     def admin(self) -> BrokerAdmin:
         return BrokerAdmin(self.app.broker.lane, self.app.prefix)
+
+    @property
+    def limits(self) -> ConcurrencyLimits:
+        return ConcurrencyLimits(self.app.broker.lane, self.app.prefix)
 
     @property
     def workers(self) -> WorkerRegistry:

@@ -21,6 +21,7 @@ Action = Callable[["Dashboard", dict[str, str]], Awaitable[str]]
 
 QUEUES_SHOWN = 200
 PAGE_SIZE = 50
+KEYS_SHOWN = 20
 
 
 async def known_queues(dash: Dashboard) -> list[str]:
@@ -77,8 +78,13 @@ async def queue_page(dash: Dashboard, request: Request) -> tuple[str, dict[str, 
     (summary,) = await dash.admin.summaries([name])
     page = await dash.admin.jobs(name, state, limit=PAGE_SIZE, cursor=cursor)
     hour = (await recent_minutes(dash.app.broker.lane, dash.app.prefix, [name]))[name]
+    limits = dash.limits
+    flow = {"rates": await limits.limits(name),
+            "concurrency": await limits.concurrency_limits(name),
+            "per_key": await limits.groups(name, limit=KEYS_SHOWN)}
     return "queue.html", {"queue": summary, "page": page, "states": list(JobState),
-                          "state": state, "chart": chart([hour]), "latency": latency(hour)}
+                          "state": state, "chart": chart([hour]), "latency": latency(hour),
+                          "flow": flow}
 
 
 async def job_page(dash: Dashboard, request: Request) -> tuple[str, dict[str, Any]]:

@@ -82,6 +82,7 @@ end
 -- start the front group's oldest job, or park the group, or drop a leftover
 local function group_step(gc, gid)
   local list, run = gc.Q .. 'gw:' .. gid, gc.Q .. 'grun:' .. gid
+  gc.scan = gc.scan - 1  -- every step counts, whatever it finds: bounded work
   if check_types({list, 'list', run, 'set'}) then
     redis.call('ZREM', gc.Q .. 'gring', gid)
     redis.call('HINCRBY', gc.stats, 'malformed_group', 1)
@@ -92,9 +93,12 @@ local function group_step(gc, gid)
     redis.call('ZREM', gc.Q .. 'gring', gid)
     return
   end
-  gc.scan = gc.scan - 1
   redis.call('HINCRBY', gc.Q .. 'gstate', 'waiting', -1)
   local jk, rec = gc.read(id)
+  if rec[1] == 'queued' and not rec[2] then
+    gc.lease(id, jk, rec)  -- a record without a task: its worker fails it, as on the plain path
+    return
+  end
   if rec[1] ~= 'queued' then
     if not rec[1] then
       redis.call('HINCRBY', gc.stats, 'missing_record', 1)

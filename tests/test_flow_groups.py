@@ -56,8 +56,15 @@ async def _settle(app: aioqueue.App, jobs: list[ClaimedJob]) -> None:
                             **SETTLE)
 
 
+def _raw(url: str) -> Any:
+    """A plain client of the test's server (a cluster client on a cluster)."""
+    if url.startswith("redis+cluster://"):
+        return redis.asyncio.RedisCluster.from_url("redis://" + url.split("://", 1)[1])
+    return redis.asyncio.Redis.from_url(url)
+
+
 async def _consistent(app: aioqueue.App, redis_url: str) -> None:
-    client = redis.asyncio.Redis.from_url(redis_url)
+    client = _raw(redis_url)
     try:
         problems = fsck(await snapshot(client, app.prefix, "groups"))
     finally:
@@ -156,7 +163,7 @@ async def test_a_leaked_slot_is_freed_when_the_parked_key_is_looked_at_again(
         waiting = await export.enqueue("a", 2)
         (first,) = await _claim(app, 5, lease_ms=50)
         assert await _claim(app, 5, lease_ms=50) == []
-        client = redis.asyncio.Redis.from_url(redis_url)
+        client = _raw(redis_url)
         base = f"{app.prefix}:{{groups}}:"
         await client.zrem(base + "leases", first.id)
         await client.delete(base + "job:" + first.id)
@@ -237,7 +244,7 @@ async def test_a_plain_claim_issues_the_same_commands_with_groups_declared(
     """A queue whose tasks declare max_concurrency, with no grouped job
     waiting, claims with exactly the commands of a queue without groups:
     the common path is not slowed."""
-    client = redis.asyncio.Redis.from_url(redis_url)
+    client = _raw(redis_url)
     without = make_app(queue="groups")
 
     @without.task(name="plain")

@@ -19,6 +19,7 @@ from .broker import Broker
 from .broker_admin import BrokerAdmin
 from .broker_flow import declare_app_limits
 from .broker_groups import declare_app_concurrency
+from .broker_shards import check_shard_counts, open_shard_counts
 from .errors import AioqueueError, ConfigurationError
 from .job import Job
 from .keys import check_name, check_task_name
@@ -75,6 +76,12 @@ class App(TaskRegistry):
     :param wait_timeout_s: how long an enqueue waits for those confirmations.
     :param redis_options: extra keyword arguments for ``redis.asyncio.Redis``
         (``ssl_ca_certs``, ``username``, ``password``…).
+    :param queue_shards: queues spread over several shards (slots), by name:
+        ``{"emails": 4}`` keeps ``emails`` in ``{emails#0}`` ... ``{emails#3}``,
+        so one queue can use every primary of a Redis Cluster. The counts are
+        stored in Redis when the app opens; processes that do not declare a
+        queue use the stored count. A count can change only while the queue
+        is empty (README, "Sharded queues").
     """
 
     def __init__(
@@ -95,6 +102,7 @@ class App(TaskRegistry):
         wait_replicas: int = 0,
         wait_fsync: bool = False,
         wait_timeout_s: float = 1.0,
+        queue_shards: Mapping[str, int] | None = None,
     ) -> None:
         check_name("prefix", prefix)
         check_name("queue", queue)
@@ -110,6 +118,8 @@ class App(TaskRegistry):
         self.dead_letter_ttl_s = dead_letter_ttl_s
         self.max_payload_bytes = max_payload_bytes
         self.default_retry = retry or RetryPolicy()
+        self.queue_shards = check_shard_counts(queue_shards)
+        """Shard counts declared in code (``broker.shards``: in effect once open)."""
         super().__init__()
         if sync_concurrency < 1:
             raise ConfigurationError("sync_concurrency must be >= 1")
@@ -173,6 +183,8 @@ class App(TaskRegistry):
         stack.push_async_callback(broker.close)
         try:
             await broker.check_server()
+            await open_shard_counts(broker, self.queue_shards)
+            self._refuse_limits_on_shards(broker.shards)
             await _register_queues(broker, self.prefix,
                                    {self.default_queue, *(t.queue for t in self.tasks.values())})
             await self._declare_limits(broker)
@@ -187,6 +199,14 @@ class App(TaskRegistry):
             broker, self._ensure_listener,
             reconnect_cap_s=self.worker_settings.reconnect_cap_s))
         self._task_group = task_group
+
+    def _refuse_limits_on_shards(self, shards: Mapping[str, int]) -> None:
+        limited = {self.tasks[n].queue for n in (*self.rate_limits, *self.concurrency_limits)}
+        limited |= set(self.queue_rate_limits)
+        if limited & set(shards):
+            raise ConfigurationError(
+                f"rate limits and concurrency limits on sharded queues are not supported "
+                f"({', '.join(sorted(limited & set(shards)))}): a limit lives in one slot")
 
     async def _declare_limits(self, broker: Broker) -> None:
         """Store the rate limits written in code (operators' overrides stay).

@@ -258,7 +258,7 @@ class Broker(BrokerEnqueue):
         return int(requeued), int(dead)
 
     async def progress(self, queue: str, job_id: str, token: str, payload: str) -> bool:
-        k = self.keys(queue)
+        k = self.keys(self.route(queue, job_id))
         with translate_errors(k.base):
             code = await self.scripts.run(
                 self.lane, "progress", [k.job(job_id)], [k.done_channel(job_id), token, payload])
@@ -266,14 +266,24 @@ class Broker(BrokerEnqueue):
 
     async def cancel(self, queue: str, job_id: str, reason: str,
                      default_result_ttl_ms: int) -> CancelOutcome:
-        k = self.keys(queue)
+        k = self.keys(self.route(queue, job_id))
         with translate_errors(k.base):
             outcome = await self.scripts.run(
                 self.lane, "cancel", [k.job(job_id), k.delayed, k.stats, k.prios, k.wake],
                 [k.base, job_id, cjson_safe(reason), default_result_ttl_ms])
         return CancelOutcome(_text(outcome))
 
+    def by_shard(self, queue: str, job_ids: Sequence[str]) -> dict[str, list[str]]:
+        """``job_ids`` grouped by the queue (or shard) that holds each."""
+        groups: dict[str, list[str]] = {}
+        for job_id in job_ids:
+            groups.setdefault(self.route(queue, job_id), []).append(job_id)
+        return groups
+
     async def replay(self, queue: str, job_ids: Sequence[str]) -> int:
+        if queue in self.shards:
+            return sum([await self.replay(shard, ids)
+                        for shard, ids in self.by_shard(queue, job_ids).items()])
         k = self.keys(queue)
         with translate_errors(k.base):
             count = await self.scripts.run(
@@ -283,6 +293,10 @@ class Broker(BrokerEnqueue):
 
     async def purge_dead(self, queue: str, job_ids: Sequence[str] | None = None) -> int:
         """Delete dead-lettered jobs (all of them when ``job_ids`` is None)."""
+        if queue in self.shards:
+            groups = (dict.fromkeys(self.shard_queues(queue)) if job_ids is None
+                      else self.by_shard(queue, job_ids))
+            return sum([await self.purge_dead(shard, ids) for shard, ids in groups.items()])
         k = self.keys(queue)
         purged = 0
         while True:

@@ -9,48 +9,33 @@ and nothing here uses ``KEYS``, ``SCAN`` or an unbounded range.
 
 from __future__ import annotations
 
-import enum
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from redis.exceptions import NoScriptError
 
+from .broker_listing import (
+    PAGE_LIMIT,
+    JobListing,
+    JobPage,
+    JobRow,
+    JobState,
+    Lane,
+    _int,
+)
 from .connection import translate_errors
 from .errors import ConfigurationError
-from .keys import QueueKeys, check_name
+from .keys import check_name, route
 from .record import Field
 from .scripts import LuaScript, load_script
 
+__all__ = ["PAGE_LIMIT", "REGISTRY_LIMIT", "BrokerAdmin", "JobPage", "JobRow", "JobState",
+           "Lane", "QueueSummary", "as_mapping", "run_script"]
+
 REGISTRY_LIMIT = 1000
 """Most queues the registry remembers (the most recently seen are kept)."""
-
-PAGE_LIMIT = 500
-"""Largest page a listing returns."""
-
-# record fields read for a row of a job listing
-_ROW_FIELDS = (Field.TASK, Field.STATUS, Field.PRIORITY, Field.ATTEMPT, Field.ENQUEUED,
-               Field.STARTED, Field.WORKER)
-
-
-class Lane(Protocol):
-    """The broker layer's command path (``CommandLane`` or a cluster lane)."""
-
-    async def execute(self, *args: Any, timeout_s: float | None = -1.0) -> Any: ...
-
-    async def execute_many(self, commands: Sequence[Sequence[Any]],
-                           timeout_s: float | None = -1.0) -> list[Any]: ...
-
-
-class JobState(enum.StrEnum):
-    """The listings of a queue."""
-
-    WAITING = "waiting"
-    SCHEDULED = "scheduled"
-    RUNNING = "running"
-    DEAD = "dead"
-
 
 @dataclass(frozen=True, slots=True)
 class QueueSummary:
@@ -64,37 +49,12 @@ class QueueSummary:
     paused: bool
     oldest_waiting_age_s: float | None
     counters: dict[str, int] = field(default_factory=dict)
+    shards: int = 1
+    """How many shards the queue has (its counts are their sums)."""
 
     @property
     def waiting(self) -> int:
         return sum(self.waiting_by_priority.values())
-
-
-@dataclass(frozen=True, slots=True)
-class JobRow:
-    """One line of a job listing (the small fields of the record)."""
-
-    id: str
-    task: str
-    status: str
-    priority: int
-    attempt: int
-    enqueued_ms: int | None
-    started_ms: int | None
-    worker: str | None
-    score_ms: int | None
-    """Due time (scheduled), lease deadline (running) or time dead (dead)."""
-
-
-@dataclass(frozen=True, slots=True)
-class JobPage:
-    """A page of a listing; pass ``next_cursor`` back for the next one."""
-
-    queue: str
-    state: JobState
-    total: int
-    jobs: list[JobRow]
-    next_cursor: str | None
 
 
 async def run_script(lane: Lane, script: LuaScript, keys: Sequence[str],
@@ -109,69 +69,44 @@ async def run_script(lane: Lane, script: LuaScript, keys: Sequence[str],
             return await lane.execute(*command)
 
 
-def _int(value: Any) -> int | None:
-    try:
-        return int(float(value)) if value not in (None, "") else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _pairs(raw: Any) -> list[tuple[str, float]]:
-    """ZRANGE ... WITHSCORES in RESP2 (flat or pairs) or RESP3 form."""
-    if raw and isinstance(raw[0], list | tuple):
-        return [(str(m), float(s)) for m, s in raw]
-    return [(str(raw[i]), float(raw[i + 1])) for i in range(0, len(raw), 2)]
-
-
 def as_mapping(raw: Any) -> dict[str, str]:
     if isinstance(raw, list):
         return {str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw) - 1, 2)}
     return {str(k): str(v) for k, v in (raw or {}).items()}
 
 
-def _parse_cursor(cursor: str | None) -> tuple[int, int]:
-    """``"<priority>:<offset>"`` for waiting jobs, ``"<offset>"`` otherwise."""
-    if not cursor:
-        return 0, 0
-    try:
-        head, _, tail = cursor.partition(":")
-        if tail:
-            return int(head), int(tail)
-        return 0, int(head)
-    except ValueError:
-        raise ConfigurationError(f"cursor {cursor!r} is not one this listing gave") from None
+def _merged(queue: str, parts: Sequence[QueueSummary]) -> QueueSummary:
+    """The summary of a sharded queue: its shards' summaries added up."""
+    by_priority: dict[int, int] = {}
+    counters: dict[str, int] = {}
+    for part in parts:
+        for level, n in part.waiting_by_priority.items():
+            by_priority[level] = by_priority.get(level, 0) + n
+        for name, n in part.counters.items():
+            counters[name] = counters.get(name, 0) + n
+    ages = [p.oldest_waiting_age_s for p in parts if p.oldest_waiting_age_s is not None]
+    return QueueSummary(
+        name=queue, waiting_by_priority=dict(sorted(by_priority.items(), reverse=True)),
+        scheduled=sum(p.scheduled for p in parts), running=sum(p.running for p in parts),
+        dead=sum(p.dead for p in parts), paused=any(p.paused for p in parts),
+        oldest_waiting_age_s=max(ages) if ages else None, counters=counters,
+        shards=len(parts))
 
 
-class BrokerAdmin:
+class BrokerAdmin(JobListing):
     """Operator reads and actions on the queues of one key prefix, through
-    the broker's command lane."""
+    the broker's command lane. ``shards``: the shard counts of sharded queues
+    (``broker.shards``); every method takes queue names and works on all
+    shards of a sharded queue."""
 
-    def __init__(self, lane: Lane, prefix: str) -> None:
-        self.lane = lane
-        self.prefix = prefix
+    def __init__(self, lane: Lane, prefix: str,
+                 shards: Mapping[str, int] | None = None) -> None:
+        super().__init__(lane, prefix, shards)
         self.registry_key = f"{prefix}:queues"
         self._purge_script = load_script("purge_waiting")
 
-    def keys(self, queue: str) -> QueueKeys:
-        return QueueKeys(self.prefix, check_name("queue", queue))
-
     def paused_key(self, queue: str) -> str:
         return self.keys(queue).base + "paused"
-
-    async def _many(self, commands: Sequence[Sequence[Any]], where: str) -> list[Any]:
-        """Pipeline ``commands``; an error reply raises our typed error."""
-        if not commands:
-            return []
-        with translate_errors(where):
-            replies = await self.lane.execute_many(commands)
-            for reply in replies:
-                if isinstance(reply, Exception):
-                    raise reply
-        return replies
-
-    async def _one(self, where: str, *command: Any) -> Any:
-        with translate_errors(where):
-            return await self.lane.execute(*command)
 
     # -- the queue registry ----------------------------------------------------
 
@@ -206,7 +141,18 @@ class BrokerAdmin:
 
     async def summaries(self, queues: Sequence[str]) -> list[QueueSummary]:
         """Counts, pause flag, oldest waiting age and counters of each queue,
-        in three pipelined round trips."""
+        in three pipelined round trips (a sharded queue: summed over its
+        shards, the oldest age is the oldest shard's)."""
+        if not any(q in self.shards for q in queues):
+            return await self._summaries(queues)
+        # one shard at a time: each shard is its own slot (node, on a cluster)
+        out = []
+        for queue in queues:
+            parts = [(await self._summaries([shard]))[0] for shard in self.shard_names(queue)]
+            out.append(_merged(queue, parts) if queue in self.shards else parts[0])
+        return out
+
+    async def _summaries(self, queues: Sequence[str]) -> list[QueueSummary]:
         keys = [self.keys(q) for q in queues]
         first = await self._many([("TIME",), *[c for k in keys for c in (
             ("ZRANGE", k.prios, 0, -1), ("ZCARD", k.delayed), ("ZCARD", k.leases),
@@ -251,88 +197,18 @@ class BrokerAdmin:
 
     # -- listings ----------------------------------------------------------------
 
-    async def jobs(self, queue: str, state: JobState | str, *, limit: int = 50,
-                   cursor: str | None = None) -> JobPage:
-        """One page of a queue's jobs in ``state``: waiting (highest priority
-        first, then FIFO), scheduled (soonest due first), running (earliest
-        lease deadline first) or dead (most recent first)."""
-        state = JobState(state)
-        if not 1 <= limit <= PAGE_LIMIT:
-            raise ConfigurationError(f"limit must be 1..{PAGE_LIMIT}, got {limit}")
-        k = self.keys(queue)
-        if state is JobState.WAITING:
-            ids, scores, total, nxt = await self._waiting_ids(k, cursor, limit)
-        else:
-            _, offset = _parse_cursor(cursor)
-            ids, scores, total, nxt = await self._zset_ids(k, state, offset, limit)
-        rows = await self._rows(k, ids, scores)
-        return JobPage(queue, state, total, rows, nxt)
-
-    async def _waiting_ids(self, k: QueueKeys, cursor: str | None, limit: int
-                           ) -> tuple[list[str], list[int | None], int, str | None]:
-        levels = [int(m) for m in await self._one(k.base, "ZRANGE", k.prios, 0, -1)]
-        lengths = [int(n) for n in await self._many([("LLEN", k.wait(lv)) for lv in levels],
-                                                    k.base)]
-        first, offset = 0, 0
-        if cursor:
-            level, offset = _parse_cursor(cursor)
-            # levels run from the highest priority down; a level emptied
-            # since the cursor was made resumes at the next lower one
-            first = next((i for i, lv in enumerate(levels) if lv <= level), len(levels))
-            if first < len(levels) and levels[first] != level:
-                offset = 0
-        ids: list[str] = []
-        nxt: str | None = None
-        for i in range(first, len(levels)):
-            start = offset if i == first else 0
-            room = limit - len(ids)
-            if start < lengths[i]:
-                got = await self._one(k.base, "LRANGE", k.wait(levels[i]), start,
-                                      start + room - 1)
-                ids.extend(str(x) for x in got)
-            if len(ids) >= limit:
-                if start + room < lengths[i]:
-                    nxt = f"{levels[i]}:{start + room}"
-                elif i + 1 < len(levels):
-                    nxt = f"{levels[i + 1]}:0"
-                break
-        return ids, [None] * len(ids), sum(lengths), nxt
-
-    async def _zset_ids(self, k: QueueKeys, state: JobState, offset: int, limit: int
-                        ) -> tuple[list[str], list[int | None], int, str | None]:
-        key = {JobState.SCHEDULED: k.delayed, JobState.RUNNING: k.leases,
-               JobState.DEAD: k.dead}[state]
-        page = ("ZREVRANGE" if state is JobState.DEAD else "ZRANGE", key, offset,
-                offset + limit - 1, "WITHSCORES")
-        total, raw = await self._many([("ZCARD", key), page], k.base)
-        pairs = _pairs(raw)
-        nxt = str(offset + limit) if offset + limit < int(total) else None
-        return [m for m, _ in pairs], [int(s) for _, s in pairs], int(total), nxt
-
-    async def _rows(self, k: QueueKeys, ids: list[str], scores: list[int | None]
-                    ) -> list[JobRow]:
-        records = await self._many([("HMGET", k.job(job_id), *_ROW_FIELDS) for job_id in ids],
-                                   k.base)
-        rows = []
-        for job_id, score, rec in zip(ids, scores, records, strict=True):
-            task, status, prio, att, et, ts, worker = rec
-            rows.append(JobRow(
-                id=job_id, task=task or "", status=status or "unknown",
-                priority=_int(prio) or 0, attempt=_int(att) or 1, enqueued_ms=_int(et),
-                started_ms=_int(ts), worker=worker, score_ms=score))
-        return rows
-
     async def find_queues(self, job_id: str, candidates: Sequence[str]) -> list[str]:
         """The queues (among ``candidates``) that hold a record of ``job_id``;
         one pipelined EXISTS per candidate, no scan."""
-        found = await self._many([("EXISTS", self.keys(q).job(job_id)) for q in candidates],
-                                 self.prefix)
+        found = await self._many(
+            [("EXISTS", self.keys(route(self.shards, q, job_id)).job(job_id))
+             for q in candidates], self.prefix)
         return [q for q, hit in zip(candidates, found, strict=True) if hit]
 
     async def stored_result(self, queue: str, job_id: str) -> Any:
         """A finished job's stored result (parsed JSON; the raw text when it
         is not JSON; None when there is none)."""
-        k = self.keys(queue)
+        k = self.keys(route(self.shards, queue, job_id))
         raw = await self._one(k.base, "HGET", k.job(job_id), Field.RESULT)
         if raw is None:
             return None
@@ -345,16 +221,23 @@ class BrokerAdmin:
 
     async def pause(self, queue: str) -> None:
         """Stop new claims on the queue (running jobs finish). Stored in
-        Redis, so it outlives worker restarts."""
-        await self._one(self.keys(queue).base, "SET", self.paused_key(queue), "1")
+        Redis, so it outlives worker restarts. A sharded queue: every shard."""
+        for shard in self.shard_names(queue):
+            await self._one(self.keys(shard).base, "SET", self.paused_key(shard), "1")
 
     async def resume(self, queue: str) -> None:
-        """Allow claims again and wake an idle worker."""
-        k = self.keys(queue)
-        await self._many([("DEL", self.paused_key(queue)), ("RPUSH", k.wake, "1")], k.base)
+        """Allow claims again and wake an idle worker (of every shard)."""
+        for shard in self.shard_names(queue):
+            k = self.keys(shard)
+            await self._many([("DEL", self.paused_key(shard)), ("RPUSH", k.wake, "1")],
+                             k.base)
 
     async def is_paused(self, queue: str) -> bool:
-        return bool(await self._one(self.keys(queue).base, "EXISTS", self.paused_key(queue)))
+        """Whether claims are paused (a sharded queue: in any of its shards)."""
+        for shard in self.shard_names(queue):
+            if await self._one(self.keys(shard).base, "EXISTS", self.paused_key(shard)):
+                return True
+        return False
 
     async def purge(self, queue: str, state: JobState | str, *, result_ttl_ms: int,
                     reason: str = "purged by an operator", batch: int = 1000) -> int:
@@ -364,6 +247,11 @@ class BrokerAdmin:
         if state not in (JobState.WAITING, JobState.SCHEDULED):
             raise ConfigurationError("purge takes waiting or scheduled jobs; "
                                      "dead letters: 'aioqueue dead purge'")
+        return sum([await self._purge(shard, state, result_ttl_ms, reason, batch)
+                    for shard in self.shard_names(queue)])
+
+    async def _purge(self, queue: str, state: JobState, result_ttl_ms: int, reason: str,
+                     batch: int) -> int:
         k = self.keys(queue)
         keys = [k.prios, k.delayed, k.wake, k.stats]
         total = 0

@@ -39,7 +39,7 @@ class BrokerEnqueue(BrokerReads):
         extra: Mapping[str, str | int] | None = None,
     ) -> EnqueueCode:
         """Create the job (or find it already there)."""
-        k = self.keys(queue)
+        k = self.keys(self.route(queue, job_id) if self.shards else queue)
         extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
         keys = [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed]
         args: list[Any] = [job_id, task, args_json, priority, delay_ms,
@@ -111,7 +111,7 @@ class BrokerEnqueue(BrokerReads):
                         extra: Mapping[str, str | int] | None = None) -> bool:
         """Enqueue a schedule's tick unless a supervisor already fired it (or
         a later tick). True if this call enqueued it."""
-        k = self.keys(queue)
+        k = self.keys(self.route(queue, job_id))
         extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
         with translate_errors(k.base):
             result = await self.scripts.run(
@@ -130,7 +130,10 @@ class BrokerEnqueue(BrokerReads):
         server at ``maxmemory`` writes all of the chunk or none of it
         (``RedisOutOfMemory``). Enqueue is idempotent by id: sending the same
         chunk again (after a NOSCRIPT, a refusal or a lost reply) adds each
-        job once."""
+        job once. A sharded queue's chunk is split by shard, one MULTI/EXEC
+        per shard: all or nothing per shard, not for the whole chunk."""
+        if queue in self.shards:
+            return await self._enqueue_many_sharded(queue, jobs)
         k = self.keys(queue)
         batch_sha = self.scripts.scripts["enqueue_batch"].sha
         groups: dict[tuple[int, int, int | None, str], list[tuple[str, str, str]]] = {}
@@ -150,6 +153,21 @@ class BrokerEnqueue(BrokerReads):
         replies = await self.run_pipelined(k.base, "enqueue_batch", commands,
                                            [j[0] for j in jobs], atomic=True)
         return [EnqueueCode(int(code)) for reply in replies for code in reply]
+
+
+    async def _enqueue_many_sharded(
+        self, queue: str, jobs: Sequence[tuple[str, str, str, int, int, int | None,
+                                                Mapping[str, str | int] | None]]
+    ) -> list[EnqueueCode]:
+        by_shard: dict[str, list[int]] = {}
+        for i, job in enumerate(jobs):
+            by_shard.setdefault(self.route(queue, job[0]), []).append(i)
+        codes: list[EnqueueCode] = [EnqueueCode.EXISTS] * len(jobs)
+        for shard, places in by_shard.items():
+            replies = await self.enqueue_many(shard, [jobs[i] for i in places])
+            for i, code in zip(places, replies, strict=True):
+                codes[i] = code
+        return codes
 
 
 def _exec_results(replies: list[Any], count: int) -> list[Any]:

@@ -264,6 +264,14 @@ def _flow_command(broker: Broker, queue: str, job: tuple[str, str, str, int, int
     return ("EVALSHA", broker.scripts.scripts["enqueue"].sha, len(keys), *keys, *args)
 
 
+def _refuse_sharded(broker: Broker, queue: str) -> None:
+    if queue in broker.shards:
+        raise ConfigurationError(
+            f"queue {queue!r} is sharded: unique keys and concurrency keys are not supported "
+            "there (the key and the job would not share a slot); use a fixed job_id for "
+            "idempotency")
+
+
 async def enqueue_flow(
     broker: Broker, queue: str, job_id: str, task: str, args_json: str, *,
     unique: UniqueKey | None = None, group: str | None = None, priority: int = 0,
@@ -272,6 +280,7 @@ async def enqueue_flow(
     """``Broker.enqueue`` with a unique key and/or a concurrency group
     (``flow.group_id``): answers the code and the id of the job that now
     holds the key (the new job, or the one found there)."""
+    _refuse_sharded(broker, queue)
     command = _flow_command(broker, queue, (job_id, task, args_json, priority, delay_ms,
                                             at_ms, extra), unique, group)
     (reply,) = await broker.run_pipelined(broker.keys(queue).base, "enqueue", [command],
@@ -296,6 +305,7 @@ async def enqueue_grouped_many(broker: Broker, queue: str, jobs: Sequence[Groupe
                                ) -> list[EnqueueCode]:
     """Enqueue jobs of a task with concurrency groups in one round trip, as
     one MULTI/EXEC (all or nothing at ``maxmemory``); idempotent by id."""
+    _refuse_sharded(broker, queue)
     commands = [_flow_command(broker, queue, j.as_tuple(), None, j.group) for j in jobs]
     if not commands:
         return []

@@ -15,7 +15,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from .connection import Connection, Subscription, translate_errors
-from .keys import QueueKeys
+from .keys import QueueKeys, route, shard_names
 from .lane import CommandLane
 
 
@@ -28,6 +28,15 @@ def _pairs(raw: Any) -> dict[str, str]:
     return {str(raw[i]): str(raw[i + 1]) for i in range(0, len(raw) - 1, 2)}
 
 
+def _summed(parts: Sequence[dict[str, int]]) -> dict[str, int]:
+    """Counts or counters of a sharded queue: the sum over its shards."""
+    total: dict[str, int] = {}
+    for part in parts:
+        for name, value in part.items():
+            total[name] = total.get(name, 0) + value
+    return total
+
+
 class BrokerBase:
     """The connection and the key layout of one app's queues."""
 
@@ -36,6 +45,9 @@ class BrokerBase:
         self.prefix = prefix
         self.lane: CommandLane = connection.lane
         self._keys: dict[str, QueueKeys] = {}
+        self.shards: dict[str, int] = {}
+        """Shard counts of the sharded queues (2 or more; an unsharded queue
+        is absent), set when the app opens (``broker_shards.py``)."""
 
     @property
     def url(self) -> str:
@@ -55,6 +67,15 @@ class BrokerBase:
         if keys is None:
             keys = self._keys[queue] = QueueKeys(self.prefix, queue)
         return keys
+
+    def route(self, queue: str, job_id: str) -> str:
+        """The queue (for a sharded queue: the shard) that holds ``job_id``.
+        A shard's own name, or an unsharded queue's, is returned as given."""
+        return route(self.shards, queue, job_id)
+
+    def shard_queues(self, queue: str) -> list[str]:
+        """Every shard of ``queue`` (``[queue]`` when it is not sharded)."""
+        return shard_names(self.shards, queue)
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
@@ -78,13 +99,13 @@ class BrokerReads(BrokerBase):
     # -- job records (workflow records: aioqueue.broker_workflow) -------------
 
     async def job_fields(self, queue: str, job_id: str, *fields: str) -> list[str | None]:
-        k = self.keys(queue)
+        k = self.keys(self.route(queue, job_id) if self.shards else queue)
         with translate_errors(k.base):
             values: Any = await self.lane.execute("HMGET", k.job(job_id), *fields)
         return list(values)
 
     async def job_record(self, queue: str, job_id: str) -> dict[str, str]:
-        k = self.keys(queue)
+        k = self.keys(self.route(queue, job_id))
         with translate_errors(k.base):
             record: Any = await self.lane.execute("HGETALL", k.job(job_id))
         return _pairs(record)
@@ -92,7 +113,10 @@ class BrokerReads(BrokerBase):
     # -- queues -----------------------------------------------------------------
 
     async def counts(self, queue: str) -> dict[str, int]:
-        """How many jobs are waiting, running, scheduled and dead in a queue."""
+        """How many jobs are waiting, running, scheduled and dead in a queue
+        (a sharded queue: in all its shards together)."""
+        if queue in self.shards:
+            return _summed([await self.counts(s) for s in self.shard_queues(queue)])
         k = self.keys(queue)
         held_key = k.base + "held"  # tasks with jobs held back by a rate limit (broker_flow)
         with translate_errors(k.base):
@@ -118,22 +142,38 @@ class BrokerReads(BrokerBase):
         return {"waiting": waiting, "running": running, "scheduled": scheduled, "dead": dead}
 
     async def stats(self, queue: str) -> dict[str, int]:
+        if queue in self.shards:
+            return _summed([await self.stats(s) for s in self.shard_queues(queue)])
         k = self.keys(queue)
         with translate_errors(k.base):
             raw: Any = await self.lane.execute("HGETALL", k.stats)
         return {name: int(v) for name, v in _pairs(raw).items()}
 
     async def dead_ids(self, queue: str, *, offset: int = 0, limit: int = 100) -> list[str]:
-        """Dead-lettered ids, oldest first."""
+        """Dead-lettered ids, oldest first (a sharded queue: merged by time)."""
+        if queue in self.shards:
+            return await self._sharded_dead_ids(queue, offset, limit)
         k = self.keys(queue)
         with translate_errors(k.base):
             ids: Any = await self.lane.execute(
                 "ZRANGE", k.dead, offset, offset + limit - 1 if limit > 0 else -1)
         return [str(i) for i in ids]
 
+    async def _sharded_dead_ids(self, queue: str, offset: int, limit: int) -> list[str]:
+        stop = offset + limit - 1 if limit > 0 else -1
+        merged: list[tuple[float, str]] = []
+        for shard in self.shard_queues(queue):
+            k = self.keys(shard)
+            with translate_errors(k.base):
+                raw: Any = await self.lane.execute("ZRANGE", k.dead, 0, stop, "WITHSCORES")
+            merged += [(float(score), name) for name, score in _pairs(raw).items()]
+        merged.sort()
+        end = offset + limit if limit > 0 else None
+        return [name for _, name in merged[offset:end]]
+
     async def is_dead(self, queue: str, job_id: str) -> bool:
         """Is the job in the queue's dead letters?"""
-        k = self.keys(queue)
+        k = self.keys(self.route(queue, job_id))
         with translate_errors(k.base):
             score = await self.lane.execute("ZSCORE", k.dead, job_id)
         return score is not None
@@ -143,19 +183,27 @@ class BrokerReads(BrokerBase):
     async def mark_tick(self, queue: str, schedule_name: str, tick_ms: int,
                         *, only_new: bool) -> None:
         """Record a tick as handled without a job (first start, or skipped)."""
-        k = self.keys(queue)
+        k = self.keys(self.route(queue, f"cron.{schedule_name}.0"))
         with translate_errors(k.base):
             await self.lane.execute("ZADD", k.schedules, "NX" if only_new else "GT", tick_ms,
                                     schedule_name)
 
     async def last_ticks(self, queue: str) -> dict[str, int]:
-        k = self.keys(queue)
-        with translate_errors(k.base):
-            raw: Any = await self.lane.execute("ZRANGE", k.schedules, 0, -1, "WITHSCORES")
-        return {name: int(float(score)) for name, score in _pairs(raw).items()}
+        """The last handled tick of each schedule of ``queue`` (of a sharded
+        queue: each schedule's ticks live in one shard, see ``keys.shard_key``)."""
+        ticks: dict[str, int] = {}
+        for shard in self.shard_queues(queue):
+            k = self.keys(shard)
+            with translate_errors(k.base):
+                raw: Any = await self.lane.execute("ZRANGE", k.schedules, 0, -1, "WITHSCORES")
+            ticks.update((name, int(float(score))) for name, score in _pairs(raw).items())
+        return ticks
 
     async def forget_schedules(self, queue: str, names: Sequence[str]) -> None:
-        if names:
-            k = self.keys(queue)
+        by_shard: dict[str, list[str]] = {}
+        for name in names:
+            by_shard.setdefault(self.route(queue, f"cron.{name}.0"), []).append(name)
+        for shard, some in by_shard.items():
+            k = self.keys(shard)
             with translate_errors(k.base):
-                await self.lane.execute("ZREM", k.schedules, *names)
+                await self.lane.execute("ZREM", k.schedules, *some)

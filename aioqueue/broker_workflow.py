@@ -24,8 +24,10 @@ async def create_workflow(broker: Broker, queue: str, wf_id: str, kind: str, siz
                           continue_on_error: bool, callback_spec: str,
                           members: Sequence[MemberJob], chain_specs: Sequence[str]) -> bool:
     """Create the workflow with its first members (atomically), then add the
-    other members a chunk at a time. True if this call created it."""
-    k = broker.keys(queue)
+    other members a chunk at a time. True if this call created it. On a
+    sharded queue the workflow and all its members live in the shard of the
+    workflow's id (members' ids ``<wf_id>.<n>`` route there, ``keys.shard_key``)."""
+    k = broker.keys(broker.route(queue, wf_id))
     first = members[:CHUNK]
     args: list[Any] = [k.base, wf_id, kind, size, "1" if continue_on_error else "0",
                        callback_spec, len(first), *_flat(first), *chain_specs]
@@ -49,7 +51,7 @@ async def create_workflow(broker: Broker, queue: str, wf_id: str, kind: str, siz
 async def cancel_workflow(broker: Broker, queue: str, wf_id: str, reason: str,
                           result_ttl_ms: int) -> WorkflowCancelCode:
     """End the workflow cancelled and cancel its members, in one script."""
-    k = broker.keys(queue)
+    k = broker.keys(broker.route(queue, wf_id))
     keys = [k.workflow(wf_id), k.workflow_members(wf_id), k.workflow_steps(wf_id),
             k.workflow_results(wf_id), k.delayed, k.stats]
     with translate_errors(k.base):
@@ -61,13 +63,13 @@ async def cancel_workflow(broker: Broker, queue: str, wf_id: str, reason: str,
 async def workflow_fields(broker: Broker, queue: str, wf_id: str,
                           *fields: str) -> list[str | None]:
     with translate_errors():
-        values: Any = await broker.lane.execute("HMGET", broker.keys(queue).workflow(wf_id),
-                                                *fields)
+        key = broker.keys(broker.route(queue, wf_id)).workflow(wf_id)
+        values: Any = await broker.lane.execute("HMGET", key, *fields)
     return list(values)
 
 
 async def workflow_member_ids(broker: Broker, queue: str, wf_id: str) -> list[str]:
     with translate_errors():
         ids: Any = await broker.lane.execute(
-            "LRANGE", broker.keys(queue).workflow_members(wf_id), 0, -1)
+            "LRANGE", broker.keys(broker.route(queue, wf_id)).workflow_members(wf_id), 0, -1)
     return [str(i) for i in ids]

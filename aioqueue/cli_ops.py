@@ -44,7 +44,7 @@ def _run(handler: Handler) -> Callable[[argparse.Namespace], int]:
 
         async def main() -> int:
             async with app:
-                admin = BrokerAdmin(app.broker.lane, app.prefix)
+                admin = BrokerAdmin(app.broker.lane, app.prefix, app.broker.shards)
                 return await handler(app, admin, args)
 
         return anyio.run(main)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from .errors import BrokerError
+from .keys import logical_queue
 
 if TYPE_CHECKING:
     from .backend import Backend
@@ -53,7 +54,8 @@ class JobContext:
             return True
         payload = json.dumps({"fraction": fraction, "message": message})
         try:
-            return await self._broker.progress(self.queue, self.job_id, self.token, payload)
+            return await self._broker.progress(self._job.queue, self.job_id, self.token,
+                                               payload)
         except BrokerError as exc:
             log.warning("job %s: progress report dropped (%s: %s)", self.job_id,
                         type(exc).__name__, exc)
@@ -68,7 +70,8 @@ def make_context(backend: Backend, job: ClaimedJob | None, worker_id: str,
             enqueued_at=datetime.now(UTC), worker_id=worker_id, max_tries=max_tries,
             state=backend.state, _job=None, _broker=None)
     return JobContext(
-        job_id=job.id, task_name=job.task, queue=job.queue, attempt=job.attempt,
+        job_id=job.id, task_name=job.task, queue=logical_queue(job.queue),
+        attempt=job.attempt,
         token=job.token, enqueued_at=datetime.fromtimestamp(job.enqueued_ms / 1000, UTC),
         worker_id=worker_id, max_tries=max_tries, state=backend.state, _job=job,
         _broker=backend.broker,

@@ -68,6 +68,7 @@ class Fetcher:
         self.reservation: str | None = None
         self.next_due_ms = -1
         self.idle = False
+        self.last_turn = 0
         self._wait_scope: anyio.CancelScope | None = None
 
     def interrupt(self) -> None:
@@ -80,13 +81,14 @@ class Fetcher:
         running = self.state.running
         if self.state.stopping.is_set():
             return False
-        if running.free <= 0:
-            await running.wait_change()
+        if not running.has_turn(self.last_turn):
+            await running.wait_turn(self, self.last_turn)
             return True
         wait_s = self._idle_wait_s() if self.idle else 0.0
         # an idle fetcher may wait a while: it holds only its share of slots
         share = running.free if wait_s <= 0 else max(1, running.free // len(self.state.queues))
         taken = running.reserve(min(share, self.state.settings.claim_batch))
+        self.last_turn = running.next_turn()
         claimed_at = time.monotonic()
         try:
             jobs = await self._claim(conn, taken, wait_s)

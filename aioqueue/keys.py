@@ -30,11 +30,17 @@ key                    type    holds
 
 The job record's fields and their codes are defined in ``record.py`` (the
 only Python module that knows them).
+
+A sharded queue (``App(queue_shards={"emails": 4})``) is N such queues,
+``{emails#0}`` ... ``{emails#3}``, each in its own slot; a job lives in the
+shard :func:`shard_index` picks from its id. Queue names cannot contain
+``#``, so a shard's name never clashes with a queue's.
 """
 
 from __future__ import annotations
 
 import re
+import zlib
 from dataclasses import dataclass
 
 from .errors import ConfigurationError
@@ -49,6 +55,61 @@ def check_name(kind: str, value: str) -> str:
             f"{kind} {value!r} must be 1-100 characters of letters, digits, '_', '.', '-'"
         )
     return value
+
+
+MAX_SHARDS = 256
+"""Most shards one queue may have."""
+
+_SHARD = re.compile(r"^[A-Za-z0-9_.\-]{1,100}#[0-9]{1,3}$")
+# ids whose shard follows from a part of them: a workflow's members
+# ("<workflow id>.<n>", "<workflow id>.cb") stay in the workflow's shard, and
+# the ticks of one schedule ("cron.<name>.<tick ms>") in one shard, so that
+# schedule's last-tick record is in the slot of every one of its jobs
+_GROUPED = re.compile(r"^(?:([A-Za-z0-9_-]{16})\.(?:[0-9]+|cb)|(cron\..+)\.[0-9]+)$")
+
+
+def check_queue_or_shard(value: str) -> str:
+    """A queue name, or the name of one shard of a sharded queue (``emails#3``)."""
+    if _SHARD.match(value):
+        return value
+    return check_name("queue", value)
+
+
+def shard_name(queue: str, index: int) -> str:
+    """The name (and hash tag) of shard ``index`` of ``queue``."""
+    return f"{queue}#{index}"
+
+
+def logical_queue(name: str) -> str:
+    """The queue a shard belongs to (a queue's own name for an unsharded one)."""
+    return name.partition("#")[0]
+
+
+def shard_key(job_id: str) -> str:
+    """The part of a job id that picks its shard (see ``_GROUPED``)."""
+    grouped = _GROUPED.match(job_id)
+    if grouped is None:
+        return job_id
+    return grouped.group(1) or grouped.group(2)
+
+
+def shard_index(job_id: str, shards: int) -> int:
+    """The shard of ``job_id`` among ``shards``: CRC-32 of its shard key, so
+    every process (any Python, any host) agrees, and an id enqueued twice
+    lands in the same shard (idempotent ids stay idempotent)."""
+    return zlib.crc32(shard_key(job_id).encode("utf-8", "surrogatepass")) % shards
+
+
+def route(shards: dict[str, int], queue: str, job_id: str) -> str:
+    """The queue (for a sharded queue in ``shards``: the shard) holding ``job_id``."""
+    count = shards.get(queue)
+    return queue if count is None else shard_name(queue, shard_index(job_id, count))
+
+
+def shard_names(shards: dict[str, int], queue: str) -> list[str]:
+    """Every shard of ``queue`` (``[queue]`` when it is not in ``shards``)."""
+    count = shards.get(queue)
+    return [queue] if count is None else [shard_name(queue, i) for i in range(count)]
 
 
 def check_task_name(value: str) -> str:

@@ -124,7 +124,7 @@ class ResultListener:
     @contextlib.asynccontextmanager
     async def watch(self, queue: str, job_id: str) -> AsyncIterator[Wakeup]:
         await self._connected()
-        channel = self._broker.keys(queue).done_channel(job_id)
+        channel = self._broker.keys(self._broker.route(queue, job_id)).done_channel(job_id)
         wakeup = Wakeup(self)
         waiters = self._waiters.setdefault(channel, set())
         waiters.add(wakeup)

@@ -67,13 +67,21 @@ class RunningJobs:
     A fetcher :meth:`reserve` s slots before it claims and :meth:`release` s
     what it did not fill, so fetchers of several queues together never run
     more than ``capacity`` jobs.
+
+    Fetchers take turns: each claim takes a ticket (:meth:`next_turn`), and
+    when slots free up, the waiting fetcher whose last claim is the oldest
+    goes first (:meth:`has_turn`). Without this, the fetcher that just
+    claimed would be back in line before the others woke up, and one busy
+    queue (or shard) would starve the rest.
     """
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.reserved = 0
+        self.turns = 0
         self._jobs: dict[tuple[str, str], RunningJob] = {}
         self._changed = anyio.Event()
+        self._waiting: dict[object, int] = {}
 
     def __len__(self) -> int:
         return len(self._jobs)
@@ -89,7 +97,26 @@ class RunningJobs:
         """Take up to ``wanted`` free slots; returns how many were taken."""
         taken = max(0, min(wanted, self.free))
         self.reserved += taken
+        if self._waiting and self.free > 0:
+            self.changed()  # a fetcher that let this one go first takes the rest
         return taken
+
+    def next_turn(self) -> int:
+        """A ticket for a claim: later claims wait behind older ones."""
+        self.turns += 1
+        return self.turns
+
+    def has_turn(self, last_turn: int) -> bool:
+        """Is there a free slot, and no waiting fetcher with an older claim?"""
+        return self.free > 0 and all(last_turn <= t for t in self._waiting.values())
+
+    async def wait_turn(self, fetcher: object, last_turn: int) -> None:
+        """Wait for the next change, in line by ``last_turn`` (see :meth:`has_turn`)."""
+        self._waiting[fetcher] = last_turn
+        try:
+            await self._changed.wait()
+        finally:
+            self._waiting.pop(fetcher, None)
 
     def release(self, count: int) -> None:
         self.reserved -= count

@@ -13,7 +13,8 @@
        ├─ scheduler        enqueues periodic ticks                    (scheduler.py)
        ├─ loop-lag monitor warns when task code blocks the loop      (roles.py)
        └─ work task group
-          ├─ one fetcher per queue, sharing ``concurrency`` slots    (fetcher.py)
+          ├─ one fetcher per queue (per shard of a sharded queue),
+          │  all sharing ``concurrency`` slots                       (fetcher.py)
           └─ one task per running job: the runner                    (runner.py)
 
 Each running delivery is one :class:`~aioqueue.running.RunningJob`. The
@@ -197,13 +198,16 @@ class Supervisor:
 
     def _build(self) -> WorkerState:
         app = self.app
-        state = WorkerState(app.broker, self.settings, self.worker_id, self.queues,
+        # the roles work on shards: a sharded queue is one fetcher, one reap,
+        # one renewal call... per shard (each shard is one slot)
+        shards = [shard for q in self.queues for shard in app.broker.shard_queues(q)]
+        state = WorkerState(app.broker, self.settings, self.worker_id, shards,
                             self.running, stopping=self._stop_event, counters=self.counters)
         self._settler = Settler(state, result_ttl_ms=int(app.result_ttl_s * 1000),
                                 dead_letter_ttl_ms=int(app.dead_letter_ttl_s * 1000))
         burst = BurstTracker(state, self.request_shutdown) if self.burst else None
         self._fetchers = [Fetcher(state, q, start=self._start_job, hand_back=self._hand_back,
-                                  burst=burst) for q in self.queues]
+                                  burst=burst) for q in shards]
         return state
 
     async def _run(self, task_status: TaskStatus[None]) -> None:

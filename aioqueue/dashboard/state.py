@@ -36,7 +36,7 @@ class Dashboard:
 
     @property
     def admin(self) -> BrokerAdmin:
-        return BrokerAdmin(self.app.broker.lane, self.app.prefix)
+        return BrokerAdmin(self.app.broker.lane, self.app.prefix, self.app.broker.shards)
 
     @property
     def limits(self) -> ConcurrencyLimits:

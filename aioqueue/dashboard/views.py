@@ -65,7 +65,8 @@ async def overview(dash: Dashboard, request: Request) -> tuple[str, dict[str, An
     names = await known_queues(dash)
     queues = await dash.admin.summaries(names)
     workers, total = await dash.workers.workers(limit=PAGE_LIMIT)
-    hour = await recent_minutes(dash.app.broker.lane, dash.app.prefix, names[:CHART_QUEUES])
+    hour = await recent_minutes(dash.app.broker.lane, dash.app.prefix, names[:CHART_QUEUES],
+                                shards=dash.app.broker.shards)
     return "overview.html", {"queues": queues, "workers": workers, "workers_total": total,
                              "chart": chart(list(hour.values())),
                              "chart_queues": min(len(names), CHART_QUEUES)}
@@ -77,7 +78,8 @@ async def queue_page(dash: Dashboard, request: Request) -> tuple[str, dict[str, 
     cursor = request.query_params.get("cursor") or None
     (summary,) = await dash.admin.summaries([name])
     page = await dash.admin.jobs(name, state, limit=PAGE_SIZE, cursor=cursor)
-    hour = (await recent_minutes(dash.app.broker.lane, dash.app.prefix, [name]))[name]
+    hour = (await recent_minutes(dash.app.broker.lane, dash.app.prefix, [name],
+                                  shards=dash.app.broker.shards))[name]
     limits = dash.limits
     flow = {"rates": await limits.limits(name),
             "concurrency": await limits.concurrency_limits(name),
@@ -143,7 +145,8 @@ async def metrics_text(dash: Dashboard) -> bytes:
     for w in workers:
         for q in w.queues if w.state is WorkerState.ALIVE else ():
             alive[q] = alive.get(q, 0) + 1
-    minutes = await recent_minutes(dash.app.broker.lane, dash.app.prefix, names, minutes=2)
+    minutes = await recent_minutes(dash.app.broker.lane, dash.app.prefix, names, minutes=2,
+                                   shards=dash.app.broker.shards)
     return render(queue_families(summaries, alive, minutes))
 
 

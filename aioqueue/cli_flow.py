@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -106,12 +107,15 @@ async def _change_concurrency(flow: ConcurrencyLimits, queue: str,
         raise CommandError(str(exc)) from None
 
 
-async def _change(flow: ConcurrencyLimits, queues: list[str], args: argparse.Namespace
-                  ) -> None:
+async def _change(flow: ConcurrencyLimits, queues: list[str], args: argparse.Namespace,
+                  sharded: Mapping[str, int]) -> None:
     if len(queues) != 1:
         raise CommandError("--set, --off, --clear and the concurrency changes need exactly "
                            "one --queue")
     queue, task = queues[0], args.task
+    if queue in sharded:
+        raise CommandError(f"queue {queue!r} is sharded: rate limits and concurrency limits "
+                           "are not supported there")
     if args.max_concurrency is not None or args.clear_concurrency:
         await _change_concurrency(flow, queue, args)
     elif args.set is not None:
@@ -135,7 +139,7 @@ def cmd_limits(args: argparse.Namespace) -> int:
             queues = _queues(app, args)
             if (args.set is not None or args.off or args.clear
                     or args.max_concurrency is not None or args.clear_concurrency):
-                await _change(flow, queues, args)
+                await _change(flow, queues, args, app.broker.shards)
             rows = [_row(q, info) for q in queues for info in await flow.limits(q)]
             rows += [_limit_row(q, info) for q in queues
                      for info in await flow.concurrency_limits(q)]

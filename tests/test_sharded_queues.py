@@ -6,6 +6,7 @@ shards' slots sit on different primaries.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Callable
 from datetime import timedelta
@@ -20,8 +21,10 @@ from aioqueue.keys import shard_index, shard_key, shard_name
 from aioqueue.running import RunningJobs
 from aioqueue.workflow import chain, group
 
+from . import ops_app
 from .conftest import running
 from .helpers import wait_until
+from .test_ops_cli import _cli, _in_app
 
 SHARDS = 4
 
@@ -256,9 +259,13 @@ async def test_info_jobs_lookup_pause_and_purge_aggregate_over_shards(
             if cursor is None:
                 break
         assert sorted(seen) == sorted(j.id for j in jobs)
-        # within one shard, the higher priority comes first
-        assert [r.priority for r in (await admin.jobs(queue_name, "waiting", limit=30)).jobs][:1] \
-            == [1]
+        # shard after shard; within one shard, the higher priority comes first
+        rows = (await admin.jobs(queue_name, "waiting", limit=30)).jobs
+        shard_of_rows = [shard_index(r.id, SHARDS) for r in rows]
+        assert shard_of_rows == sorted(shard_of_rows)
+        for shard in range(SHARDS):
+            levels = [r.priority for r in rows if shard_index(r.id, SHARDS) == shard]
+            assert levels == sorted(levels, reverse=True)
         with pytest.raises(aioqueue.ConfigurationError):
             await admin.jobs(queue_name, JobState.WAITING, cursor=f"{SHARDS}/0:0")
         # the job lookup of 'aioqueue job ID' finds the shard from the id
@@ -365,3 +372,67 @@ async def test_unique_keys_and_rate_limits_are_refused_on_sharded_queues(
     with pytest.raises(aioqueue.ConfigurationError, match="rate limits"):
         async with limited:
             pass
+
+
+def test_the_cli_reads_the_stored_shard_count(
+        redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # tests.ops_app declares no shards: the CLI learns them from Redis
+    async def declare() -> None:
+        async with aioqueue.App(redis_url, queue="ops", queue_shards={"ops": 3}):
+            pass
+
+    anyio.run(declare)
+
+    async def setup(app: aioqueue.App) -> list[str]:
+        assert app.broker.shards == {"ops": 3}
+        return [(await ops_app.add.enqueue(n, 1)).id for n in range(9)]
+
+    ids = _in_app(redis_url, setup)
+    code, out, _ = _cli(capsys, redis_url, "info", "--json")
+    rows = {row["name"]: row for row in json.loads(out)}
+    assert code == 0 and rows["ops"]["shards"] == 3 and rows["ops"]["waiting"] == 9
+    code, out, _ = _cli(capsys, redis_url, "jobs", "ops", "--limit", "5", "--json")
+    page = json.loads(out)
+    assert code == 0 and page["total"] == 9 and len(page["jobs"]) == 5
+    code, out, _ = _cli(capsys, redis_url, "jobs", "ops", "--cursor", page["next_cursor"],
+                        "--json")
+    rest = json.loads(out)
+    assert sorted(j["id"] for j in page["jobs"] + rest["jobs"]) == sorted(ids)
+    code, out, _ = _cli(capsys, redis_url, "job", ids[4], "--queue", "ops", "--json")
+    assert code == 0 and json.loads(out)["status"] == "queued"
+    code, out, _ = _cli(capsys, redis_url, "pause", "ops", "--json")
+    assert code == 0 and json.loads(out)["paused"] is True
+    code, out, _ = _cli(capsys, redis_url, "purge", "ops", "--yes", "--json")
+    assert code == 0 and json.loads(out)["purged"] == 9
+    code, _, err = _cli(capsys, redis_url, "limits", "--queue", "ops", "--set", "5/s")
+    assert code != 0 and "sharded" in err
+
+
+async def test_cancel_and_events_reach_a_job_in_any_shard(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    app = make_app(queue=queue_name, queue_shards={queue_name: SHARDS},
+                   worker=aioqueue.WorkerSettings(lease_s=30, renew_interval_s=10,
+                                                  reaper_interval_s=0.05, block_s=0.2))
+    started: set[str] = set()
+
+    @app.task
+    async def forever(ctx: JobContext) -> None:
+        await ctx.progress(0.5, "half")
+        started.add(ctx.job_id)
+        await anyio.sleep(60)
+
+    async with app, running(app, concurrency=8):
+        # one job in each shard: the cancel request travels on that shard's channel
+        jobs = [await forever.options(job_id=_ids_in_shard(i, 1, stem="c")[0]).enqueue()
+                for i in range(SHARDS)]
+        await wait_until(lambda: len(started) == SHARDS, 10, what="all running")
+        for job in jobs:
+            events = job.events()
+            first = await events.__anext__()
+            assert first.status is aioqueue.JobStatus.ACTIVE
+            assert first.progress is not None and first.progress.message == "half"
+            await events.aclose()  # type: ignore[attr-defined]
+            assert await job.cancel("stop") is aioqueue.CancelOutcome.REQUESTED
+        for job in jobs:
+            with pytest.raises(aioqueue.JobCancelled):
+                await job.result(timeout=5)  # not the renewal 10 s later

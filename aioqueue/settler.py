@@ -37,19 +37,38 @@ class Settler:
 
     async def step(self) -> None:
         """Send every pending outcome (settle is fenced and idempotent, so an
-        outcome whose reply was lost is simply sent again)."""
-        for queue in list(self.pending):
-            items = list(self.pending.get(queue, ()))
-            if not items:
-                continue
-            codes = await self.state.broker.settle(
-                queue, [st for _, st in items], default_result_ttl_ms=self.result_ttl_ms,
-                dead_letter_ttl_ms=self.dead_letter_ttl_ms)
-            # outcomes submitted while the call was on its way stay pending
-            self.pending[queue] = self.pending[queue][len(items):]
-            for (running, st), code in zip(items, codes, strict=True):
-                self._finished(running, st, code)
-            self.state.running.changed()
+        outcome whose reply was lost is simply sent again). Several queues
+        (the shards of a sharded queue, say: one slot, maybe one node each)
+        are settled concurrently; the first error is raised once all ended."""
+        queues = [queue for queue, items in self.pending.items() if items]
+        if len(queues) <= 1:
+            for queue in queues:
+                await self._settle(queue)
+            return
+        errors: list[Exception] = []
+
+        async def settle(queue: str) -> None:
+            try:
+                await self._settle(queue)
+            except Exception as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for queue in queues:
+                tg.start_soon(settle, queue)
+        if errors:
+            raise errors[0]
+
+    async def _settle(self, queue: str) -> None:
+        items = list(self.pending.get(queue, ()))
+        codes = await self.state.broker.settle(
+            queue, [st for _, st in items], default_result_ttl_ms=self.result_ttl_ms,
+            dead_letter_ttl_ms=self.dead_letter_ttl_ms)
+        # outcomes submitted while the call was on its way stay pending
+        self.pending[queue] = self.pending[queue][len(items):]
+        for (running, st), code in zip(items, codes, strict=True):
+            self._finished(running, st, code)
+        self.state.running.changed()
 
     def _finished(self, running: RunningJob, st: Settlement, code: SettleCode) -> None:
         self.state.running.remove(running, notify=False)

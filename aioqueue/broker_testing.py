@@ -25,12 +25,15 @@ def flush_server(url: str) -> None:
 
 
 async def scheduled_jobs(broker: Broker, queue: str) -> list[tuple[str, int]]:
-    """Every scheduled (delayed, or waiting for a retry) job of a queue with its
-    due time in epoch ms, soonest first."""
-    with translate_errors(broker.keys(queue).base):
-        pairs: Any = await broker.client.zrange(broker.keys(queue).delayed, 0, -1,
-                                                withscores=True)
-    return [(str(job_id), int(score)) for job_id, score in pairs]
+    """Every scheduled (delayed, or waiting for a retry) job of a queue (of
+    every shard of a sharded queue) with its due time in epoch ms, soonest first."""
+    found: list[tuple[str, int]] = []
+    for shard in broker.shard_queues(queue):
+        keys = broker.keys(shard)
+        with translate_errors(keys.base):
+            pairs: Any = await broker.client.zrange(keys.delayed, 0, -1, withscores=True)
+        found += [(str(job_id), int(score)) for job_id, score in pairs]
+    return sorted(found, key=lambda pair: (pair[1], pair[0]))  # ZRANGE's order
 
 
 async def set_due_times(broker: Broker, queue: str, due_ms: Mapping[str, int]) -> int:
@@ -40,6 +43,16 @@ async def set_due_times(broker: Broker, queue: str, due_ms: Mapping[str, int]) -
     ``ZADD XX`` only updates jobs still scheduled: one that a worker promoted
     meanwhile is not put back. Returns how many jobs were moved.
     """
+    by_shard: dict[str, dict[str, int]] = {}
+    for job_id, due in due_ms.items():
+        by_shard.setdefault(broker.route(queue, job_id), {})[job_id] = due
+    moved = 0
+    for shard, dues in by_shard.items():
+        moved += await _set_due_times(broker, shard, dues)
+    return moved
+
+
+async def _set_due_times(broker: Broker, queue: str, due_ms: Mapping[str, int]) -> int:
     keys = broker.keys(queue)
     moves = list(due_ms.items())
     moved = 0
@@ -59,13 +72,16 @@ async def set_due_times(broker: Broker, queue: str, due_ms: Mapping[str, int]) -
 
 
 async def job_ids(broker: Broker, queue: str) -> list[str]:
-    """The ids of every job record of a queue (a SCAN: test servers only)."""
-    keys = broker.keys(queue)
-    prefix = keys.job("")
+    """The ids of every job record of a queue, of all its shards (a SCAN:
+    test servers only)."""
     found: list[str] = []
-    with translate_errors(keys.base):
-        async for key in broker.client.scan_iter(match=_glob_escape(prefix) + "*", count=500):
-            found.append(str(key)[len(prefix):])
+    for shard in broker.shard_queues(queue):
+        keys = broker.keys(shard)
+        prefix = keys.job("")
+        with translate_errors(keys.base):
+            async for key in broker.client.scan_iter(match=_glob_escape(prefix) + "*",
+                                                     count=500):
+                found.append(str(key)[len(prefix):])
     return found
 
 

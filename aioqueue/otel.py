@@ -56,6 +56,7 @@ from opentelemetry.util.types import AttributeValue
 from . import __version__
 from .app import App
 from .broker import ClaimedJob, Settlement
+from .keys import logical_queue
 from .record import TRACE_CONTEXT_MAX, parse_trace_field, trace_field
 
 __all__ = ["OUTCOMES", "OtelTracer", "instrument", "uninstrument"]
@@ -122,11 +123,12 @@ class OtelTracer:
                 links.append(Link(producer))
                 if self.consumer_parent:
                     parent = remote
+        queue = logical_queue(job.queue)  # a sharded queue's name, not its shard's
         attributes: dict[str, AttributeValue] = {
             "messaging.system": SYSTEM,
             "messaging.operation.type": "process",
             "messaging.operation.name": "process",
-            "messaging.destination.name": job.queue,
+            "messaging.destination.name": queue,
             "messaging.message.id": job.id,
             "messaging.client.id": worker_id,
             "messaging.message.body.size": len(job.args.encode("utf-8", "replace")),
@@ -134,7 +136,7 @@ class OtelTracer:
             "messaging.aioqueue.attempt": job.attempt,
         }
         with self.tracer.start_as_current_span(
-                f"process {job.queue}", context=parent, kind=SpanKind.CONSUMER,
+                f"process {queue}", context=parent, kind=SpanKind.CONSUMER,
                 attributes=attributes, links=links) as span:
             yield lambda settlement: _record_outcome(span, settlement)
 

@@ -46,7 +46,7 @@ from .errors import ConfigurationError, WorkerStopped
 from .fetcher import BurstTracker, Fetcher
 from .heartbeat import Heartbeat, WorkerActivity
 from .job_stats import JobStats
-from .keys import check_name
+from .keys import check_name, logical_queue
 from .leases import LeaseClock, Reaper, Renewer
 from .logs import bind_job
 from .retry import safe_text
@@ -306,7 +306,7 @@ class Supervisor:
             log.exception("job %s: the worker failed to run it", job.id)
             settlement = self.runner.dead(job, "WorkerError", safe_text(exc))
         if self.job_stats is not None:
-            self.job_stats.observe(job.queue, job.task, settlement.kind,
+            self.job_stats.observe(logical_queue(job.queue), job.task, settlement.kind,
                                    time.monotonic() - running.started)
         if log.isEnabledFor(logging.DEBUG):
             duration_s = time.monotonic() - running.started

@@ -17,14 +17,15 @@ import pytest
 import aioqueue
 from aioqueue import JobContext
 from aioqueue.broker_admin import BrokerAdmin, JobState
+from aioqueue.cli import main
 from aioqueue.keys import shard_index, shard_key, shard_name
 from aioqueue.running import RunningJobs
+from aioqueue.testing import advance, drain
 from aioqueue.workflow import chain, group
 
-from . import ops_app
+from . import cli_app
 from .conftest import running
 from .helpers import wait_until
-from .test_ops_cli import _cli, _in_app
 
 SHARDS = 4
 
@@ -356,7 +357,7 @@ async def test_the_count_changes_only_when_the_queue_is_empty(
         assert unsharded.broker.shards == {}
 
 
-async def test_unique_keys_and_rate_limits_are_refused_on_sharded_queues(
+async def test_unique_keys_and_flow_limits_are_refused_on_sharded_queues(
         make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
     app = make_app(queue=queue_name, queue_shards={queue_name: 2})
 
@@ -372,39 +373,53 @@ async def test_unique_keys_and_rate_limits_are_refused_on_sharded_queues(
     with pytest.raises(aioqueue.ConfigurationError, match="rate limits"):
         async with limited:
             pass
+    grouped = make_app(queue=queue_name)  # the stored count applies
+
+    @grouped.task(max_concurrency=2)
+    async def per_customer(customer: str) -> None:
+        return None
+
+    with pytest.raises(aioqueue.ConfigurationError, match="concurrency limits"):
+        async with grouped:
+            pass
+
+
+def _cli(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:
+    code = main([*argv[:1], "tests.cli_app:app", "--url", url, *argv[1:]])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def test_the_cli_reads_the_stored_shard_count(
         redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    # tests.ops_app declares no shards: the CLI learns them from Redis
-    async def declare() -> None:
-        async with aioqueue.App(redis_url, queue="ops", queue_shards={"ops": 3}):
+    # tests.cli_app declares no shards: the CLI learns them from Redis
+    async def setup() -> list[str]:
+        async with aioqueue.App(redis_url, queue="other", queue_shards={"other": 3}):
             pass
+        app = cli_app.app
+        app.url = redis_url
+        async with app:
+            assert app.broker.shards == {"other": 3}
+            return [(await cli_app.elsewhere.enqueue(n)).id for n in range(9)]
 
-    anyio.run(declare)
-
-    async def setup(app: aioqueue.App) -> list[str]:
-        assert app.broker.shards == {"ops": 3}
-        return [(await ops_app.add.enqueue(n, 1)).id for n in range(9)]
-
-    ids = _in_app(redis_url, setup)
+    ids = anyio.run(setup)
     code, out, _ = _cli(capsys, redis_url, "info", "--json")
     rows = {row["name"]: row for row in json.loads(out)}
-    assert code == 0 and rows["ops"]["shards"] == 3 and rows["ops"]["waiting"] == 9
-    code, out, _ = _cli(capsys, redis_url, "jobs", "ops", "--limit", "5", "--json")
+    assert code == 0 and rows["other"]["shards"] == 3 and rows["other"]["waiting"] == 9
+    code, out, _ = _cli(capsys, redis_url, "jobs", "other", "--limit", "5", "--json")
     page = json.loads(out)
     assert code == 0 and page["total"] == 9 and len(page["jobs"]) == 5
-    code, out, _ = _cli(capsys, redis_url, "jobs", "ops", "--cursor", page["next_cursor"],
+    code, out, _ = _cli(capsys, redis_url, "jobs", "other", "--cursor", page["next_cursor"],
                         "--json")
     rest = json.loads(out)
     assert sorted(j["id"] for j in page["jobs"] + rest["jobs"]) == sorted(ids)
-    code, out, _ = _cli(capsys, redis_url, "job", ids[4], "--queue", "ops", "--json")
+    code, out, _ = _cli(capsys, redis_url, "job", ids[4], "--queue", "other", "--json")
     assert code == 0 and json.loads(out)["status"] == "queued"
-    code, out, _ = _cli(capsys, redis_url, "pause", "ops", "--json")
+    code, out, _ = _cli(capsys, redis_url, "pause", "other", "--json")
     assert code == 0 and json.loads(out)["paused"] is True
-    code, out, _ = _cli(capsys, redis_url, "purge", "ops", "--yes", "--json")
+    code, out, _ = _cli(capsys, redis_url, "purge", "other", "--yes", "--json")
     assert code == 0 and json.loads(out)["purged"] == 9
-    code, _, err = _cli(capsys, redis_url, "limits", "--queue", "ops", "--set", "5/s")
+    code, _, err = _cli(capsys, redis_url, "limits", "--queue", "other", "--set", "5/s")
     assert code != 0 and "sharded" in err
 
 
@@ -436,3 +451,19 @@ async def test_cancel_and_events_reach_a_job_in_any_shard(
         for job in jobs:
             with pytest.raises(aioqueue.JobCancelled):
                 await job.result(timeout=5)  # not the renewal 10 s later
+
+
+async def test_the_testing_clock_moves_jobs_of_every_shard(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    app = make_app(queue=queue_name, queue_shards={queue_name: SHARDS})
+
+    @app.task
+    async def work(n: int) -> int:
+        return n
+
+    async with app:
+        later = [await work.options(delay=3600).enqueue(n) for n in range(12)]
+        assert await drain(app) == []
+        assert await advance(app, 3600) == 12
+        assert sorted((await drain(app)).results()) == list(range(12))
+        assert {await job.status() for job in later} == {aioqueue.JobStatus.SUCCEEDED}

@@ -219,7 +219,8 @@ class App(TaskRegistry):
                  for q in {*self.task_queues(), *self.queue_rate_limits}})
             await declare_app_concurrency(
                 broker.lane, self.prefix,
-                {n: (t.queue, self.concurrency_limits.get(n)) for n, t in self.tasks.items()})
+                {n: (t.queue, self.concurrency_limits.get(n), self.key_rate_limits.get(n))
+                 for n, t in self.tasks.items()})
         except AioqueueError as exc:
             log.warning("rate limits in code not stored (%s: %s)", type(exc).__name__, exc)
 

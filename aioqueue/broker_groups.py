@@ -7,7 +7,10 @@ waiting jobs: ready, or at their limit), ``gw:<group>`` (list of waiting
 ids), ``grun:<group>`` (set of running ids: the slots), ``grunning`` (set of
 groups with running jobs), ``glimits`` (hash: ``c:<task>`` declared,
 ``o:c:<task>`` an operator's value for every key of the task, ``o:k:<group>``
-for one key; ``off`` = no limit), ``gstate`` (hash: ``waiting``, ``turn``).
+for one key; ``off`` = no limit; ``r:<task>`` / ``o:r:<task>`` the rate limit
+of each key, ``count period_ms burst``), ``gtat:<group>`` (string: a key's
+rate limiter state, expiring when idle), ``gstate`` (hash: ``waiting``,
+``turn``).
 A group is named ``<task>\\x1f<key>`` (``flow.group_id``).
 """
 
@@ -18,7 +21,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .broker_flow import FlowLimits, Lane
-from .flow import FlowKeys, check_concurrency_key, check_max_concurrency, group_id, split_group
+from .flow import (
+    FlowKeys,
+    RateLimit,
+    check_concurrency_key,
+    check_max_concurrency,
+    group_id,
+    split_group,
+)
 from .keys import check_task_name
 
 OFF = "off"
@@ -35,6 +45,10 @@ class GroupLimit:
     declared: int | None
     override: int | str | None
     effective: int | None
+    key_rate_declared: RateLimit | None = None
+    """Each key's own rate limit, declared in code."""
+    key_rate_override: RateLimit | str | None = None
+    key_rate_effective: RateLimit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +94,13 @@ def _effective(*values: str | None) -> int | None:
 class ConcurrencyLimits(FlowLimits):
     """Concurrency limits of the queues of one key prefix, through a lane."""
 
-    async def declare_concurrency(self, queue: str, declared: Mapping[str, int | None]) -> None:
-        """Store the limits written in code (task -> max running per key; None
-        removes a declaration the code no longer makes)."""
+    async def declare_concurrency(
+        self, queue: str, declared: Mapping[str, int | None],
+        key_rates: Mapping[str, RateLimit | None] | None = None,
+    ) -> None:
+        """Store the limits written in code (task -> max running per key, and
+        task -> each key's rate limit; None removes a declaration the code no
+        longer makes)."""
         fk = self.keys(queue)
         commands: list[tuple[Any, ...]] = []
         for task, limit in declared.items():
@@ -91,6 +109,10 @@ class ConcurrencyLimits(FlowLimits):
                 commands.append(("HDEL", fk.group_limits, field))
             else:
                 commands.append(("HSET", fk.group_limits, field, check_max_concurrency(limit)))
+        for task, rate in (key_rates or {}).items():
+            field = "r:" + check_task_name(task)
+            commands.append(("HDEL", fk.group_limits, field) if rate is None
+                            else ("HSET", fk.group_limits, field, rate.encode()))
         if commands:
             await self._many(fk.queue.base, commands)
 
@@ -105,12 +127,25 @@ class ConcurrencyLimits(FlowLimits):
         """Drop an operator's value: the declared limit applies again."""
         await self._concurrency(queue, task, key, None)
 
+    async def set_key_rate(self, queue: str, task: str, limit: RateLimit | None) -> None:
+        """An operator's rate limit for each key of ``task`` (each key its own
+        limiter), applied by the next claim; ``limit=None``: no limit."""
+        await self._group_field(queue, "o:r:" + check_task_name(task),
+                                OFF if limit is None else limit.encode())
+
+    async def clear_key_rate(self, queue: str, task: str) -> None:
+        """Drop an operator's key rate limit: the declared one applies again."""
+        await self._group_field(queue, "o:r:" + check_task_name(task), None)
+
     async def _concurrency(self, queue: str, task: str, key: str | None,
                            value: str | None) -> None:
-        fk = self.keys(queue)
         check_task_name(task)
         field = "o:c:" + task if key is None else "o:k:" + group_id(
             task, check_concurrency_key(key))
+        await self._group_field(queue, field, value)
+
+    async def _group_field(self, queue: str, field: str, value: str | None) -> None:
+        fk = self.keys(queue)
         write: tuple[Any, ...] = (("HDEL", fk.group_limits, field) if value is None
                                   else ("HSET", fk.group_limits, field, value))
         # parked groups are looked at again by the next claims, under the new limit
@@ -121,12 +156,9 @@ class ConcurrencyLimits(FlowLimits):
     async def concurrency_limits(self, queue: str) -> list[GroupLimit]:
         """Every task's declared or overridden limit per key, by task."""
         config = await self._config(self.keys(queue))
-        tasks = {f.split(":", 1)[1] for f in config if f.startswith("c:")}
-        tasks |= {f[4:] for f in config if f.startswith("o:c:")}
-        return [GroupLimit(t, _effective(config.get("c:" + t)) if "c:" + t in config else None,
-                           _value(config.get("o:c:" + t)),
-                           _effective(config.get("o:c:" + t), config.get("c:" + t)))
-                for t in sorted(tasks)]
+        tasks = {f.split(":", 1)[1] for f in config if f[:2] in ("c:", "r:")}
+        tasks |= {f[4:] for f in config if f[:4] in ("o:c:", "o:r:")}
+        return [_group_limit(t, config) for t in sorted(tasks)]
 
     async def _config(self, fk: FlowKeys) -> dict[str, str]:
         (raw,) = await self._many(fk.queue.base, [("HGETALL", fk.group_limits)])
@@ -163,13 +195,34 @@ class ConcurrencyLimits(FlowLimits):
         return max(0, int(raw)) if raw is not None else 0
 
 
-async def declare_app_concurrency(lane: Lane, prefix: str,
-                                  tasks: Mapping[str, tuple[str, int | None]]) -> None:
+def _group_limit(task: str, config: dict[str, str]) -> GroupLimit:
+    declared = config.get("c:" + task)
+    raw_rate = config.get("o:r:" + task)
+    rate_declared = RateLimit.decode(config.get("r:" + task, ""))
+    rate_override: RateLimit | str | None = raw_rate
+    if raw_rate is not None and raw_rate != OFF:
+        rate_override = RateLimit.decode(raw_rate) or raw_rate
+    rate_effective = rate_declared
+    if raw_rate is not None:
+        rate_effective = rate_override if isinstance(rate_override, RateLimit) else None
+    return GroupLimit(task, _effective(declared) if declared is not None else None,
+                      _value(config.get("o:c:" + task)),
+                      _effective(config.get("o:c:" + task), declared),
+                      rate_declared, rate_override, rate_effective)
+
+
+async def declare_app_concurrency(
+    lane: Lane, prefix: str,
+    tasks: Mapping[str, tuple[str, int | None, RateLimit | None]],
+) -> None:
     """Store the concurrency limits an app's code declares (task -> (queue,
-    limit or None)), once when it opens. Operator overrides are left alone."""
-    by_queue: dict[str, dict[str, int | None]] = {}
-    for name, (queue, limit) in tasks.items():
-        by_queue.setdefault(queue, {})[name] = limit
+    max running per key or None, each key's rate limit or None)), once when
+    it opens. Operator overrides are left alone."""
+    by_queue: dict[str, tuple[dict[str, int | None], dict[str, RateLimit | None]]] = {}
+    for name, (queue, limit, rate) in tasks.items():
+        limits_of, rates_of = by_queue.setdefault(queue, ({}, {}))
+        limits_of[name] = limit
+        rates_of[name] = rate
     limits = ConcurrencyLimits(lane, prefix)
-    for queue, declared in sorted(by_queue.items()):
-        await limits.declare_concurrency(queue, declared)
+    for queue, (declared, rates) in sorted(by_queue.items()):
+        await limits.declare_concurrency(queue, declared, rates)

@@ -49,7 +49,10 @@ def _row(queue: str, info: LimitInfo) -> dict[str, Any]:
 def _limit_row(queue: str, info: GroupLimit) -> dict[str, Any]:
     return {"kind": "concurrency", "queue": queue, "task": info.task,
             "declared": _shown(info.declared), "override": _shown(info.override),
-            "effective": _shown(info.effective)}
+            "effective": _shown(info.effective),
+            "key_rate_declared": _shown(info.key_rate_declared),
+            "key_rate_override": _shown(info.key_rate_override),
+            "key_rate_effective": _shown(info.key_rate_effective)}
 
 
 def _key_row(queue: str, info: GroupInfo) -> dict[str, Any]:
@@ -79,8 +82,10 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
                  f"{r['next_start_ms'] / 1000:.3f}s", str(r["held"])] for r in rates])
     if limits:
         _out("")
-        _table(["queue", "task", "max running per key", "declared", "override"],
-               [[r["queue"], r["task"], r["effective"], r["declared"], r["override"]]
+        _table(["queue", "task", "max running per key", "declared", "override",
+                "rate per key", "declared", "override"],
+               [[r["queue"], r["task"], r["effective"], r["declared"], r["override"],
+                 r["key_rate_effective"], r["key_rate_declared"], r["key_rate_override"]]
                 for r in limits])
     if keys:
         _out("")
@@ -93,8 +98,16 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
 async def _change_concurrency(flow: ConcurrencyLimits, queue: str,
                               args: argparse.Namespace) -> None:
     if args.task is None:
-        raise CommandError("--max-concurrency and --clear-concurrency need --task")
+        raise CommandError("--max-concurrency, --key-rate and their --clear-... need --task")
     try:
+        if args.clear_key_rate:
+            await flow.clear_key_rate(queue, args.task)
+            return
+        if args.key_rate is not None:
+            rate = args.key_rate.strip().lower()
+            await flow.set_key_rate(queue, args.task, None if rate == "off" else
+                                    RateLimit.parse(rate, burst=args.burst))
+            return
         if args.clear_concurrency:
             await flow.clear_concurrency(queue, args.task, key=args.key)
             return
@@ -116,7 +129,8 @@ async def _change(flow: ConcurrencyLimits, queues: list[str], args: argparse.Nam
     if queue in sharded:
         raise CommandError(f"queue {queue!r} is sharded: rate limits and concurrency limits "
                            "are not supported there")
-    if args.max_concurrency is not None or args.clear_concurrency:
+    if (args.max_concurrency is not None or args.clear_concurrency
+            or args.key_rate is not None or args.clear_key_rate):
         await _change_concurrency(flow, queue, args)
     elif args.set is not None:
         try:
@@ -138,7 +152,8 @@ def cmd_limits(args: argparse.Namespace) -> int:
             flow = ConcurrencyLimits(app.broker.lane, app.prefix)
             queues = _queues(app, args)
             if (args.set is not None or args.off or args.clear
-                    or args.max_concurrency is not None or args.clear_concurrency):
+                    or args.max_concurrency is not None or args.clear_concurrency
+                    or args.key_rate is not None or args.clear_key_rate):
                 await _change(flow, queues, args, app.broker.shards)
             rows = [_row(q, info) for q in queues for info in await flow.limits(q)]
             rows += [_limit_row(q, info) for q in queues
@@ -174,6 +189,11 @@ def register(sub: Any) -> None:
                              "--key); 'off': no limit")
     action.add_argument("--clear-concurrency", action="store_true",
                         help="drop the operator's --max-concurrency: the code's applies again")
+    action.add_argument("--key-rate", metavar="RATE", default=None,
+                        help="an operator's rate limit of each key of --task (each key its own "
+                             "limiter), e.g. 1/s (with --burst); 'off': none")
+    action.add_argument("--clear-key-rate", action="store_true",
+                        help="drop the operator's --key-rate: the code's applies again")
     p.add_argument("--key", default=None,
                    help="one concurrency key of --task (with --max-concurrency or "
                         "--clear-concurrency)")

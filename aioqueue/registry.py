@@ -58,6 +58,9 @@ class TaskRegistry:
         self.concurrency_limits: dict[str, int] = {}
         """Most running jobs per concurrency key, by task name
         (``@app.task(max_concurrency=)``)."""
+        self.key_rate_limits: dict[str, RateLimit] = {}
+        """Rate limits of each concurrency key on its own, by task name
+        (``@app.task(key_rate_limit=)``)."""
 
     @overload
     def task(
@@ -87,6 +90,7 @@ class TaskRegistry:
         rate_limit: RateLimit | str | None = None,
         concurrency_key: Callable[..., Any] | None = None,
         max_concurrency: int | None = None,
+        key_rate_limit: RateLimit | str | None = None,
     ) -> TaskDecorator: ...
 
     def task(  # type: ignore[misc]
@@ -107,6 +111,7 @@ class TaskRegistry:
         rate_limit: RateLimit | str | None = None,
         concurrency_key: Callable[..., Any] | None = None,
         max_concurrency: int | None = None,
+        key_rate_limit: RateLimit | str | None = None,
     ) -> Any:
         """Register a function as a task.
 
@@ -137,13 +142,17 @@ class TaskRegistry:
         :param concurrency_key: called with the validated arguments by name
             at enqueue (``lambda customer_id, **_: customer_id``), returns the
             job's key (text or int; None: the job is not limited). Keys are
-            served round-robin. Needs ``max_concurrency``.
+            served round-robin. Needs ``max_concurrency`` or ``key_rate_limit``.
+        :param key_rate_limit: most starts per key (each key its own limiter,
+            on every worker together; ``"1/s"`` or a :class:`RateLimit`);
+            changeable at runtime.
         """
         limit = None if rate_limit is None else RateLimit.coerce(rate_limit)
+        key_limit = None if key_rate_limit is None else RateLimit.coerce(key_rate_limit)
         if max_concurrency is not None:
             check_max_concurrency(max_concurrency)
-        elif concurrency_key is not None:
-            raise ConfigurationError("concurrency_key needs max_concurrency")
+        elif concurrency_key is not None and key_limit is None:
+            raise ConfigurationError("concurrency_key needs max_concurrency or key_rate_limit")
         if concurrency_key is not None and not callable(concurrency_key):
             raise ConfigurationError("concurrency_key must be a function of the arguments")
 
@@ -160,12 +169,15 @@ class TaskRegistry:
                 self.backend, f, name=task_name, defaults=defaults,
                 retry=retry or self.default_retry, retry_on=retry_on, fail_on=fail_on,
                 concurrency_key=concurrency_key, max_concurrency=max_concurrency,
+                key_rate_limit=key_limit,
             )
             self.tasks[task_name] = t
             if limit is not None:
                 self.rate_limits[task_name] = limit
             if max_concurrency is not None:
                 self.concurrency_limits[task_name] = max_concurrency
+            if key_limit is not None:
+                self.key_rate_limits[task_name] = key_limit
             return t
 
         if fn is not None:

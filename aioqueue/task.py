@@ -24,7 +24,7 @@ from .errors import (
     PayloadTooLarge,
     RedisOutOfMemory,
 )
-from .flow import UniqueKey, check_concurrency_key, group_id
+from .flow import RateLimit, UniqueKey, check_concurrency_key, group_id
 from .job import Job
 from .keys import check_task_name
 from .options import UNSET, EnqueueKwargs, EnqueueOptions
@@ -195,6 +195,7 @@ class Task(Generic[P, R]):
         codec: ArgumentCodec | None = None,
         concurrency_key: Callable[..., Any] | None = None,
         max_concurrency: int | None = None,
+        key_rate_limit: RateLimit | None = None,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(f"task {name!r} must be a function")
@@ -219,10 +220,15 @@ class Task(Generic[P, R]):
         self.concurrency_key = concurrency_key
         """The function giving a job's concurrency key (None: none)."""
         self.max_concurrency = max_concurrency
-        """Most running jobs per concurrency key, as declared (None: no groups)."""
-        if self.call_options.concurrency_key is not UNSET and max_concurrency is None:
+        """Most running jobs per concurrency key, as declared (None: none)."""
+        self.key_rate_limit = key_rate_limit
+        """Rate limit of each concurrency key, as declared (None: none)."""
+        self.grouped = max_concurrency is not None or key_rate_limit is not None
+        """Its jobs belong to concurrency groups (one per key)."""
+        if self.call_options.concurrency_key is not UNSET and not self.grouped:
             raise ConfigurationError(
-                f"task {name!r}: a concurrency_key option needs @app.task(max_concurrency=...)")
+                f"task {name!r}: a concurrency_key option needs @app.task(max_concurrency=...) "
+                "or key_rate_limit=...")
         # what the Lua scripts need in the record (they do not know the task);
         # max_tries and timeout are stored only when a call overrides them
         self._stored = EnqueueOptions(
@@ -302,7 +308,7 @@ class Task(Generic[P, R]):
             self.backend, self.fn, name=self.name, defaults=self.defaults, retry=self.retry,
             retry_on=self.retry_on, fail_on=self.fail_on, call_options=merged,
             codec=self.codec, concurrency_key=self.concurrency_key,
-            max_concurrency=self.max_concurrency,
+            max_concurrency=self.max_concurrency, key_rate_limit=self.key_rate_limit,
         )
 
     def s(self, *args: Any, **kwargs: Any) -> Signature[R]:
@@ -324,7 +330,7 @@ class Task(Generic[P, R]):
         :raises pydantic.ValidationError: arguments do not fit the signature.
         :raises PayloadTooLarge: over ``App(max_payload_bytes=)``.
         """
-        if self.max_concurrency is not None:
+        if self.grouped:
             return self._prepare_grouped(args, kwargs)
         payload = self.codec.encode(args, kwargs)
         check_payload(self.name, payload, self.backend.max_payload_bytes)
@@ -334,7 +340,7 @@ class Task(Generic[P, R]):
                            shape.at_ms, shape.fields, shape.fixed_id, shape.unique)
 
     def _prepare_grouped(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> PreparedJob:
-        """``prepare`` for a task with ``max_concurrency``: also the job's
+        """``prepare`` for a task with concurrency groups: also the job's
         group, from the call's ``concurrency_key`` option, else the task's key
         function (given the validated arguments), else the task's one group."""
         given = self._stored.concurrency_key
@@ -392,7 +398,7 @@ class Task(Generic[P, R]):
             raise ConfigurationError("enqueue_many cannot use a unique_key option: "
                                      "enqueue each job with task.options(unique_key=...)")
         queue = self.target_queue
-        if self.max_concurrency is not None:
+        if self.grouped:
             return await self._enqueue_grouped(queue, calls, chunk_size)
         prepared = [self.prepare(c.args, c.kwargs).as_tuple() for c in calls]
         tracer = self.backend.tracer
@@ -408,7 +414,7 @@ class Task(Generic[P, R]):
 
     async def _enqueue_grouped(self, queue: str, calls: Iterable[BoundCall[P, R]],
                                chunk_size: int) -> list[Job[R]]:
-        """``enqueue_many`` for a task with ``max_concurrency``: each job with
+        """``enqueue_many`` for a task with concurrency groups: each job with
         its own group, chunks of pipelined enqueues (one MULTI/EXEC each)."""
         grouped = [self.prepare(c.args, c.kwargs) for c in calls]
 

@@ -22,6 +22,9 @@ LIMIT = 2
 """max_concurrency of ``export``, declared in code."""
 WIDE_LIMIT = 1000
 """max_concurrency of ``bulk``: never reached, so fairness alone decides."""
+KEY_RATE = aioqueue.RateLimit(10, 1.0, burst=2)
+"""key_rate_limit of ``metered``: each key its own 10 starts per second (a
+burst of 2 absorbs a late wake-up, as GCRA allows, so the rate holds)."""
 COUNTERS = "groups-test:"
 """Prefix of the tasks' own counters (not the app's prefix)."""
 
@@ -65,6 +68,11 @@ def build(url: str | None = None) -> aioqueue.App:
               max_concurrency=WIDE_LIMIT)
     async def bulk(customer: str, seconds: float) -> int:
         return await _counted(customer, seconds)
+
+    @app.task(name="metered", concurrency_key=lambda customer, **_: customer,
+              key_rate_limit=KEY_RATE)
+    async def metered(customer: str) -> str:
+        return customer
 
     @app.task(name="single", concurrency_key=lambda customer, **_: customer, max_concurrency=1)
     async def single(customer: str, seconds: float) -> int:

@@ -92,3 +92,14 @@ def test_limits_shows_and_changes_concurrency_per_task_and_per_key(
     assert keys["acme"]["limit"] == 2
     assert main([*argv, "--max-concurrency", "3"]) == 2  # which task?
     assert "need --task" in capsys.readouterr()[1]
+
+    assert main([*argv, "--task", "metered", "--key-rate", "5/s", "--burst", "3", "--json"]) == 0
+    limits = {r["task"]: r for r in json.loads(capsys.readouterr()[0])
+              if r["kind"] == "concurrency"}
+    assert (limits["metered"]["key_rate_declared"], limits["metered"]["key_rate_effective"],
+            limits["metered"]["effective"]) == ("10/s (burst 2)", "5/s (burst 3)", "-")
+    assert main([*argv, "--task", "metered", "--clear-key-rate"]) == 0
+    out = capsys.readouterr()[0]
+    assert "rate per key" in out and "5/s" not in out
+    assert main([*argv, "--task", "metered", "--key-rate", "lots"]) == 2
+    assert "must look like" in capsys.readouterr()[1]

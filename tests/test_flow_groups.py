@@ -280,3 +280,38 @@ async def test_an_operators_purge_reaches_the_jobs_waiting_in_groups(
         assert (await app.broker.counts("groups"))["waiting"] == 0
         assert await _claim(app, 5) == []
         await _consistent(app, redis_url)
+
+
+async def test_each_key_has_its_own_rate_limit_changeable_at_runtime(
+        make_app: Callable[..., aioqueue.App], redis_url: str) -> None:
+    """key_rate_limit="2/s": one start per key per 0.5 s, each key on its own
+    limiter; an idle worker is told when the next key's token comes."""
+    app = make_app(queue="groups")
+
+    @app.task(name="call", concurrency_key=lambda customer, **_: customer,
+              key_rate_limit="2/s")
+    async def call(customer: str, n: int) -> int:
+        return n
+
+    async with app:
+        for key in ("a", "b"):
+            for n in range(3):
+                await call.enqueue(key, n)
+        assert sorted(_customers(await _claim(app, 10))) == ["a", "b"]
+        async with app.broker.blocking_client("t") as lane:
+            claimed, next_due_ms = await app.broker.claim(lane, "groups", 10, 60_000, "w1")
+        assert claimed == [] and 400 <= next_due_ms <= 500  # slept, not polled
+        await anyio.sleep(next_due_ms / 1000 + 0.02)
+        assert sorted(_customers(await _claim(app, 10))) == ["a", "b"]
+        limits = ConcurrencyLimits(app.broker.lane, app.prefix)
+        await limits.set_key_rate("groups", "call", aioqueue.RateLimit(100, 1.0, burst=5))
+        assert await _claim(app, 10) == []  # cuts the old wait back to one new interval
+        await anyio.sleep(0.03)
+        assert sorted(_customers(await _claim(app, 10))) == ["a", "b"]
+        (row,) = await limits.concurrency_limits("groups")
+        assert str(row.key_rate_declared) == "2/s" and str(row.key_rate_effective) == \
+            "100/s (burst 5)" and row.effective is None
+        await limits.clear_key_rate("groups", "call")
+        (row,) = await limits.concurrency_limits("groups")
+        assert row.key_rate_override is None and str(row.key_rate_effective) == "2/s"
+        await _consistent(app, redis_url)

@@ -23,7 +23,7 @@ import aioqueue
 from aioqueue.broker_groups import ConcurrencyLimits
 
 from .conftest import worker_process
-from .groups_app import COUNTERS, LIMIT, QUEUE, build
+from .groups_app import COUNTERS, KEY_RATE, LIMIT, QUEUE, build
 from .harness.checker import fsck, snapshot
 
 pytestmark = pytest.mark.anyio
@@ -150,3 +150,35 @@ async def test_a_killed_workers_slot_comes_back_when_its_lease_expires(redis_url
     print(f"\nkilled worker's job re-ran {recovered:.2f}s after the SIGKILL (lease 1 s)")
     assert info.deliveries == 2
     assert order == [str(survivor.pid)] * 4  # the re-delivered job first, then the rest
+
+
+def _starts_by_key(url: str, prefix: str, ids: dict[str, list[str]]) -> dict[str, list[int]]:
+    with redis.Redis.from_url(url) as client:
+        return {key: sorted(int(client.hget(f"{prefix}:{{{QUEUE}}}:job:{i}", "ts") or 0)
+                            for i in job_ids)
+                for key, job_ids in ids.items()}
+
+
+async def test_each_keys_rate_limit_holds_across_processes(redis_url: str) -> None:
+    """Three processes drain 2 keys x 40 jobs of a task whose keys are each
+    limited to 10/s (burst 2): each key's starts (server time) after its
+    burst come at 10/s within 5 %, the two keys side by side (not one after
+    the other)."""
+    app = build(redis_url)
+    per_key, rate = 40, KEY_RATE.count
+    async with app:
+        metered = app.tasks["metered"]
+        ids = {key: [j.id for j in await metered.enqueue_many(
+            [metered.bind(key) for _ in range(per_key)])] for key in ("a", "b")}
+        with workers(redis_url, 3):
+            await _wait_succeeded(app, 2 * per_key, timeout_s=60)
+        starts = _starts_by_key(redis_url, app.prefix, ids)
+    steady = {k: s[KEY_RATE.burst:] for k, s in starts.items()}
+    measured = {k: (len(s) - 1) / ((s[-1] - s[0]) / 1000) for k, s in steady.items()}
+    overlap_s = (min(s[-1] for s in starts.values()) - max(s[0] for s in starts.values())) / 1000
+    print(f"\nper-key rate limit {KEY_RATE}, 2 keys x {per_key} jobs, 3 processes: measured "
+          + ", ".join(f"{k}={v:.2f}/s" for k, v in measured.items())
+          + f", keys ran side by side for {overlap_s:.1f}s")
+    for value in measured.values():
+        assert rate * 0.95 <= value <= rate * 1.05, measured
+    assert overlap_s > 3.0

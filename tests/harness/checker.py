@@ -52,7 +52,7 @@ STRUCTURE_KEYS = ("prios", "leases", "delayed", "dead", "stats", "wake", "reaper
                   "gring", "gpark", "grunning", "glimits", "gstate")
 # keys named by an id (claim reservations, workflows) or a caller's unique key;
 # m:<minute> per-minute counters and the pause flag are queue keys of their own
-ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:", "wfc:", "wfr:", "uniq:", "m:", "paused")
+ID_KEY_PREFIXES = ("rsv:", "wf:", "wfm:", "wfc:", "wfr:", "uniq:", "m:", "paused", "gtat:")
 
 
 @dataclass(frozen=True, slots=True)

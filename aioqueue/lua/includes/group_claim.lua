@@ -1,8 +1,14 @@
 -- group_claim: the claim's side of concurrency groups (groups.lua). Each
 -- step takes the group at the front of the ring, starts its oldest waiting
--- job if the group has a free slot (and its task's rate limiter a token),
--- and sends the group to the back of the ring; a group at its limit is
--- parked until a slot frees. Work per claim is bounded: at most 8 parked
+-- job if the group has a free slot (and its task's rate limiter a token,
+-- and the key's own rate limiter one), and sends the group to the back of
+-- the ring; a group at its limit is parked until a slot frees (or until
+-- its next token).
+-- A key's own rate limit (per-key GCRA, as flow_limits.lua: 'r:<task>'
+-- declared, 'o:r:<task>' an operator's in <q>glimits, 'count period_ms
+-- burst' or 'off') keeps its TAT (us) in the string <q>gtat:<gid>, which
+-- expires when the TAT has passed (a full bucket again): no state is left
+-- behind for keys that went quiet. Work per claim is bounded: at most 8 parked
 -- groups looked at again and 'scan' ids popped.
 -- gc = {Q = '<q>', lim = (flow_open's state), now = ms, lease_ms = ms,
 --       leases = <q>leases, stats = <q>stats, scan = ids still allowed,
@@ -22,6 +28,7 @@ local function group_open(gc)
     return nil
   end
   gc.limits = {}
+  gc.rates = {}
   return gc
 end
 
@@ -39,6 +46,54 @@ local function group_limit(gc, gid, task)
     gc.limits[gid] = n
   end
   return n
+end
+
+-- the key rate limit of task's keys: {T, tau} in us, or false
+local function group_rate(gc, task)
+  local c = gc.rates[task]
+  if c == nil then
+    local v = redis.call('HMGET', gc.Q .. 'glimits', 'o:r:' .. task, 'r:' .. task)
+    local text = v[1] or v[2]
+    c = false
+    if text and text ~= 'off' then
+      local n, period, burst = string.match(text, '^(%d+) (%d+) (%d+)$')
+      n, period, burst = tonumber(n), tonumber(period), tonumber(burst)
+      if n and n > 0 and period > 0 and burst > 0 then
+        local T = period * 1000 / n
+        c = {T = T, tau = (burst - 1) * T}
+      end
+    end
+    gc.rates[task] = c
+  end
+  return c
+end
+
+local function group_rate_store(gc, gid, tat)
+  redis.call('SET', gc.Q .. 'gtat:' .. gid, string.format('%d', math.ceil(tat)), 'PX',
+    math.ceil((tat - gc.lim.now) / 1000) + 1)
+end
+
+-- 0 when the key may start a job now, else the us at which it may. A TAT
+-- beyond what a start under the current limit leaves is cut back (and
+-- stored): a changed limit applies within one of its intervals
+local function group_rate_wait(gc, gid, c)
+  local now = gc.lim.now
+  local tat = tonumber(redis.call('GET', gc.Q .. 'gtat:' .. gid) or '') or 0
+  if tat > now + c.tau + c.T then
+    tat = now + c.tau + c.T
+    group_rate_store(gc, gid, tat)
+  end
+  if tat - now > c.tau then
+    return tat - c.tau
+  end
+  return 0
+end
+
+local function group_rate_take(gc, gid, c)
+  local now = gc.lim.now
+  local tat = math.min(tonumber(redis.call('GET', gc.Q .. 'gtat:' .. gid) or '') or 0,
+    now + c.tau + c.T)
+  group_rate_store(gc, gid, math.max(tat, now) + c.T)
 end
 
 local function group_park(gc, gid, at_ms)
@@ -83,7 +138,7 @@ end
 local function group_step(gc, gid)
   local list, run = gc.Q .. 'gw:' .. gid, gc.Q .. 'grun:' .. gid
   gc.scan = gc.scan - 1  -- every step counts, whatever it finds: bounded work
-  if check_types({list, 'list', run, 'set'}) then
+  if check_types({list, 'list', run, 'set', gc.Q .. 'gtat:' .. gid, 'string'}) then
     redis.call('ZREM', gc.Q .. 'gring', gid)
     redis.call('HINCRBY', gc.stats, 'malformed_group', 1)
     return
@@ -108,15 +163,20 @@ local function group_step(gc, gid)
   local task = rec[2]
   local n, running = group_limit(gc, gid, task), redis.call('SCARD', run)
   local tokens, next_us = flow_room(gc.lim, 't:' .. task)
-  if running >= n or tokens == 0 then
+  local rate = group_rate(gc, task)
+  local key_wait = rate and group_rate_wait(gc, gid, rate) or 0
+  if running >= n or tokens == 0 or key_wait > 0 then
     redis.call('LPUSH', list, id)
     redis.call('HINCRBY', gc.Q .. 'gstate', 'waiting', 1)
     if running >= n then
       group_park(gc, gid, gc.now + gc.lease_ms)
     else
-      group_park(gc, gid, math.ceil(next_us / 1000))
+      group_park(gc, gid, math.ceil(math.max(tokens == 0 and next_us or 0, key_wait) / 1000))
     end
     return
+  end
+  if rate then
+    group_rate_take(gc, gid, rate)
   end
   gc.lease(id, jk, rec)
   flow_take(gc.lim, 't:' .. task, 1)
@@ -127,6 +187,8 @@ local function group_step(gc, gid)
     redis.call('ZREM', gc.Q .. 'gring', gid)
   elseif running + 1 >= n then
     group_park(gc, gid, gc.now + gc.lease_ms)
+  elseif rate and group_rate_wait(gc, gid, rate) > 0 then
+    group_park(gc, gid, math.ceil(group_rate_wait(gc, gid, rate) / 1000))
   else
     redis.call('ZADD', gc.Q .. 'gring', group_back(gc.Q), gid)
   end

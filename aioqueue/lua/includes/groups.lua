@@ -21,6 +21,8 @@
 --                         (operator); value a count or 'off'
 --   <q>gstate       hash  'waiting' ids in gw lists, 'turn' the claim's
 --                         alternation between grouped and other jobs
+--   <q>glimits also holds 'r:<task>' / 'o:r:<task>': the rate limit of each
+--   key of the task, whose state is <q>gtat:<gid> (group_claim.lua)
 -- A group key of the wrong type (written by something else) cannot hold:
 -- the job then waits ungrouped (group_push answers false) and the stats
 -- count 'malformed_group'. Needs wake.lua and check_types.lua.

@@ -116,7 +116,8 @@ async def test_a_small_keys_job_starts_within_a_job_time_behind_a_backlog(
     print(f"\nsmall key's job started {waited:.3f}s after its enqueue (job time {job_s}s, "
           f"{big_waiting} big-key jobs still waiting)")
     assert big_waiting > 150
-    assert waited <= job_s * 1.5, waited
+    # one job time, plus slack for a claim round trip on a shared, busy machine
+    assert waited <= job_s + 0.3, waited
 
 
 async def test_a_killed_workers_slot_comes_back_when_its_lease_expires(redis_url: str) -> None:

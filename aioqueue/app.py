@@ -201,7 +201,8 @@ class App(TaskRegistry):
         self._task_group = task_group
 
     def _refuse_limits_on_shards(self, shards: Mapping[str, int]) -> None:
-        limited = {self.tasks[n].queue for n in (*self.rate_limits, *self.concurrency_limits)}
+        limited = {self.tasks[n].queue for n in (*self.rate_limits, *self.concurrency_limits,
+                                                 *self.key_rate_limits)}
         limited |= set(self.queue_rate_limits)
         if limited & set(shards):
             raise ConfigurationError(

@@ -382,6 +382,15 @@ async def test_unique_keys_and_flow_limits_are_refused_on_sharded_queues(
     with pytest.raises(aioqueue.ConfigurationError, match="concurrency limits"):
         async with grouped:
             pass
+    metered = make_app(queue=queue_name)
+
+    @metered.task(concurrency_key=lambda shop, **_: shop, key_rate_limit="1/s")
+    async def per_shop(shop: str) -> None:
+        return None
+
+    with pytest.raises(aioqueue.ConfigurationError, match="concurrency limits"):
+        async with metered:
+            pass
 
 
 def _cli(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:

@@ -34,6 +34,20 @@ class BurstTracker:
         self.state = state
         self.stop = stop
         self.drained: set[str] = set()
+        self.fetchers: list[Fetcher] = []
+
+    async def watch(self) -> None:
+        """Each time the worker's last running job ends, cut the idle
+        fetchers' waits short, so that each looks at its queue again now:
+        a fetcher that found its queue empty while jobs of another queue
+        (or shard) still ran would otherwise hold the stop for up to
+        ``block_s``."""
+        running = self.state.running
+        while not self.state.stopping.is_set():
+            await running.wait_change()
+            if not len(running):
+                for fetcher in self.fetchers:
+                    fetcher.interrupt()
 
     async def queue_done(self, queue: str, next_due_ms: int) -> bool:
         """Whether ``queue`` has nothing waiting, running or due soon."""
@@ -72,7 +86,8 @@ class Fetcher:
         self._wait_scope: anyio.CancelScope | None = None
 
     def interrupt(self) -> None:
-        """The worker is stopping: end a blocking wait at once."""
+        """End a blocking wait at once (the worker is stopping, or in burst
+        mode its last job ended): the fetcher steps again at once."""
         if self._wait_scope is not None:
             self._wait_scope.cancel("worker stopping")
 

@@ -141,6 +141,7 @@ class Supervisor:
         self._state: WorkerState | None = None
         self._settler: Settler | None = None
         self._fetchers: list[Fetcher] = []
+        self._burst: BurstTracker | None = None
         self._stopping = False
         self._stop_event = anyio.Event()
         self._root: anyio.CancelScope | None = None
@@ -208,6 +209,9 @@ class Supervisor:
         burst = BurstTracker(state, self.request_shutdown) if self.burst else None
         self._fetchers = [Fetcher(state, q, start=self._start_job, hand_back=self._hand_back,
                                   burst=burst) for q in shards]
+        if burst is not None:
+            burst.fetchers = self._fetchers
+        self._burst = burst
         return state
 
     async def _run(self, task_status: TaskStatus[None]) -> None:
@@ -230,6 +234,8 @@ class Supervisor:
             root.start_soon(CancelListener(state).run)
             root.start_soon(Scheduler(state, schedules, self.app.schedules).run)
             root.start_soon(self.lag_monitor.run)
+            if self._burst is not None:
+                root.start_soon(self._burst.watch)
             if s.heartbeat:
                 root.start_soon(self._heartbeat().run)
             async with anyio.create_task_group() as work:

@@ -7,6 +7,7 @@ shards' slots sit on different primaries.
 from __future__ import annotations
 
 import json
+import time
 import zlib
 from collections.abc import Callable
 from datetime import timedelta
@@ -476,3 +477,26 @@ async def test_the_testing_clock_moves_jobs_of_every_shard(
         assert await advance(app, 3600) == 12
         assert sorted((await drain(app)).results()) == list(range(12))
         assert {await job.status() for job in later} == {aioqueue.JobStatus.SUCCEEDED}
+
+
+async def test_a_burst_worker_stops_when_the_last_job_ends(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    # idle fetchers of shards drained earlier block on their wake-up lists
+    # for up to block_s: the end of the last job must cut those waits short
+    settings = aioqueue.WorkerSettings(block_s=5.0, burst_horizon_s=0.0)
+    app = make_app(queue=queue_name, queue_shards={queue_name: SHARDS}, worker=settings)
+    ended: list[float] = []
+
+    @app.task
+    async def work(n: int) -> None:
+        await anyio.sleep(0.3 if n == 0 else 0.0)
+        ended.append(time.monotonic())
+
+    async with app:
+        for n in range(40):
+            await work.enqueue(n)
+        with anyio.fail_after(20):
+            await aioqueue.Supervisor(app, concurrency=8, burst=True).run()
+        stopped = time.monotonic()
+    assert len(ended) == 40
+    assert stopped - max(ended) < 2.0, "the worker waited out an idle fetcher's block_s"

@@ -32,11 +32,21 @@ def lease_lost(state: WorkerState, running: RunningJob, why: str) -> None:
                     "elsewhere)", running.job.id, running.job.task, why)
 
 
+SLOW_RENEWAL_WARN_EVERY_S = 60.0
+
+
 class Renewer:
-    """Extends the leases of every running job, one call per queue."""
+    """Extends the leases of every running job, one call per queue.
+
+    A renewal lands on the server one interval plus one round trip after the
+    previous one; when that is longer than the lease, leases expire between
+    two renewals (the job is re-delivered and this run stopped): it warns
+    then, at most once a minute.
+    """
 
     def __init__(self, state: WorkerState) -> None:
         self.state = state
+        self._quiet_until = 0.0
 
     async def step(self) -> None:
         s = self.state.settings
@@ -48,11 +58,23 @@ class Renewer:
                 continue
             sent_at = time.monotonic()
             codes = await self.state.broker.renew(queue, [r.key for r in jobs], lease_ms)
+            self._check_round_trip(time.monotonic() - sent_at)
             counters = self.state.counters
             counters["renew_calls"] += 1
             for running, code in zip(jobs, codes, strict=True):
                 counters["renewed"] += code is RenewCode.RENEWED
                 await self._apply(running, code, sent_at + s.lease_s)
+
+    def _check_round_trip(self, round_trip_s: float) -> None:
+        s = self.state.settings
+        now = time.monotonic()
+        if s.renew_every_s + round_trip_s <= s.lease_s or now < self._quiet_until:
+            return
+        self._quiet_until = now + SLOW_RENEWAL_WARN_EVERY_S
+        log.warning("a lease renewal took %.2fs to answer: renewed every %.2fs, a %.2fs lease "
+                    "expires between two renewals at this round trip (the job is then "
+                    "re-delivered and its run here stopped); raise lease_s, or lower "
+                    "renew_interval_s", round_trip_s, s.renew_every_s, s.lease_s)
 
     async def _apply(self, running: RunningJob, code: RenewCode, lease_until: float) -> None:
         if code is RenewCode.RENEWED:

@@ -11,9 +11,10 @@ sets ``app.url`` from ``--url``. Environment:
   ``start|end <job id> <token> <pid>`` lines to ``<pid>.log`` (one file per
   worker process, O_APPEND, one write per line: read by
   :mod:`tests.harness.checker`);
-* ``AQ_LEASE``, ``AQ_MAX_DELIVERIES``, ``AQ_SOCKET_TIMEOUT``, ``AQ_REAPER_GRACE``:
-  override the lease (s), the delivery limit, the command socket timeout (s)
-  and the reaper's grace after a Redis error (s).
+* ``AQ_LEASE``, ``AQ_RENEW``, ``AQ_MAX_DELIVERIES``, ``AQ_SOCKET_TIMEOUT``,
+  ``AQ_REAPER_GRACE``: override the lease (s), the renewal interval (s,
+  default a quarter of the lease), the delivery limit, the command socket
+  timeout (s) and the reaper's grace after a Redis error (s).
 
 Tests build producer apps with the same task names through :func:`build_app`.
 """
@@ -34,7 +35,7 @@ def settings() -> aioqueue.WorkerSettings:
     grace = os.environ.get("AQ_REAPER_GRACE")
     return aioqueue.WorkerSettings(
         lease_s=lease,
-        renew_interval_s=lease / 4,
+        renew_interval_s=float(os.environ.get("AQ_RENEW", lease / 4)),
         reaper_grace_s=float(grace) if grace else None,
         reaper_interval_s=0.05,
         block_s=0.2,

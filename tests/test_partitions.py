@@ -1,6 +1,8 @@
 """Network partitions between a worker and Redis, at the network level (a
-network namespace and a veth pair whose host end goes down), beside the
-process and proxy faults of the other fault tests."""
+network namespace and a veth pair whose host end goes down, or nftables drop
+rules inside the namespace), beside the process and proxy faults of the other
+fault tests. Added delay goes through the TCP fault proxy instead
+(tests/test_degraded_network.py): this kernel has no ``netem``."""
 
 from __future__ import annotations
 
@@ -19,8 +21,12 @@ from aioqueue.server import ServerBinary, ServerProcess
 
 from .conftest import REPO
 from .fault_app import build_app
-from .harness.netns import Partitionable, unavailable_reason
+from .harness.checker import check, read_history, snapshot
+from .harness.netns import Partitionable, nft_unavailable_reason, unavailable_reason
 from .helpers import History, WorkerProcess, wait_until
+
+NFT_REASON = nft_unavailable_reason()
+needs_nft = pytest.mark.skipif(NFT_REASON is not None, reason=NFT_REASON or "")
 
 REASON = unavailable_reason()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
@@ -139,4 +145,91 @@ async def test_flapping_link_loses_no_job(net: Partitionable, server: ServerProc
         assert inside.popen.returncode == 0, inside.output
     finally:
         net.heal()
+        inside.close()
+
+
+async def stop(*workers: subprocess.Popen[str]) -> None:
+    """SIGTERM, then wait for every worker to exit 0."""
+    for worker in workers:
+        worker.send_signal(signal.SIGTERM)
+    with anyio.fail_after(30):
+        while any(w.poll() is None for w in workers):
+            await anyio.sleep(0.05)
+
+
+@needs_nft
+@pytest.mark.timeout(120)
+async def test_one_way_partition_replies_lost_longer_than_the_lease(
+        net: Partitionable, server: ServerProcess, tmp_path: Path) -> None:
+    """Packets from Redis to the worker that runs a 4 s job are dropped
+    (lease 1 s) until the job has completed elsewhere, while the worker's
+    requests still arrive and run (renewals, claims): it hears no reply, so
+    its lease clock stops the run; the job completes once, every extra
+    delivery is explained by a lease expiry, and after the heal the worker
+    runs jobs again."""
+    history_dir = tmp_path / "history"
+    history_dir.mkdir()
+    env = {"AQ_HISTORY_DIR": str(history_dir), "AQ_LEASE": "1.0", "AQ_SOCKET_TIMEOUT": "0.5"}
+    inside = NamespacedWorker(net, f"redis://{net.host_ip}:{server.port}/0", env)
+    outside: WorkerProcess | None = None
+    try:
+        app = build_app(server.url)
+        async with app:
+            rec = app.get_task("rec")
+            job = await rec.enqueue(n=1, seconds=4.0)
+            await wait_until(lambda: read_history(history_dir), 30,
+                             what=f"the job to start; output:\n{inside.output}")
+            net.drop(replies=True)
+            outside = WorkerProcess("tests.fault_app:app", server.url, env=env)
+            assert await job.result(timeout=30) == 1
+            assert net.dropped_packets() > 0
+            net.drop()
+            others = [await rec.enqueue(n=n) for n in range(10, 20)]
+            assert [await j.result(timeout=30) for j in others] == list(range(10, 20))
+            await stop(inside.popen, outside.popen)
+            assert inside.popen.returncode == 0, inside.output
+            assert outside.popen.returncode == 0, outside.output
+            acked = [job.id, *(j.id for j in others)]
+            snap = await snapshot(app.broker.client, "aioqueue", "default")
+            report = check(acked, read_history(history_dir), snap)
+            report.assert_ok()
+            # the inside run started before the cut and never completed
+            inside_runs = [r for r in read_history(history_dir)
+                           if r.job_id == job.id and r.pid == inside.popen.pid]
+            assert [r.kind for r in inside_runs][:1] == ["start"]
+    finally:
+        net.drop()
+        inside.close()
+        if outside is not None:
+            outside.close()
+
+
+@needs_nft
+@pytest.mark.timeout(120)
+async def test_real_packet_loss_on_the_workers_link_loses_no_job(
+        net: Partitionable, server: ServerProcess, tmp_path: Path) -> None:
+    """30% of the packets between the only worker and Redis are dropped both
+    ways (the kernel's TCP retransmits them): a batch of jobs, a few of them
+    longer than the lease, all complete; nothing lost, no job completed twice,
+    every extra delivery explained."""
+    history_dir = tmp_path / "history"
+    history_dir.mkdir()
+    env = {"AQ_HISTORY_DIR": str(history_dir), "AQ_LEASE": "5.0"}
+    net.drop(loss_percent=30)
+    inside = NamespacedWorker(net, f"redis://{net.host_ip}:{server.port}/0", env)
+    try:
+        app = build_app(server.url)
+        async with app:
+            rec = app.get_task("rec")
+            jobs = [await rec.enqueue(n=n, seconds=6.0 if n % 10 == 0 else 0.0)
+                    for n in range(30)]
+            assert [await j.result(timeout=60) for j in jobs] == list(range(30))
+            assert net.dropped_packets() > 0
+            net.drop()
+            await stop(inside.popen)
+            assert inside.popen.returncode == 0, inside.output
+            snap = await snapshot(app.broker.client, "aioqueue", "default")
+            check([j.id for j in jobs], read_history(history_dir), snap).assert_ok()
+    finally:
+        net.drop()
         inside.close()

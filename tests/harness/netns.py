@@ -3,8 +3,15 @@ namespace, linked to the host by a veth pair; cutting the link (the host end
 down) drops every packet both ways, as a partition does: open connections
 hang (no reset), new ones time out. Healing it lets them carry on.
 
-Needs root and ``ip netns`` (iproute2); :func:`unavailable_reason` says why
-not where they are missing, so the tests skip with that reason.
+Finer faults are nftables rules inside the namespace (:meth:`Partitionable.drop`):
+drop only the replies (requests still reach Redis and run: a one-way
+partition) or only the requests, or drop a share of the packets both ways at
+random (real packet loss: the kernel's TCP retransmits).
+
+Needs root and ``ip netns`` (iproute2), and ``nft`` (nftables) for
+:meth:`Partitionable.drop`; :func:`unavailable_reason` and
+:func:`nft_unavailable_reason` say why not where they are missing, so the
+tests skip with that reason.
 """
 
 from __future__ import annotations
@@ -27,6 +34,12 @@ def unavailable_reason() -> str | None:
         return f"cannot create a network namespace: {done.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
+
+
+def nft_unavailable_reason() -> str | None:
+    if shutil.which("nft") is None:
+        return "no 'nft' command (nftables)"
+    return unavailable_reason()
 
 
 def _ip(*args: str) -> None:
@@ -65,6 +78,38 @@ class Partitionable:
 
     def heal(self) -> None:
         _ip("link", "set", self.host_end, "up")
+
+    def drop(self, *, replies: bool = False, requests: bool = False,
+             loss_percent: int = 0) -> None:
+        """Replace the namespace's drop rules: ``replies`` drops every packet
+        from the host, ``requests`` every packet to it, ``loss_percent`` that
+        share of the packets both ways, at random. No argument: drop nothing."""
+        if not 0 <= loss_percent <= 100:
+            raise ValueError(f"loss_percent {loss_percent} not in 0..100")
+        host = self.host_ip
+        into = [f"ip saddr {host} counter drop"] if replies else []
+        out = [f"ip daddr {host} counter drop"] if requests else []
+        if loss_percent:
+            into.append(f"ip saddr {host} numgen random mod 100 < {loss_percent} counter drop")
+            out.append(f"ip daddr {host} numgen random mod 100 < {loss_percent} counter drop")
+        script = "\n".join([
+            "table inet aqfault", "delete table inet aqfault",  # start from nothing
+            "table inet aqfault {",
+            "  chain into { type filter hook input priority 0; policy accept;",
+            *(f"    {rule}" for rule in into), "  }",
+            "  chain out { type filter hook output priority 0; policy accept;",
+            *(f"    {rule}" for rule in out), "  }",
+            "}", ""])
+        subprocess.run(self.command("nft", "-f", "-"), input=script, check=True,
+                       capture_output=True, text=True)
+
+    def dropped_packets(self) -> int:
+        """Packets the drop rules dropped so far."""
+        listing = subprocess.run(self.command("nft", "list", "table", "inet", "aqfault"),
+                                 capture_output=True, text=True).stdout
+        words = listing.split()
+        return sum(int(words[i + 1]) for i, word in enumerate(words[:-1])
+                   if word == "packets")
 
     def delete(self) -> None:
         subprocess.run(["ip", "link", "del", self.host_end], capture_output=True)

@@ -16,9 +16,14 @@ SIGSTOP (0.5-2.5 s), Redis SIGKILL + restart or SIGSTOP (0.5-2 s), CLIENT
 KILL of a fetcher's blocking connection, a cut of every proxied connection,
 a lost claim/settle reply, a busy script (another client's Lua loop of
 0.5-1.2 s: every other command gets ``BUSY`` meanwhile) or cancellations (a
-running slow job and a few recent ones). Killed and stopped workers are
-restarted. Among the jobs, 1% raise ``SystemExit`` and 1% fail with an error
-text holding a lone surrogate: each must fail only its job.
+running slow job and a few recent ones), and network faults
+(``benchmarks/soak_network.py``): a slow, lossy link (200 ms each way, 30%
+packet loss as TCP delays) for every worker, and, where network namespaces
+can be made (root, ``ip netns``), worker 0 in its own namespace whose link is
+cut (0.3-3 s) or flaps; elsewhere the soak prints why partitions are off.
+Killed and stopped workers are restarted. Among the jobs, 1% raise
+``SystemExit`` and 1% fail with an error text holding a lone surrogate: each
+must fail only its job.
 
 At the end every fault is healed, the queue must drain, and
 :func:`tests.harness.checker.check` judges the histories; the table shows
@@ -54,6 +59,7 @@ import aioqueue  # noqa: E402
 from aioqueue.scripts import load_script  # noqa: E402
 from aioqueue.server import ServerProcess  # noqa: E402
 from benchmarks import soak_app  # noqa: E402
+from benchmarks.soak_network import Network  # noqa: E402
 from tests.harness.checker import check, read_history, snapshot  # noqa: E402
 from tests.harness.proxy import FaultProxy  # noqa: E402
 
@@ -68,8 +74,9 @@ end
 
 
 class Worker:
-    def __init__(self, url: str, env: dict[str, str], log_dir: Path, index: int) -> None:
-        self.url, self.env, self.log_dir, self.index = url, env, log_dir, index
+    def __init__(self, argv: list[str], env: dict[str, str], log_dir: Path, index: int
+                 ) -> None:
+        self.argv, self.env, self.log_dir, self.index = argv, env, log_dir, index
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopped = False
         self.starts = 0
@@ -78,9 +85,7 @@ class Worker:
         self.starts += 1
         log = open(self.log_dir / f"worker{self.index}.{self.starts}.log", "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "aioqueue", "worker", "benchmarks.soak_app:app",
-             "--url", self.url, "--concurrency", "50"],
-            env={**os.environ, "PYTHONPATH": str(REPO), **self.env}, cwd=REPO,
+            self.argv, env={**os.environ, "PYTHONPATH": str(REPO), **self.env}, cwd=REPO,
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         self.stopped = False
@@ -129,13 +134,18 @@ class Soak:
         self.enqueue_errors = 0
         self.running = True
         self.redis_paused = False
+        self.network = Network(random.Random(args.seed + 1), partitions=args.partitions)
 
     async def run(self) -> int:
+        print(self.network.setup(), flush=True)
         self.server.start()
-        async with FaultProxy.for_url(self.server.url) as proxy:
+        async with FaultProxy.for_url(self.server.url,
+                                      also_listen_on=self.network.listen_on) as proxy:
             self.proxy = proxy
             env = {"AQ_HISTORY_DIR": str(self.history)}
-            self.workers = [Worker(proxy.url, env, self.tmp, i)
+            argv = [sys.executable, "-m", "aioqueue", "worker", "benchmarks.soak_app:app",
+                    "--concurrency", "50"]
+            self.workers = [Worker(self.network.worker(i, argv, proxy), env, self.tmp, i)
                             for i in range(self.args.workers)]
             for w in self.workers:
                 w.start()
@@ -166,6 +176,8 @@ class Soak:
         if self.server.process is None or self.server.process.poll() is not None:
             self.server.start()
         self.proxy.set_mode("pass")
+        self.proxy.degrade()
+        self.network.heal()
         self.proxy.traps.clear()
         for w in self.workers:
             w.ensure()
@@ -219,7 +231,9 @@ class Soak:
     async def nemesis(self) -> None:
         kinds = ["worker_sigkill", "worker_sigterm", "worker_sigstop", "redis_sigkill",
                  "redis_sigstop", "client_kill", "proxy_cut", "lost_claim_reply",
-                 "lost_settle_reply", "busy_script", "cancel"]
+                 "lost_settle_reply", "busy_script", "cancel", *self.network.kinds]
+        if self.args.faults:
+            kinds = [k for k in kinds if k in self.args.faults.split(",")]
         await anyio.sleep(2.0)
         while True:
             await anyio.sleep(self.rng.uniform(1.5, 4.0))
@@ -267,6 +281,8 @@ class Soak:
                 await self.busy_script(self.rng.uniform(0.5, 1.2))
             elif kind == "cancel":
                 await self.cancel_some()
+            else:
+                await self.network.inject(kind, self.proxy)
 
     async def busy_script(self, seconds: float) -> None:
         """Another client runs a Lua loop past the busy threshold: meanwhile
@@ -339,6 +355,8 @@ class Soak:
             ("  failed (planned 7%)", f"{stats.get('failed', 0)} ({failed_ok} planned)"),
             ("  cancelled", f"{stats.get('cancelled', 0)} ({self.cancels} requests)"),
             ("enqueue errors retried (unknown outcome)", str(self.enqueue_errors)),
+            ("network partitions", "on" if self.network.reason is None
+             else f"off ({self.network.reason})"),
             ("faults injected", str(sum(self.faults.values()))),
             *((f"  {k}", str(v)) for k, v in sorted(self.faults.items())),
             ("LOST (must be 0)", str(len(result.lost))),
@@ -373,6 +391,10 @@ def main() -> int:
     parser.add_argument("--producers", type=int, default=2)
     parser.add_argument("--rate", type=float, default=150.0, help="jobs per second, total")
     parser.add_argument("--drain-s", type=float, default=60.0)
+    parser.add_argument("--faults", default="",
+                        help="only these fault kinds, comma-separated (e.g. link_cut,link_flap)")
+    parser.add_argument("--no-partitions", dest="partitions", action="store_false",
+                        help="leave out the network-namespace partitions")
     args = parser.parse_args()
     soak = Soak(args)
     try:
@@ -381,6 +403,7 @@ def main() -> int:
         for w in getattr(soak, "workers", []):
             w.kill()
         soak.server.close()
+        soak.network.close()
 
 
 if __name__ == "__main__":

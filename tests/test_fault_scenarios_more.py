@@ -345,6 +345,22 @@ async def _fail_over(pair: Pair) -> None:
     await wait_until(promoted, 10, what="the replica to be promoted")
 
 
+async def _replica_caught_up(pair: Pair, primary: Any) -> None:
+    """Wait until the replica applied every write the primary made so far.
+
+    Not ``WAIT``: it covers only the writes made on its own connection, and
+    the enqueues went through the producer's other connections; on a loaded
+    box it answered at once while their replication stream still sat unread
+    in the link proxy, which the cut then dropped (the "kept" jobs were lost
+    too: the test flaked)."""
+    offset = int((await primary.info("replication"))["master_repl_offset"])
+
+    async def applied() -> bool:
+        info = await pair.replica_client.info("replication")
+        return int(info.get("slave_repl_offset", -1)) >= offset
+    await wait_until(applied, START_S, what=f"the replica to apply offset {offset}")
+
+
 def _cut_off_replica(pair: Pair) -> None:
     """SIGSTOP the replica and drop its replication stream. SIGSTOP alone loses
     nothing on loopback: the stream waits in the stopped replica's socket
@@ -360,9 +376,9 @@ async def test_failover_loses_acked_unreplicated_enqueues(
 ) -> None:
     async with replicated(server_binary, tmp_path) as pair, \
             Scenario(pair.primary.url, tmp_path) as sc:
-        # Given 5 jobs enqueued and confirmed replicated
+        # Given 5 jobs enqueued and replicated
         kept = _ids(await sc.enqueue_recs(5))
-        assert await sc.client.execute_command("WAIT", 1, 5000) == 1
+        await _replica_caught_up(pair, sc.client)
 
         # When the replica is cut off, 5 more are enqueued (the primary
         # acknowledges them), the primary dies and the replica is promoted

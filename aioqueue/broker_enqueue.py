@@ -108,16 +108,20 @@ class BrokerEnqueue(BrokerReads):
 
     async def fire_tick(self, queue: str, schedule_name: str, tick_ms: int, job_id: str,
                         task: str, args_json: str, priority: int,
-                        extra: Mapping[str, str | int] | None = None) -> bool:
+                        extra: Mapping[str, str | int] | None = None,
+                        group: str | None = None) -> bool:
         """Enqueue a schedule's tick unless a supervisor already fired it (or
-        a later tick). True if this call enqueued it."""
+        a later tick). True if this call enqueued it. ``group``: the job's
+        concurrency group (``flow.group_id``), if its task has them."""
+        grouped = ["", "", group] if group else []
         k = self.keys(self.route(queue, job_id))
         extra_field = "\x1f".join(f"{n}\x1f{v}" for n, v in (extra or {}).items())
         with translate_errors(k.base):
             result = await self.scripts.run(
                 self.lane, "enqueue",
                 [k.job(job_id), k.wait(priority), k.prios, k.wake, k.delayed, k.schedules],
-                [job_id, task, args_json, priority, 0, "", extra_field, schedule_name, tick_ms],
+                [job_id, task, args_json, priority, 0, "", extra_field, schedule_name, tick_ms,
+                 *grouped],
             )
         return EnqueueCode(int(result)).created
 

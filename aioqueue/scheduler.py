@@ -49,7 +49,7 @@ class Scheduler:
             return
         job = sched.job(tick)
         fired = await broker.fire_tick(sched.queue, sched.name, tick, job.job_id, job.task,
-                                       job.payload, job.priority, job.fields)
+                                       job.payload, job.priority, job.fields, job.group)
         if fired:
             log.info("schedule %s: enqueued tick %d%s", sched.name, tick,
                      " (missed, run once)" if late else "")

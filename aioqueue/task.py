@@ -343,32 +343,46 @@ class Task(Generic[P, R]):
         """``prepare`` for a task with concurrency groups: also the job's
         group, from the call's ``concurrency_key`` option, else the task's key
         function (given the validated arguments), else the task's one group."""
-        given = self._stored.concurrency_key
-        key: str | None = ""
-        if isinstance(given, str):
-            payload = self.codec.encode(args, kwargs)
-            key = given
-        elif self.concurrency_key is not None:
+        if self.concurrency_key is not None and not isinstance(self._stored.concurrency_key, str):
             payload, values = self.codec.encode_values(args, kwargs)
-            try:
-                raw = self.concurrency_key(**values)
-            except Exception as exc:
-                raise ConfigurationError(
-                    f"task {self.name!r}: its concurrency_key function raised "
-                    f"{type(exc).__name__}: {exc}") from exc
-            key = None if raw is None else check_concurrency_key(raw)
+            group = self._group(values)
         else:
-            payload = self.codec.encode(args, kwargs)
+            payload, group = self.codec.encode(args, kwargs), self._group({})
         check_payload(self.name, payload, self.backend.max_payload_bytes)
         shape = self._shape
         job_id = shape.job_id if shape.fixed_id else new_job_id()
         return PreparedJob(job_id, self.name, payload, shape.priority, shape.delay_ms,
-                           shape.at_ms, shape.fields, shape.fixed_id, shape.unique,
-                           None if key is None else group_id(self.name, key))
+                           shape.at_ms, shape.fields, shape.fixed_id, shape.unique, group)
+
+    def _group(self, values: Mapping[str, Any]) -> str | None:
+        """The group of a job of this (grouped) task: the ``concurrency_key``
+        option, else the key function's answer for the validated arguments
+        ``values``, else the task's one group; None: the job is not limited."""
+        given = self._stored.concurrency_key
+        if isinstance(given, str):
+            return group_id(self.name, given)
+        if self.concurrency_key is None:
+            return group_id(self.name, "")
+        try:
+            raw = self.concurrency_key(**values)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"task {self.name!r}: its concurrency_key function raised "
+                f"{type(exc).__name__}: {exc}") from exc
+        return None if raw is None else group_id(self.name, check_concurrency_key(raw))
 
     def prepare_payload(self, payload: str, *, job_id: str) -> PreparedJob:
-        """A job with already encoded arguments (a schedule's tick)."""
-        return prepare_job(self.name, payload, self._stored.merged(EnqueueOptions(job_id=job_id)))
+        """A job with already encoded arguments (a schedule's tick); a
+        grouped task's job gets its group from those arguments."""
+        job = prepare_job(self.name, payload, self._stored.merged(EnqueueOptions(job_id=job_id)))
+        if not self.grouped:
+            return job
+        values: dict[str, Any] = {}
+        if self.concurrency_key is not None and payload:
+            positional, named = self.codec.decode(payload)
+            names = [n for n in self.codec.names if n in self.codec.positional_only]
+            values = {**dict(zip(names, positional, strict=False)), **named}
+        return job._replace(group=self._group(values))
 
     async def enqueue(self, *args: P.args, **kwargs: P.kwargs) -> Job[R]:
         """Validate the arguments and enqueue one job.

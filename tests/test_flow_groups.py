@@ -315,3 +315,30 @@ async def test_each_key_has_its_own_rate_limit_changeable_at_runtime(
         (row,) = await limits.concurrency_limits("groups")
         assert row.key_rate_override is None and str(row.key_rate_effective) == "2/s"
         await _consistent(app, redis_url)
+
+
+async def test_a_schedules_ticks_run_under_their_tasks_limit(
+        make_app: Callable[..., aioqueue.App], redis_url: str) -> None:
+    """A periodic job of a task with max_concurrency=1 never overlaps the
+    previous tick's run; a key function gets the schedule's arguments."""
+    app = make_app(queue="groups")
+
+    @app.task(name="sync", concurrency_key=lambda shop, **_: shop, max_concurrency=1)
+    async def sync(shop: str) -> None:
+        return None
+
+    @app.task(name="nightly", max_concurrency=1)
+    async def nightly() -> None:
+        return None
+
+    shop_sync = app.schedule(sync, every=60, args=("acme",))
+    night = app.schedule(nightly, every=60)
+    assert shop_sync.job(60_000).group == group_id("sync", "acme")
+    async with app:
+        for tick in (60_000, 120_000):
+            job = night.job(tick)
+            assert job.group == group_id("nightly", "")
+            assert await app.broker.fire_tick("groups", night.name, tick, job.job_id, job.task,
+                                              job.payload, job.priority, job.fields, job.group)
+        assert [j.id for j in await _claim(app, 10)] == [night.job_id(60_000)]
+        await _consistent(app, redis_url)

@@ -64,19 +64,26 @@ if wrong then
 end
 local now = now_ms()
 local deadline = now + lease_ms
+-- as text once: a number argument to redis.call is formatted (snprintf) on
+-- every call, and these go into every leased job's commands
+local now_text = string.format('%d', now)
+local deadline_text = string.format('%d', deadline)
 local out = {-1}
+local n_out = 1
 
 local function emit(id, token, rec, tc)
-  out[#out + 1] = id
-  out[#out + 1] = token
-  out[#out + 1] = rec[2]
-  out[#out + 1] = rec[3]
-  out[#out + 1] = rec[4] or '1'
-  out[#out + 1] = rec[5] or ''
-  out[#out + 1] = rec[6] or ''
-  out[#out + 1] = rec[7] or ''
-  out[#out + 1] = rec[8] or ''
-  out[#out + 1] = tc or ''
+  local n = n_out
+  out[n + 1] = id
+  out[n + 2] = token
+  out[n + 3] = rec[2]
+  out[n + 4] = rec[3]
+  out[n + 5] = rec[4] or '1'
+  out[n + 6] = rec[5] or ''
+  out[n + 7] = rec[6] or ''
+  out[n + 8] = rec[7] or ''
+  out[n + 9] = rec[8] or ''
+  out[n + 10] = tc or ''
+  n_out = n + 10
 end
 
 local function next_due()
@@ -144,10 +151,14 @@ local claimed = {}
 
 -- lease one queued job to this worker (rec: its HMGET below)
 local function lease(id, jk, rec)
-  local token = string.format('%d', math.max((tonumber(rec[9]) or 0) + 1, now))
-  redis.call('HINCRBY', jk, 'dlv', 1)
-  redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now, 'tk', token)
-  redis.call('ZADD', KEYS[2], deadline, id)
+  local token = now_text
+  local last = tonumber(rec[9])
+  if last and last >= now then
+    token = string.format('%d', last + 1)
+  end
+  redis.call('HINCRBY', jk, 'dlv', '1')
+  redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now_text, 'tk', token)
+  redis.call('ZADD', KEYS[2], deadline_text, id)
   claimed[#claimed + 1] = id
   notify(Q .. 'done:' .. id, 'active')
   emit(id, token, rec, rec[10])

@@ -75,22 +75,24 @@ end
 if uq and tick then
   refuse('a schedule tick cannot take a unique key', ARGV[8])
 end
-local wrong = check_types({KEYS[1], 'hash', KEYS[2], 'list', KEYS[3], 'zset', KEYS[4], 'list',
-  KEYS[5], 'zset'})
+-- the record's type also says whether it exists (one TYPE, no EXISTS)
+local record = redis.call('TYPE', KEYS[1])['ok']
+local wrong = check_types({KEYS[2], 'list', KEYS[3], 'zset', KEYS[4], 'list', KEYS[5], 'zset'})
+if not wrong and record ~= 'none' and record ~= 'hash' then
+  wrong = check_types({KEYS[1], 'hash'})
+end
 if not wrong and uq then
   wrong = check_types({KEYS[7], 'string'})
 end
 if wrong then
   return wrong
 end
-local existing = redis.call('HGET', KEYS[1], 't')
-if existing then
-  if existing == ARGV[2] then
-    return 0
+if record == 'hash' then
+  -- idempotent for the same task only (a record without one: a leftover)
+  local existing = redis.call('HGET', KEYS[1], 't')
+  if existing and existing ~= ARGV[2] then
+    return 3
   end
-  return 3
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 if tick then
@@ -148,6 +150,6 @@ if gid and group_push(string.sub(KEYS[1], 1, -(#ARGV[1] + 5)), gid, ARGV[1], fal
   return 1
 end
 redis.call('RPUSH', KEYS[2], ARGV[1])
-redis.call('ZADD', KEYS[3], -priority, ARGV[4])
+redis.call('ZADD', KEYS[3], priority == 0 and '0' or -priority, ARGV[4])
 wake(KEYS[4])
 return 1

@@ -33,19 +33,26 @@ local jobs = (#ARGV - 4) / 3
 if jobs ~= math.floor(jobs) or jobs ~= #KEYS - 4 then
   refuse('want one job record key per (id, task, arguments) triple, got keys/args', #KEYS .. '/' .. #ARGV)
 end
-local types = {KEYS[1], 'list', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'zset'}
 for j = 1, jobs do
   local i = 2 + 3 * j
   need_text(ARGV[i], 'job id')
   need_key_for(KEYS[4 + j], 'job', ARGV[i])
   need_text(ARGV[i + 1], 'task name')
   need_text(ARGV[i + 2], 'arguments')
-  types[#types + 1] = KEYS[4 + j]
-  types[#types + 1] = 'hash'
 end
-local wrong = check_types(types)
+local wrong = check_types({KEYS[1], 'list', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'zset'})
 if wrong then
   return wrong
+end
+-- each record's type also says whether it exists (one TYPE per job, no EXISTS)
+local exists = {}
+for j = 1, jobs do
+  local found = redis.call('TYPE', KEYS[4 + j])['ok']
+  if found == 'hash' then
+    exists[KEYS[4 + j]] = true
+  elseif found ~= 'none' then
+    return check_types({KEYS[4 + j], 'hash'})
+  end
 end
 local now = now_ms()
 local due = 0
@@ -75,12 +82,12 @@ local queued = {}
 for j = 1, jobs do
   local i = 2 + 3 * j
   local id, jk = ARGV[i], KEYS[4 + j]
-  local existing = redis.call('HGET', jk, 't')
-  if existing == ARGV[i + 1] then
-    codes[#codes + 1] = 0
-  elseif existing or redis.call('EXISTS', jk) == 1 then
-    codes[#codes + 1] = existing and 3 or 0
+  if exists[jk] then
+    -- idempotent for the same task only (a record without one: a leftover)
+    local existing = redis.call('HGET', jk, 't')
+    codes[#codes + 1] = (existing and existing ~= ARGV[i + 1]) and 3 or 0
   else
+    exists[jk] = true  -- the same id twice in one batch: the first one wins
     redis.call('HSET', jk, 't', ARGV[i + 1], 'a', ARGV[i + 2], unpack(common))
     if scheduled then
       redis.call('ZADD', KEYS[4], due, id)

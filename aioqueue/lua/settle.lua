@@ -46,7 +46,6 @@ local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wa
   stats = KEYS[6], dead = KEYS[3]}
 local default_ttl = need_int(ARGV[2], 'default result TTL', 1)
 local dead_ttl = need_int(ARGV[3], 'dead-letter TTL', 1)
-local KINDS = {ok = true, retry = true, dead = true, requeue = true, cancel = true}
 local groups = (#ARGV - 3) / 5
 if groups ~= math.floor(groups) or groups ~= #KEYS - 6 then
   refuse('want one job record key per group of 5 arguments, got keys/args', #KEYS .. '/' .. #ARGV)
@@ -55,43 +54,58 @@ local numbers = {}
 for g = 1, groups do
   local i = 4 + 5 * (g - 1)
   need_text(ARGV[i], 'job id')
-  need_key_for(KEYS[6 + g], 'job', ARGV[i])
+  need_job_key(qk.prefix, KEYS[6 + g], ARGV[i])
   need_text(ARGV[i + 1], 'token')
-  if not KINDS[ARGV[i + 2]] then
+  local kind = ARGV[i + 2]
+  if kind ~= 'ok' and kind ~= 'retry' and kind ~= 'dead' and kind ~= 'requeue'
+      and kind ~= 'cancel' then
     refuse('unknown settle kind', ARGV[i + 2])
   end
   numbers[g] = need_int(ARGV[i + 4], 'settle number', 0)
 end
 local now = now_ms()
+-- 'now' as text once: a number argument to redis.call is formatted (snprintf)
+-- on every call, and this one goes into every job's record
+local now_text = string.format('%d', now)
 local codes = {}
 -- the per-minute counter of each outcome
-local COUNTED = {ok = 'succeeded', dead = 'failed', retry = 'retried', cancel = 'cancelled'}
+-- the per-minute counter of each outcome (requeue: none)
+local function counted(kind)
+  if kind == 'ok' then return 'succeeded' end
+  if kind == 'dead' then return 'failed' end
+  if kind == 'retry' then return 'retried' end
+  if kind == 'cancel' then return 'cancelled' end
+  return nil
+end
 
 local function count_minute(kind, rec)
   local started = tonumber(rec[4])
   if started then
-    minute_add('run_n', 1)
-    minute_add('run_ms', now - started)
-    minute_max('run_max', now - started)
+    local waited = nil
     if not rec[6] or rec[6] == '1' then
-      local waited = math.max(0, started - (tonumber(rec[5]) or started))
-      minute_add('wait_n', 1)
-      minute_add('wait_ms', waited)
-      minute_max('wait_max', waited)
+      waited = started - (tonumber(rec[5]) or started)
+      if waited < 0 then waited = 0 end
     end
+    minute_run(now - started, waited)
   end
-  if COUNTED[kind] then
-    minute_add(COUNTED[kind], 1)
+  local name = counted(kind)
+  if name then
+    minute_add(name, 1)
   end
 end
 
-local function succeed(id, jk, payload, ttl, own_ttl)
-  redis.call('HSET', jk, 'st', 'succeeded', 'r', payload, 'tf', now)
-  if ttl <= 0 then ttl = tonumber(own_ttl) or default_ttl end
-  redis.call('PEXPIRE', jk, ttl)
-  redis.call('HINCRBY', KEYS[6], 'succeeded', 1)
+local function succeed(id, jk, payload, ttl, ttl_text, own_ttl, in_workflow)
+  redis.call('HSET', jk, 'st', 'succeeded', 'r', payload, 'tf', now_text)
+  if ttl > 0 then
+    redis.call('PEXPIRE', jk, ttl_text)
+  else
+    redis.call('PEXPIRE', jk, tonumber(own_ttl) or ARGV[2])
+  end
+  redis.call('HINCRBY', KEYS[6], 'succeeded', '1')
   notify(qk.prefix .. 'done:' .. id, 'succeeded')
-  advance_workflow(qk, now, jk, 'ok', payload, default_ttl)
+  if in_workflow then
+    advance_workflow(qk, now, jk, 'ok', payload, default_ttl)
+  end
 end
 
 local function retry(id, jk, payload, delay)
@@ -113,7 +127,7 @@ for g = 1, groups do
   local i = 4 + 5 * (g - 1)
   local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], numbers[g]
   local jk = KEYS[6 + g]
-  local rec = redis.call('HMGET', jk, 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx', 'g')
+  local rec = redis.call('HMGET', jk, 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx', 'g', 'wf')
   if rec[1] ~= token or not redis.call('ZSCORE', KEYS[1], id) then
     if rec[2] == token .. kind then
       codes[#codes + 1] = 0
@@ -133,7 +147,7 @@ for g = 1, groups do
     end
     count_minute(kind, rec)
     if kind == 'ok' then
-      succeed(id, jk, payload, number, rec[3])
+      succeed(id, jk, payload, number, ARGV[i + 4], rec[3], rec[9])
     elseif kind == 'retry' then
       retry(id, jk, payload, number)
     elseif kind == 'dead' then

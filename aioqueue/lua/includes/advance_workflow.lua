@@ -33,7 +33,7 @@ local function member_fields(wfid, index, overrides)
   end
   if #pairs_list % 2 == 0 then
     for i = 1, #pairs_list, 2 do
-      if OVERRIDE_NAMES[pairs_list[i]] and tonumber(pairs_list[i + 1]) then
+      if is_override(pairs_list[i]) and tonumber(pairs_list[i + 1]) then
         fields[#fields + 1] = pairs_list[i]
         fields[#fields + 1] = pairs_list[i + 1]
       end

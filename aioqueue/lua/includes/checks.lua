@@ -9,13 +9,21 @@ local function refuse(what, value)
 end
 
 -- an integer in [lo, hi] (nil bound = open), from ARGV text in plain
--- decimal form (what the Python side sends: no '05', '1e3' or ' 5', which
--- would name a different key than the number they stand for)
+-- decimal form (what the Python side sends: no '05', '1e3', '-0' or ' 5',
+-- which would name a different key than the number they stand for) and
+-- exact as a Lua number (|n| < 2^53). Checked with one anchored pattern, not
+-- by formatting the number back: that snprintf cost more than the rest of
+-- the check, and this runs for every job of a batch.
 local function need_int(value, what, lo, hi)
+  if value == '0' and (not lo or lo <= 0) and (not hi or hi >= 0) then
+    return 0  -- the usual value of most numbers sent (strings compare as pointers)
+  end
+  if type(value) ~= 'string' or #value > 16
+      or (value ~= '0' and not string.find(value, '^%-?[1-9]%d*$')) then
+    refuse(what .. ' must be an integer, got', value)
+  end
   local n = tonumber(value)
-  if type(value) ~= 'string' or string.len(value) > 16 or n == nil or n ~= n
-      or n == math.huge or n == -math.huge or n ~= math.floor(n)
-      or string.format('%d', n) ~= value or (lo and n < lo) or (hi and n > hi) then
+  if n > 9007199254740991 or n < -9007199254740991 or (lo and n < lo) or (hi and n > hi) then
     refuse(what .. ' must be an integer, got', value)
   end
   return n
@@ -29,11 +37,23 @@ local function need_text(value, what)
 end
 
 -- the key the caller passed must be the one this id names (e.g. KEYS[1] =
--- '<q>job:' .. id): a mismatch would write a record under one id and queue another
+-- '<q>job:' .. id): a mismatch would write a record under one id and queue
+-- another. Compared in place (plain finds at fixed positions), without
+-- building the expected key: this runs for every job of a batch.
 local function need_key_for(key, kind, id)
-  local suffix = kind .. ':' .. id
-  if string.sub(key, -string.len(suffix) - 1) ~= ':' .. suffix then
+  local at = #key - #id - #kind - 1  -- where ':' .. kind .. ':' .. id must start
+  if at < 1 or string.byte(key, at) ~= 58 or string.byte(key, at + #kind + 1) ~= 58
+      or string.find(key, kind, at + 1, true) ~= at + 1
+      or string.find(key, id, at + #kind + 2, true) ~= at + #kind + 2 then
     refuse('the key does not name ' .. kind .. ' id', id)
+  end
+end
+
+-- the same for a batch with a checked queue prefix: one concatenation and
+-- a compare of interned strings (cheaper per job than need_key_for's finds)
+local function need_job_key(prefix, key, id)
+  if key ~= prefix .. 'job:' .. id then
+    refuse('the key does not name job id', id)
   end
 end
 

@@ -27,17 +27,10 @@
 -- the job then waits ungrouped (group_push answers false) and the stats
 -- count 'malformed_group'. Needs wake.lua and check_types.lua.
 
-local GROUP_TYPES = {'gring', 'zset', 'gpark', 'zset', 'grunning', 'set', 'glimits', 'hash',
-  'gstate', 'hash'}
-
 -- nil when the group's keys (and the queue's group keys) have their types
 local function group_damaged(Q, gid)
-  local pairs = {Q .. 'gw:' .. gid, 'list', Q .. 'grun:' .. gid, 'set'}
-  for i = 1, #GROUP_TYPES, 2 do
-    pairs[#pairs + 1] = Q .. GROUP_TYPES[i]
-    pairs[#pairs + 1] = GROUP_TYPES[i + 1]
-  end
-  return check_types(pairs)
+  return check_types({Q .. 'gw:' .. gid, 'list', Q .. 'grun:' .. gid, 'set', Q .. 'gring', 'zset',
+    Q .. 'gpark', 'zset', Q .. 'grunning', 'set', Q .. 'glimits', 'hash', Q .. 'gstate', 'hash'})
 end
 
 -- the turn after the last group in the ring (the back of the line)

@@ -1,7 +1,7 @@
 -- minute_stats: per-minute counters of a queue (throughput and latency), kept
--- for a bounded window. A script accumulates with minute_add/minute_max while
--- it works and writes once, at its end, with minute_flush: a few commands per
--- script call (per batch of jobs), never an extra round trip.
+-- for a bounded window. A script accumulates with minute_add and minute_run
+-- while it works and writes once, at its end, with minute_flush: a few
+-- commands per script call (per batch of jobs), never an extra round trip.
 --
 -- Key: <q>m:<minutes since the epoch> (hash), expiring 25 h after it was last
 -- written. Fields: succeeded, failed, retried, cancelled, expired (leases that
@@ -11,19 +11,37 @@
 -- counts are dropped) rather than failing the script that settles jobs.
 local MINUTE_STATS_TTL_MS = 25 * 3600 * 1000
 local minute_acc = {}
+-- run and wait summaries of settled attempts: plain upvalues, updated by one
+-- call per job (settle runs this for every job of its batch)
+local m_run_n, m_run_ms, m_run_max = 0, 0, -1
+local m_wait_n, m_wait_ms, m_wait_max = 0, 0, -1
 
+-- an outcome counter (succeeded, failed, retried, cancelled, expired)
 local function minute_add(field, n)
   minute_acc[field] = (minute_acc[field] or 0) + n
 end
 
-local function minute_max(field, value)
-  if not minute_acc[field] or value > minute_acc[field] then
-    minute_acc[field] = value
+-- one settled attempt that ran run_ms; waited_ms: enqueue to start of a
+-- first attempt (nil for a later attempt)
+local function minute_run(run_ms, waited_ms)
+  m_run_n = m_run_n + 1
+  m_run_ms = m_run_ms + run_ms
+  if run_ms > m_run_max then m_run_max = run_ms end
+  if waited_ms then
+    m_wait_n = m_wait_n + 1
+    m_wait_ms = m_wait_ms + waited_ms
+    if waited_ms > m_wait_max then m_wait_max = waited_ms end
+  end
+end
+
+local function minute_raise(key, field, value)
+  if value > tonumber(redis.call('HGET', key, field) or '-1') then
+    redis.call('HSET', key, field, value)
   end
 end
 
 local function minute_flush(Q, now)
-  if next(minute_acc) == nil then
+  if next(minute_acc) == nil and m_run_n == 0 then
     return
   end
   local key = Q .. 'm:' .. math.floor(now / 60000)
@@ -32,14 +50,20 @@ local function minute_flush(Q, now)
     return
   end
   for field, n in pairs(minute_acc) do
-    if string.sub(field, -4) == '_max' then
-      if n > tonumber(redis.call('HGET', key, field) or '-1') then
-        redis.call('HSET', key, field, n)
-      end
-    else
-      redis.call('HINCRBY', key, field, n)
-    end
+    redis.call('HINCRBY', key, field, n)
+  end
+  if m_run_n > 0 then
+    redis.call('HINCRBY', key, 'run_n', m_run_n)
+    redis.call('HINCRBY', key, 'run_ms', m_run_ms)
+    minute_raise(key, 'run_max', m_run_max)
+  end
+  if m_wait_n > 0 then
+    redis.call('HINCRBY', key, 'wait_n', m_wait_n)
+    redis.call('HINCRBY', key, 'wait_ms', m_wait_ms)
+    minute_raise(key, 'wait_max', m_wait_max)
   end
   redis.call('PEXPIRE', key, MINUTE_STATS_TTL_MS)
   minute_acc = {}
+  m_run_n, m_run_ms, m_run_max = 0, 0, -1
+  m_wait_n, m_wait_ms, m_wait_max = 0, 0, -1
 end

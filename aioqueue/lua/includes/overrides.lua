@@ -3,7 +3,10 @@
 -- (record.py OVERRIDE_FIELDS) with integer values, and the producer's trace
 -- context 'tc' (record.py Field.TRACE): 1..1024 printable ASCII characters.
 -- @include checks.lua
-local OVERRIDE_NAMES = {mt = true, md = true, to = true, rt = true}
+-- (a comparison, not a constant table: a table would be built on every call)
+local function is_override(name)
+  return name == 'mt' or name == 'md' or name == 'to' or name == 'rt'
+end
 local TRACE_MAX = 1024
 local function overrides(text)
   local fields = {}
@@ -22,7 +25,7 @@ local function overrides(text)
       if #tc == 0 or #tc > TRACE_MAX or string.find(tc, '[^\32-\126]') then
         refuse('trace context must be 1..1024 printable ASCII characters, got', tc)
       end
-    elseif not OVERRIDE_NAMES[fields[i]] then
+    elseif not is_override(fields[i]) then
       refuse('unknown override field', fields[i])
     else
       need_int(fields[i + 1], 'override ' .. fields[i], 0)

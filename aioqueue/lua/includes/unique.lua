@@ -9,15 +9,17 @@
 --   throttle  any enqueue within the key's ttl (the window) after the one
 --             that took it is dropped, whatever became of that job
 -- @include checks.lua
-local UNIQUE_MODES = {unique = true, debounce = true, throttle = true}
-local UNIQUE_ENDED = {succeeded = true, failed = true, cancelled = true}
+-- (comparisons, not constant tables: a table would be built on every call)
+local function unique_ended(status)
+  return status == 'succeeded' or status == 'failed' or status == 'cancelled'
+end
 
 -- the caller's unique arguments, checked; nil when the enqueue has none
 local function unique_args(key, mode, ttl)
   if not key then
     return nil
   end
-  if not UNIQUE_MODES[mode] then
+  if mode ~= 'unique' and mode ~= 'debounce' and mode ~= 'throttle' then
     refuse('unknown unique mode', mode or 'nothing')
   end
   return {key = key, mode = mode, ttl = need_int(ttl, 'unique ttl', 1)}
@@ -30,7 +32,7 @@ local function unique_holder(uq, prefix)
     return nil
   end
   local status = redis.call('HGET', prefix .. 'job:' .. id, 'st')
-  if uq.mode ~= 'throttle' and (not status or UNIQUE_ENDED[status]) then
+  if uq.mode ~= 'throttle' and (not status or unique_ended(status)) then
     return nil
   end
   return id, status

@@ -166,11 +166,14 @@ end
 
 local function read_job(id)
   local jk = Q .. 'job:' .. id
-  if check_types({jk, 'hash'}) then
-    redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
+  -- pcall: a key of another type answers WRONGTYPE instead of stopping the
+  -- script half-way (cheaper than asking TYPE first, for every job)
+  local rec = redis.pcall('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'tk', 'tc')
+  if rec.err then
+    redis.call('HINCRBY', KEYS[4], 'malformed_record', '1')
     return jk, {'not ours'}
   end
-  return jk, redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'tk', 'tc')
+  return jk, rec
 end
 
 local lim = flow_open({prefix = Q, limits = KEYS[8], state = KEYS[9], held = KEYS[10],

@@ -10,6 +10,7 @@ lease token or reservation id, so repeating a call is safe.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -57,15 +58,47 @@ def _expand(text: str, lines: list[str], included: set[str]) -> None:
             _expand(_read("includes", part), lines, included)
 
 
+_FUNCTION_START = re.compile(r"local function ([A-Za-z_][A-Za-z0-9_]*)\(")
+
+
+def _drop_unused(lines: list[str]) -> list[str]:
+    """Leave out the included top-level functions the script never calls.
+
+    Each ``local function`` of a script body is a new closure on every call
+    (Redis runs the whole chunk per EVALSHA), so an include's unused helpers
+    cost instructions and garbage on every job. A top-level function starts
+    with ``local function name(`` at column 0 and ends at the first ``end``
+    at column 0 (the includes' style, kept by tests/test_script_loader.py).
+    """
+    while True:
+        blocks: list[tuple[str, int, int]] = []
+        start: tuple[str, int] | None = None
+        for i, line in enumerate(lines):
+            match = _FUNCTION_START.match(line)
+            if match and start is None:
+                start = (match.group(1), i)
+            elif start is not None and line == "end":
+                blocks.append((start[0], start[1], i))
+                start = None
+        text = "\n".join(lines)
+        unused = [(b, e) for fn, b, e in blocks
+                  if len(re.findall(rf"\b{fn}\b", text)) == len(
+                      re.findall(rf"\b{fn}\b", "\n".join(lines[b:e + 1])))]
+        if not unused:
+            return lines
+        dropped = {i for b, e in unused for i in range(b, e + 1)}
+        lines = [line for i, line in enumerate(lines) if i not in dropped]
+
+
 def load_script(name: str, *, flags: bool = False) -> LuaScript:
     """Read ``lua/<name>.lua``; a line ``-- @include <file>`` is replaced by
     ``lua/includes/<file>`` (once, includes nested) so shared Lua functions are
-    written once. With
+    written once; included functions the script never calls are left out. With
     ``flags`` (Redis >= 7, Valkey) a script in ``ALLOW_OOM`` gets the
     ``allow-oom`` shebang flag."""
     lines = ["#!lua flags=allow-oom"] if flags and name in ALLOW_OOM else []
     _expand(_read(f"{name}.lua"), lines, set())
-    source = "\n".join(lines) + "\n"
+    source = "\n".join(_drop_unused(lines)) + "\n"
     return LuaScript(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 

@@ -54,7 +54,10 @@ local at = nil
 if ARGV[6] ~= '' then
   at = need_int(ARGV[6], 'due time', 0)
 end
-local fields = overrides(ARGV[7])
+local extra = nil
+if ARGV[7] ~= '' then
+  extra = overrides(ARGV[7])
+end
 local tick = nil
 local uq = unique_args(KEYS[7], ARGV[10], ARGV[11])
 if KEYS[6] and ARGV[8] ~= '' then
@@ -117,34 +120,32 @@ if delay > 0 then
 elseif at then
   due = at
 end
-fields[#fields + 1] = 't'
-fields[#fields + 1] = ARGV[2]
-fields[#fields + 1] = 'a'
-fields[#fields + 1] = ARGV[3]
-fields[#fields + 1] = 'et'
-fields[#fields + 1] = now
+-- the record in one table constructor (appending field by field grew the
+-- table four times per job)
+local scheduled = due > now
+local fields = {'t', ARGV[2], 'a', ARGV[3], 'et', now, 'st', scheduled and 'scheduled' or 'queued'}
+local n = 8
+if scheduled then
+  fields[9], fields[10], n = 'due', due, 10
+end
 if priority ~= 0 then
-  fields[#fields + 1] = 'p'
-  fields[#fields + 1] = ARGV[4]
+  fields[n + 1], fields[n + 2], n = 'p', ARGV[4], n + 2
 end
 if gid then
-  fields[#fields + 1] = 'g'
-  fields[#fields + 1] = gid
+  fields[n + 1], fields[n + 2], n = 'g', gid, n + 2
 end
-if due > now then
-  fields[#fields + 1] = 'st'
-  fields[#fields + 1] = 'scheduled'
-  fields[#fields + 1] = 'due'
-  fields[#fields + 1] = due
-  redis.call('HSET', KEYS[1], unpack(fields))
+if extra then
+  for i = 1, #extra do
+    fields[n + i] = extra[i]
+  end
+end
+redis.call('HSET', KEYS[1], unpack(fields))
+if scheduled then
   redis.call('ZADD', KEYS[5], due, ARGV[1])
   -- wake an idle fetcher so it re-reads the next due time
   wake(KEYS[4])
   return 2
 end
-fields[#fields + 1] = 'st'
-fields[#fields + 1] = 'queued'
-redis.call('HSET', KEYS[1], unpack(fields))
 if gid and group_push(string.sub(KEYS[1], 1, -(#ARGV[1] + 5)), gid, ARGV[1], false, nil) then
   wake(KEYS[4])
   return 1

@@ -145,11 +145,13 @@ class BrokerAdmin(JobListing):
         shards, the oldest age is the oldest shard's)."""
         if not any(q in self.shards for q in queues):
             return await self._summaries(queues)
-        # one shard at a time: each shard is its own slot (node, on a cluster)
-        out = []
-        for queue in queues:
-            parts = [(await self._summaries([shard]))[0] for shard in self.shard_names(queue)]
-            out.append(_merged(queue, parts) if queue in self.shards else parts[0])
+        groups = [self.shard_names(q) for q in queues]
+        parts = await self._summaries([shard for group in groups for shard in group])
+        out, pos = [], 0
+        for queue, group in zip(queues, groups, strict=True):
+            chunk = parts[pos:pos + len(group)]
+            out.append(_merged(queue, chunk) if queue in self.shards else chunk[0])
+            pos += len(group)
         return out
 
     async def _summaries(self, queues: Sequence[str]) -> list[QueueSummary]:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .connection import translate_errors
+from .connection_cluster import command_key, key_slot
 from .errors import ConfigurationError
 from .keys import QueueKeys, check_name, check_queue_or_shard, shard_names
 from .record import Field
@@ -104,6 +105,30 @@ def _parse_cursor(cursor: str | None) -> tuple[int, int]:
         raise ConfigurationError(f"cursor {cursor!r} is not one this listing gave") from None
 
 
+async def execute_spread(lane: Lane, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    """``lane.execute_many(commands)``, except on a cluster lane, which sends a
+    pipeline to the primary owning its first key: there the commands are
+    grouped by the primary owning each one's key (one pipeline per primary),
+    and the replies put back in order. For the operator reads that span
+    queues; the hot path keeps its pipelines within one slot."""
+    slot_map = getattr(lane, "slot_map", None)
+    if slot_map is None:
+        return await lane.execute_many(commands)
+    groups: dict[Any, list[int]] = {}
+    for i, command in enumerate(commands):
+        key = command_key(command)
+        owner = None if key is None else slot_map.owner(key_slot(key))
+        groups.setdefault(owner, []).append(i)
+    if len(groups) <= 1:
+        return await lane.execute_many(commands)
+    replies: list[Any] = [None] * len(commands)
+    for places in groups.values():
+        for i, reply in zip(places, await lane.execute_many([commands[i] for i in places]),
+                            strict=True):
+            replies[i] = reply
+    return replies
+
+
 class AdminBase:
     """The lane, prefix and shard counts the operator queries share."""
 
@@ -120,11 +145,13 @@ class AdminBase:
         return shard_names(self.shards, check_name("queue", queue))
 
     async def _many(self, commands: Sequence[Sequence[Any]], where: str) -> list[Any]:
-        """Pipeline ``commands``; an error reply raises our typed error."""
+        """Pipeline ``commands``; an error reply raises our typed error. On a
+        cluster, commands of several queues (slots) go as one pipeline per
+        primary (see :func:`execute_spread`)."""
         if not commands:
             return []
         with translate_errors(where):
-            replies = await self.lane.execute_many(commands)
+            replies = await execute_spread(self.lane, commands)
             for reply in replies:
                 if isinstance(reply, Exception):
                     raise reply

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .broker_admin import Lane, as_mapping
+from .broker_listing import execute_spread
 from .connection import translate_errors
 from .keys import QueueKeys, check_name, shard_names
 
@@ -82,12 +83,9 @@ async def recent_minutes(lane: Lane, prefix: str, queues: Sequence[str], *,
         sec, _ = await lane.execute("TIME")
         now_minute = int(sec) // 60
         span = range(now_minute - minutes + 1, now_minute + 1)
-        if counts:  # one pipeline per shard: each shard is its own slot
-            replies = [r for k in keys for r in await lane.execute_many(
-                [("HGETALL", f"{k.base}m:{m}") for m in span])]
-        else:
-            replies = await lane.execute_many(
-                [("HGETALL", f"{k.base}m:{m}") for k in keys for m in span]) if keys else []
+        # queues (shards) are slots: on a cluster, one pipeline per primary
+        replies = await execute_spread(
+            lane, [("HGETALL", f"{k.base}m:{m}") for k in keys for m in span]) if keys else []
     raws = [{} if isinstance(r, Exception) else as_mapping(r) for r in replies]
     out: dict[str, list[MinuteStats]] = {}
     pos = 0

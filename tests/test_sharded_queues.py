@@ -18,6 +18,7 @@ import pytest
 import aioqueue
 from aioqueue import JobContext
 from aioqueue.broker_admin import BrokerAdmin, JobState
+from aioqueue.broker_stats import recent_minutes
 from aioqueue.cli import main
 from aioqueue.keys import shard_index, shard_key, shard_name
 from aioqueue.running import RunningJobs
@@ -500,3 +501,55 @@ async def test_a_burst_worker_stops_when_the_last_job_ends(
         stopped = time.monotonic()
     assert len(ended) == 40
     assert stopped - max(ended) < 2.0, "the worker waited out an idle fetcher's block_s"
+
+
+def test_the_dashboard_shows_a_sharded_queue(redis_url: str) -> None:
+    pytest.importorskip("starlette")
+    pytest.importorskip("jinja2")
+    from starlette.testclient import TestClient
+
+    from aioqueue.dashboard import create_dashboard
+
+    async def setup() -> list[str]:
+        async with aioqueue.App(redis_url, queue="other", queue_shards={"other": 3}):
+            pass
+        cli_app.app.url = redis_url
+        async with cli_app.app:
+            return [(await cli_app.elsewhere.enqueue(n)).id for n in range(6)]
+
+    ids = anyio.run(setup)
+    token = "t0ps3cret-t0ps3cret"
+    dashboard = create_dashboard(cli_app.app, token=token, open_app=True)
+    with TestClient(dashboard, base_url="http://127.0.0.1:8080",
+                    headers={"Authorization": f"Bearer {token}"}) as client:
+        for path in ["/", "/queues/other", "/queues/other?state=scheduled", "/dead"]:
+            assert client.get(path).status_code == 200, path
+        page = client.get("/queues/other").text
+        assert all(job_id in page for job_id in ids)  # every shard's jobs listed
+        job = client.get(f"/job?id={ids[2]}")
+        assert job.status_code == 200 and "queued" in job.text
+
+
+async def test_operator_reads_span_many_queues_and_shards(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    # on a cluster these queues' slots sit on different primaries: the
+    # operator reads that span them go out as one pipeline per primary
+    app = make_app(queue=queue_name, queue_shards={queue_name: SHARDS})
+
+    @app.task
+    async def work(n: int) -> int:
+        return n
+
+    others = [f"{queue_name}-{i}" for i in range(10)]
+    async with app:
+        job = await work.enqueue(1)
+        for i, other in enumerate(others):
+            await work.options(queue=other).enqueue(i)
+        admin = _admin(app)
+        summaries = await admin.summaries([queue_name, *others])
+        assert [s.waiting for s in summaries] == [1] * 11
+        assert [s.shards for s in summaries] == [SHARDS] + [1] * 10
+        assert await admin.find_queues(job.id, [*others, queue_name]) == [queue_name]
+        minutes = await recent_minutes(app.broker.lane, app.prefix, [queue_name, *others],
+                                       minutes=2, shards=app.broker.shards)
+        assert set(minutes) == {queue_name, *others}

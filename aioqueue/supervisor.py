@@ -209,6 +209,11 @@ class Supervisor:
         burst = BurstTracker(state, self.request_shutdown) if self.burst else None
         self._fetchers = [Fetcher(state, q, start=self._start_job, hand_back=self._hand_back,
                                   burst=burst) for q in shards]
+        if len(shards) > self.concurrency:
+            log.warning("worker %s: %d queues and shards to watch but concurrency %d: an idle "
+                        "fetcher waits with a slot, so some shards wait up to block_s for "
+                        "one (raise --concurrency)", self.worker_id, len(shards),
+                        self.concurrency)
         if burst is not None:
             burst.fetchers = self._fetchers
         self._burst = burst

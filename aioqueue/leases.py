@@ -49,21 +49,31 @@ class Renewer:
         self._quiet_until = 0.0
 
     async def step(self) -> None:
+        """Renew every queue's leases. A queue whose call fails (a shard whose
+        primary fails over, say) does not hold up the others: they are renewed
+        all the same, then the first error is raised."""
         s = self.state.settings
         lease_ms = int(s.lease_s * 1000)
+        failed: Exception | None = None
         for queue in self.state.queues:
             jobs = [r for r in self.state.running.in_queue(queue)
                     if not r.lost and not r.settling]
             if not jobs:
                 continue
             sent_at = time.monotonic()
-            codes = await self.state.broker.renew(queue, [r.key for r in jobs], lease_ms)
+            try:
+                codes = await self.state.broker.renew(queue, [r.key for r in jobs], lease_ms)
+            except Exception as exc:
+                failed = failed or exc
+                continue
             self._check_round_trip(time.monotonic() - sent_at)
             counters = self.state.counters
             counters["renew_calls"] += 1
             for running, code in zip(jobs, codes, strict=True):
                 counters["renewed"] += code is RenewCode.RENEWED
                 await self._apply(running, code, sent_at + s.lease_s)
+        if failed is not None:
+            raise failed
 
     def _check_round_trip(self, round_trip_s: float) -> None:
         s = self.state.settings

@@ -21,6 +21,8 @@ from aioqueue.broker_admin import BrokerAdmin, JobState
 from aioqueue.broker_stats import recent_minutes
 from aioqueue.cli import main
 from aioqueue.keys import shard_index, shard_key, shard_name
+from aioqueue.leases import Renewer
+from aioqueue.roles import WorkerState
 from aioqueue.running import RunningJobs
 from aioqueue.testing import advance, drain
 from aioqueue.workflow import chain, group
@@ -553,3 +555,39 @@ async def test_operator_reads_span_many_queues_and_shards(
         minutes = await recent_minutes(app.broker.lane, app.prefix, [queue_name, *others],
                                        minutes=2, shards=app.broker.shards)
         assert set(minutes) == {queue_name, *others}
+
+
+async def test_a_failing_shard_does_not_hold_up_the_renewal_of_the_others(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    # on a cluster, a shard whose primary is failing over must not cost the
+    # jobs of the other shards their leases
+    app = make_app(queue=queue_name, queue_shards={queue_name: 2})
+
+    @app.task
+    async def work(n: int) -> int:
+        return n
+
+    async with app:
+        shards = app.broker.shard_queues(queue_name)
+        for shard in range(2):
+            await work.options(job_id=_ids_in_shard(shard, 1, 2, "r")[0]).enqueue(shard)
+        state = WorkerState(app.broker, app.worker_settings, "w-test", shards,
+                            RunningJobs(10))
+        claimed = []
+        async with app.broker.blocking_client("test") as conn:
+            for shard in shards:
+                jobs, _ = await app.broker.claim(conn, shard, 1, 200, "w-test")
+                claimed += jobs
+        running = [state.running.add(job, time.monotonic() + 1) for job in claimed]
+        broken = app.broker.keys(shards[0]).leases
+        await app.broker.client.delete(broken)
+        await app.broker.client.set(broken, "not a zset")  # shard 0's renewals now fail
+        healthy = app.broker.keys(shards[1]).leases
+        before = await app.broker.client.zscore(healthy, claimed[1].id)
+        sent = time.monotonic()
+        with pytest.raises(aioqueue.AioqueueError):
+            await Renewer(state).step()
+        after = await app.broker.client.zscore(healthy, claimed[1].id)
+        assert before is not None and after is not None and after > before
+        assert running[1].lease_until >= sent + app.worker_settings.lease_s
+        await app.broker.client.delete(broken)

@@ -9,8 +9,10 @@ lease token or reservation id, so repeating a call is safe.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
+from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -59,6 +61,7 @@ def _expand(text: str, lines: list[str], included: set[str]) -> None:
 
 
 _FUNCTION_START = re.compile(r"local function ([A-Za-z_][A-Za-z0-9_]*)\(")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _drop_unused(lines: list[str]) -> list[str]:
@@ -80,16 +83,16 @@ def _drop_unused(lines: list[str]) -> list[str]:
             elif start is not None and line == "end":
                 blocks.append((start[0], start[1], i))
                 start = None
-        text = "\n".join(lines)
+        uses = Counter(_NAME.findall("\n".join(lines)))
         unused = [(b, e) for fn, b, e in blocks
-                  if len(re.findall(rf"\b{fn}\b", text)) == len(
-                      re.findall(rf"\b{fn}\b", "\n".join(lines[b:e + 1])))]
+                  if uses[fn] == Counter(_NAME.findall("\n".join(lines[b:e + 1])))[fn]]
         if not unused:
             return lines
         dropped = {i for b, e in unused for i in range(b, e + 1)}
         lines = [line for i, line in enumerate(lines) if i not in dropped]
 
 
+@functools.cache
 def load_script(name: str, *, flags: bool = False) -> LuaScript:
     """Read ``lua/<name>.lua``; a line ``-- @include <file>`` is replaced by
     ``lua/includes/<file>`` (once, includes nested) so shared Lua functions are

@@ -166,9 +166,16 @@ class Reaper:
             await anyio.sleep(self.state.settings.reap_grace_s)
         self._resuming = True
         totals = (0, 0)
+        failed: Exception | None = None
         for queue in self.state.queues:
-            requeued, dead = await self._reap_queue(queue)
+            try:
+                requeued, dead = await self._reap_queue(queue)
+            except Exception as exc:  # the other queues (shards) are reaped all the same
+                failed = failed or exc
+                continue
             totals = (totals[0] + requeued, totals[1] + dead)
+        if failed is not None:
+            raise failed
         self._resuming = False
         return totals
 

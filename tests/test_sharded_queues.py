@@ -21,7 +21,7 @@ from aioqueue.broker_admin import BrokerAdmin, JobState
 from aioqueue.broker_stats import recent_minutes
 from aioqueue.cli import main
 from aioqueue.keys import shard_index, shard_key, shard_name
-from aioqueue.leases import Renewer
+from aioqueue.leases import Reaper, Renewer
 from aioqueue.roles import WorkerState
 from aioqueue.running import RunningJobs
 from aioqueue.testing import advance, drain
@@ -590,4 +590,30 @@ async def test_a_failing_shard_does_not_hold_up_the_renewal_of_the_others(
         after = await app.broker.client.zscore(healthy, claimed[1].id)
         assert before is not None and after is not None and after > before
         assert running[1].lease_until >= sent + app.worker_settings.lease_s
+        await app.broker.client.delete(broken)
+
+
+async def test_a_failing_shard_does_not_hold_up_the_reaping_of_the_others(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    app = make_app(queue=queue_name, queue_shards={queue_name: 2})
+
+    @app.task
+    async def work(n: int) -> int:
+        return n
+
+    async with app:
+        shards = app.broker.shard_queues(queue_name)
+        job = await work.options(job_id=_ids_in_shard(1, 1, 2, "x")[0]).enqueue(1)
+        async with app.broker.blocking_client("test") as conn:
+            (claimed,), _ = await app.broker.claim(conn, shards[1], 1, 1, "w-gone")
+        await anyio.sleep(0.01)  # the 1 ms lease runs out on the server
+        broken = app.broker.keys(shards[0]).leases
+        await app.broker.client.set(broken, "not a zset")  # shard 0's reaps now fail
+        state = WorkerState(app.broker, app.worker_settings, "w-test", shards,
+                            RunningJobs(10))
+        reaper = Reaper(state, dead_letter_ttl_ms=60_000, result_ttl_ms=60_000)
+        with pytest.raises(aioqueue.AioqueueError):
+            await reaper.step()
+        assert claimed.id == job.id
+        assert await job.status() is aioqueue.JobStatus.QUEUED  # shard 1 was reaped
         await app.broker.client.delete(broken)

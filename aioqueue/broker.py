@@ -29,6 +29,8 @@ from .script_codes import (
     ProgressCode,
     RenewCode,
     SettleCode,
+    renew_code,
+    settle_code,
 )
 from .scripts import ScriptRunner
 
@@ -226,7 +228,7 @@ class Broker(BrokerEnqueue):
                 *(k.job(s.job_id) for s in settlements)]
         with translate_errors(k.base):
             codes = await self.scripts.run(self.lane, "settle", keys, args)
-        return [SettleCode(int(c)) for c in codes]
+        return [settle_code(c) for c in codes]
 
     async def renew(
         self, queue: str, leases: Sequence[tuple[str, str]], lease_ms: int
@@ -238,7 +240,7 @@ class Broker(BrokerEnqueue):
         keys = [k.leases, *(k.job(job_id) for job_id, _ in leases)]
         with translate_errors(k.base):
             codes = await self.scripts.run(self.lane, "renew", keys, args)
-        return [RenewCode(int(c)) for c in codes]
+        return [renew_code(c) for c in codes]
 
     async def reap(
         self, queue: str, *, limit: int, max_deliveries: int, dead_letter_ttl_ms: int,

@@ -14,7 +14,7 @@ from redis import exceptions as redis_errors
 from .broker_reads import BrokerReads
 from .connection import translate_errors
 from .errors import ConfigurationError, DurabilityUnconfirmed
-from .script_codes import EnqueueCode
+from .script_codes import EnqueueCode, enqueue_code
 from .scripts import RELOAD_ATTEMPTS, ScriptRunner
 
 
@@ -47,10 +47,10 @@ class BrokerEnqueue(BrokerReads):
         if self.durable:
             command = ("EVALSHA", self.scripts.scripts["enqueue"].sha, len(keys), *keys, *args)
             (result,) = await self.run_pipelined(k.base, "enqueue", [command], [job_id])
-            return EnqueueCode(int(result))
+            return enqueue_code(result)
         with translate_errors(k.base):
             result = await self.scripts.run(self.lane, "enqueue", keys, args)
-        return EnqueueCode(int(result))
+        return enqueue_code(result)
 
     def _durability_command(self) -> tuple[Any, ...]:
         if self.wait_fsync:
@@ -123,7 +123,7 @@ class BrokerEnqueue(BrokerReads):
                 [job_id, task, args_json, priority, 0, "", extra_field, schedule_name, tick_ms,
                  *grouped],
             )
-        return EnqueueCode(int(result)).created
+        return enqueue_code(result).created
 
     async def enqueue_many(
         self, queue: str, jobs: Sequence[tuple[str, str, str, int, int, int | None,
@@ -156,7 +156,7 @@ class BrokerEnqueue(BrokerReads):
                     priority, delay_ms, "" if at_ms is None else at_ms, extra_field, *flat))
         replies = await self.run_pipelined(k.base, "enqueue_batch", commands,
                                            [j[0] for j in jobs], atomic=True)
-        return [EnqueueCode(int(code)) for reply in replies for code in reply]
+        return [enqueue_code(code) for reply in replies for code in reply]
 
 
     async def _enqueue_many_sharded(

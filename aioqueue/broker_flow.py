@@ -31,7 +31,7 @@ from .connection import translate_errors
 from .errors import ConfigurationError
 from .flow import QUEUE_SCOPE, FlowKeys, RateLimit, RateLimited, UniqueKey, scope_field
 from .keys import QueueKeys, check_name, check_task_name
-from .script_codes import EnqueueCode
+from .script_codes import EnqueueCode, enqueue_code
 from .scripts import load_script
 
 log = logging.getLogger("aioqueue.flow")
@@ -286,8 +286,8 @@ async def enqueue_flow(
     (reply,) = await broker.run_pipelined(broker.keys(queue).base, "enqueue", [command],
                                           [job_id])
     if isinstance(reply, list):
-        return EnqueueCode(int(reply[0])), _text(reply[1])
-    return EnqueueCode(int(reply)), job_id
+        return enqueue_code(reply[0]), _text(reply[1])
+    return enqueue_code(reply), job_id
 
 
 class GroupedJob(Protocol):
@@ -311,4 +311,4 @@ async def enqueue_grouped_many(broker: Broker, queue: str, jobs: Sequence[Groupe
         return []
     replies = await broker.run_pipelined(broker.keys(queue).base, "enqueue", commands,
                                          [j.job_id for j in jobs], atomic=True)
-    return [EnqueueCode(int(r)) for r in replies]
+    return [enqueue_code(r) for r in replies]

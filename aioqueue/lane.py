@@ -4,8 +4,9 @@ redis-py's client layer costs more CPU per command than the whole Lua script
 that enqueues a job: a pool with locks and observability hooks, a retry
 wrapper, and ``asyncio.wait_for`` (a new task) for every socket timeout. The
 lane keeps redis-py's connection and protocol parser but drives them directly:
-a list of idle connections, an ``asyncio.Semaphore`` that bounds how many
-exist, ``asyncio.timeout`` for the deadline, and a bounded retry (the one
+a list of idle connections, a slot counter that bounds how many exist (a
+free slot is taken without a call; a full lane queues waiters in order),
+``asyncio.timeout`` for the deadline, and a bounded retry (the one
 backoff policy, :data:`aioqueue.backoff.COMMAND_RETRY`) for the (idempotent
 or fenced) commands sent through it. ``benchmarks/lane.py`` measures it
 against a plain redis-py pool.
@@ -13,13 +14,15 @@ against a plain redis-py pool.
 Its primitives are asyncio's, not anyio's, on purpose: anyio's semaphore and
 cancel scope always yield to the event loop, which on the 2-core box cost
 about 17 microseconds per command each, more than the command itself.
-asyncio's semaphore takes a free slot without yielding, and a cancelled wait
-for a slot raises ``CancelledError`` (nothing else).
+asyncio's semaphore also takes a free slot without yielding, but costs seven
+Python calls per command where the counter costs none; a cancelled wait for
+a slot raises ``CancelledError`` (nothing else: tests/test_lane.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -64,7 +67,8 @@ class CommandLane:
         retries: int,
     ) -> None:
         self._factory = factory
-        self._slots = asyncio.Semaphore(size)
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._closed = False
         self._idle: list[AbstractConnection] = []
         self._all: set[AbstractConnection] = set()
@@ -96,11 +100,19 @@ class CommandLane:
         timeout = self.timeout_s if timeout_s == -1.0 else timeout_s
         attempt = 0
         while True:
-            self._check_open()
+            if self._closed:
+                self._check_open()
             try:
-                async with self._slots:
-                    self._check_open()
+                if self._free > 0 and not self._waiters:
+                    self._free -= 1
+                else:
+                    await self._wait_for_slot()
+                try:
+                    if self._closed:
+                        self._check_open()
                     return await self._on_connection(commands, timeout, single)
+                finally:
+                    self._release()
             except _RETRYABLE as exc:
                 if isinstance(exc, redis_errors.AuthenticationError | RedisUnavailable) \
                         or attempt >= self.retries:
@@ -111,6 +123,26 @@ class CommandLane:
                     raise
                 attempt += 1
                 await anyio.sleep(COMMAND_RETRY.delay_s(attempt))
+
+    async def _wait_for_slot(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # a releaser hands its slot over (set_result)
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._release()  # handed a slot just as we were cancelled: pass it on
+            elif waiter in self._waiters:
+                self._waiters.remove(waiter)
+            raise
+
+    def _release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # skip waiters cancelled meanwhile
+                waiter.set_result(None)
+                return
+        self._free += 1
 
     async def _on_connection(self, commands: Sequence[Sequence[Any]], timeout: float | None,
                              single: bool) -> list[Any]:

@@ -8,6 +8,7 @@ with names, never with bare integers.
 from __future__ import annotations
 
 import enum
+from typing import Any, Generic, TypeVar
 
 
 class EnqueueCode(enum.IntEnum):
@@ -108,3 +109,26 @@ SCRIPT_CODES: dict[str, type[enum.Enum]] = {
 }
 """Which enum answers for which script (scripts not named return counts or
 lists, described in their header)."""
+
+
+
+_Code = TypeVar("_Code", bound=enum.IntEnum)
+
+
+class ReplyCodes(Generic[_Code]):
+    """Maps a script's integer reply to its enum member with a dict lookup
+    (an enum call costs about a microsecond, paid per job of a batch). An
+    unknown code raises ValueError, as the enum call does."""
+
+    def __init__(self, codes: type[_Code]) -> None:
+        self._codes = codes
+        self._by_reply = {int(code): code for code in codes}
+
+    def __call__(self, reply: Any) -> _Code:
+        code = self._by_reply.get(reply)
+        return self._codes(int(reply)) if code is None else code
+
+
+enqueue_code = ReplyCodes(EnqueueCode)
+settle_code = ReplyCodes(SettleCode)
+renew_code = ReplyCodes(RenewCode)

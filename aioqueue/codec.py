@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -21,10 +22,54 @@ def result_adapter(annotation: Any) -> TypeAdapter[Any]:
     """Validates a task's return value. inf and NaN have no JSON form, so
     floats refuse them (models, dataclasses and TypedDicts keep their own
     config; ``encode_result`` catches those by reading the JSON back)."""
+    return _result_adapter(annotation)[0]
+
+
+def _result_adapter(annotation: Any) -> tuple[TypeAdapter[Any], bool]:
+    """The adapter, and whether its floats refuse inf and NaN."""
     try:
-        return TypeAdapter(annotation, config=pydantic.ConfigDict(allow_inf_nan=False))
+        return TypeAdapter(annotation, config=pydantic.ConfigDict(allow_inf_nan=False)), True
     except pydantic.PydanticUserError:
-        return TypeAdapter(annotation)
+        return TypeAdapter(annotation), False
+
+
+# Readback-safe schemas: for these, the JSON ``dump_json`` writes always reads
+# back, except that the JSON reader refuses integers of more than 4,300 digits
+# and nesting deeper than about 200 levels. Neither fits in SHORT_JSON
+# characters, so a result that short needs no readback. Keys are the schema's
+# exact key set: anything else (constraints, custom serialisers) is not known safe.
+SHORT_JSON = 256
+_SCALARS = {"str", "bool", "none"}  # any length reads back (floats: if checked)
+_SHORT_SAFE = {"int", "any"}
+
+
+def readback_limit(schema: Any, floats_checked: bool) -> float:
+    """The longest result JSON for ``schema`` that provably reads back (so
+    ``encode_result`` may skip reading it back): unlimited for str, bool,
+    None and checked floats; SHORT_JSON for int and Any; for lists, str-keyed
+    dicts, optionals and unions, their parts' least; -1 (always read back)
+    for anything else."""
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    keys = set(schema) if isinstance(schema, dict) else set()
+    if keys == {"type"} and (kind in _SCALARS or (kind == "float" and floats_checked)):
+        return math.inf
+    if keys == {"type"} and kind in _SHORT_SAFE:
+        return SHORT_JSON
+    if kind == "list" and keys == {"type", "items_schema"}:
+        parts = [schema["items_schema"]]
+    elif kind == "dict" and keys == {"type", "keys_schema", "values_schema"} \
+            and schema["keys_schema"] == {"type": "str"}:
+        parts = [schema["values_schema"]]
+    elif kind == "nullable" and keys == {"type", "schema"}:
+        parts = [schema["schema"]]
+    elif kind == "union" and keys == {"type", "choices"} \
+            and all(isinstance(c, dict) for c in schema["choices"]):
+        parts = list(schema["choices"])
+    else:
+        return -1
+    # a container adds no risk of its own: only int and Any can hold a long
+    # number or deep nesting
+    return min(readback_limit(part, floats_checked) for part in parts)
 
 
 class ArgumentCodec:
@@ -67,7 +112,9 @@ class ArgumentCodec:
                                            allow_inf_nan=False),
             **fields,
         )
-        self.returns = result_adapter(hints.get("return", Any))
+        self.returns, floats_checked = _result_adapter(hints.get("return", Any))
+        self.readback_above = readback_limit(self.returns.core_schema, floats_checked)
+        """Result JSON longer than this is read back before it is stored."""
 
     def bind(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         if len(args) > len(self.names):
@@ -131,8 +178,10 @@ class ArgumentCodec:
             raise PayloadNotSerializable(f"result is not JSON-serialisable: {exc}") from exc
         # what Job.result() will parse: a value whose JSON does not read back
         # (inf/NaN inside a model are written as null) is refused here, on
-        # the worker, instead of breaking the producer's result()
-        self.returns.validate_json(raw)
+        # the worker, instead of breaking the producer's result(); skipped
+        # when the annotation and length prove it reads back (readback_limit)
+        if len(raw) > self.readback_above:
+            self.returns.validate_json(raw)
         return raw
 
 

@@ -7,6 +7,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pydantic
 import pytest
@@ -118,6 +119,43 @@ async def test_non_finite_float_nested_in_a_result_fails_with_invalid_result(
             with pytest.raises(aioqueue.JobFailed) as failed:
                 await job.result(timeout=30)
             assert failed.value.error_type == "InvalidResult"
+
+
+def _nested(depth: int) -> list[Any]:
+    outer: list[Any] = []
+    inner = outer
+    for _ in range(depth):
+        inner.append([])
+        inner = inner[0]
+    return outer
+
+
+async def test_results_the_reader_would_refuse_fail_with_invalid_result(
+        make_app: Callable[..., aioqueue.App]) -> None:
+    """The worker skips reading a result back only when its annotation and
+    length prove it reads back: an int of 5,000 digits and lists nested 205
+    deep are written by the serialiser but refused by the JSON reader."""
+    app = make_app()
+
+    @app.task
+    async def huge() -> int:
+        return 10 ** 5000
+
+    @app.task
+    async def deep() -> Any:
+        return _nested(205)
+
+    @app.task
+    async def long_text() -> dict[str, str]:
+        return {"text": "x" * 100_000}
+
+    async with app, running(app):
+        for job in (await huge.enqueue(), await deep.enqueue()):
+            with pytest.raises(aioqueue.JobFailed) as failed:
+                await job.result(timeout=30)
+            assert failed.value.error_type == "InvalidResult"
+        # a long result of a type that always reads back is stored as it is
+        assert await (await long_text.enqueue()).result(timeout=30) == {"text": "x" * 100_000}
 
 
 async def test_same_job_id_for_two_different_tasks_is_a_typed_error(

@@ -12,6 +12,7 @@ import contextvars
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,6 +29,11 @@ def bind_job(**fields: Any) -> None:
     logged from the current task from now on; each job runs in its own task,
     so they never leak into another job's records."""
     _JOB.set({k: v for k, v in fields.items() if v is not None})
+
+
+bind_job_fields: Callable[[dict[str, Any]], object] = _JOB.set
+"""As :func:`bind_job` with the fields ready in a dict without None values
+(the worker's call for every job: no keyword packing, no filtering)."""
 
 
 def job_fields() -> dict[str, Any]:

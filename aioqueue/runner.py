@@ -89,7 +89,9 @@ class JobRunner:
         except Exception as exc:
             return self.dead(job, "InvalidPayload", f"stored arguments of task {job.task!r} "
                              f"failed validation: {safe_text(exc)}")
-        timeout = _timeout_s(job, task)
+        # the job's own timeout (0 = none) or else its task's
+        timeout = task.timeout if job.timeout_ms is None else (
+            job.timeout_ms / 1000 if job.timeout_ms > 0 else None)
         max_tries = job.max_tries or task.max_tries
         ctx = None
         if task.codec.wants_context or self.app.middlewares:
@@ -218,10 +220,3 @@ class JobRunner:
                         job.id, job.task, job.attempt, max_tries, error_type, message, delay)
         return Settlement(job.id, job.token, "retry",
                           error_entry(error_type, message, tb, job.attempt), int(delay * 1000))
-
-
-def _timeout_s(job: ClaimedJob, task: Task[Any, Any]) -> float | None:
-    """The job's own timeout (0 = none) or else its task's."""
-    if job.timeout_ms is not None:
-        return job.timeout_ms / 1000 if job.timeout_ms > 0 else None
-    return task.timeout

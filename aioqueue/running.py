@@ -124,13 +124,14 @@ class RunningJobs:
 
     def add(self, job: ClaimedJob, lease_until: float) -> RunningJob:
         running = RunningJob(job, lease_until)
-        self._jobs[running.key] = running
+        self._jobs[job.id, job.token] = running
         return running
 
     def remove(self, running: RunningJob, *, notify: bool = True) -> None:
         """Forget a delivery; ``notify=False`` when the caller removes a batch
         and calls :meth:`changed` once."""
-        self._jobs.pop(running.key, None)
+        job = running.job
+        self._jobs.pop((job.id, job.token), None)
         if notify:
             self.changed()
 

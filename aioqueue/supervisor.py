@@ -48,7 +48,7 @@ from .heartbeat import Heartbeat, WorkerActivity
 from .job_stats import JobStats
 from .keys import check_name, logical_queue
 from .leases import LeaseClock, Reaper, Renewer
-from .logs import bind_job
+from .logs import bind_job_fields
 from .retry import safe_text
 from .roles import COUNTERS, LoopLagMonitor, WorkerState
 from .runner import JobRunner
@@ -305,8 +305,9 @@ class Supervisor:
     async def _run_job(self, running: RunningJob) -> None:
         assert self._settler is not None
         job = running.job
-        bind_job(job_id=job.id, task=job.task, queue=job.queue, attempt=job.attempt,
-                 delivery=job.token, worker_id=self.worker_id)
+        bind_job_fields({"job_id": job.id, "task": job.task, "queue": job.queue,
+                         "attempt": job.attempt, "delivery": job.token,
+                         "worker_id": self.worker_id})
         tracer = self.app.backend.tracer
         try:
             if tracer is None:

@@ -208,6 +208,11 @@ class Task(Generic[P, R]):
             raise ConfigurationError(f"task {name!r}: defaults need {', '.join(missing)}")
         self.backend = backend
         """The app's broker, listener and limits this task enqueues with."""
+        # the task's defaults the worker reads for every job (``defaults`` is
+        # frozen): attributes, not properties
+        self.max_tries: int = int(defaults.max_tries)  # type: ignore[arg-type]
+        self.timeout: float | None = (
+            defaults.timeout if isinstance(defaults.timeout, int | float) else None)
         self.fn = fn
         self.name = name
         self.defaults = defaults
@@ -252,18 +257,9 @@ class Task(Generic[P, R]):
         return int(self.defaults.priority)  # type: ignore[arg-type]
 
     @property
-    def max_tries(self) -> int:
-        return int(self.defaults.max_tries)  # type: ignore[arg-type]
-
-    @property
     def max_deliveries(self) -> int | None:
         value = self.defaults.max_deliveries
         return value if isinstance(value, int) else None
-
-    @property
-    def timeout(self) -> float | None:
-        value = self.defaults.timeout
-        return value if isinstance(value, int | float) else None
 
     @property
     def result_ttl(self) -> float | None:

@@ -4,22 +4,30 @@ nothing (and the worker goes on)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import pytest
 import redis
 import redis.asyncio
 
 import aioqueue
 import aioqueue.broker_workflow
+from aioqueue.broker_admin import BrokerAdmin
 from aioqueue.broker import Settlement
 from aioqueue.broker_flow import enqueue_flow
 from aioqueue.broker_workflow import MemberJob, cancel_workflow, create_workflow
 from aioqueue.flow import group_id
 from aioqueue.lane import CommandLane
+from aioqueue.roles import WorkerState
+from aioqueue.running import RunningJobs
+from aioqueue.script_codes import RenewCode, SettleCode
 from aioqueue.scripts import SCRIPT_NAMES
+from aioqueue.settler import Settler
 
 from .conftest import running
 from .harness.checker import fsck, snapshot
@@ -290,3 +298,319 @@ async def test_cancel_requested_before_a_hand_back_ends_the_job_cancelled(
         assert codes == [1]
         assert await job.status() is aioqueue.JobStatus.CANCELLED
         assert (await broker.counts(q))["waiting"] == 0
+
+
+# -- a record key of another type, or a record with hostile fields, in the
+# middle of a batch: the script does the other jobs and accounts for this one
+
+SETTLE_TTLS = {"default_result_ttl_ms": 60_000, "dead_letter_ttl_ms": 60_000}
+
+
+async def plant(raw: Any, key: str, kind: str = "string") -> None:
+    """Replace ``key`` by a value of another type, as an operator or a bug would."""
+    await raw.delete(key)
+    if kind == "string":
+        await raw.set(key, "not a job record")
+    elif kind == "list":
+        await raw.rpush(key, "x")
+    else:
+        await raw.zadd(key, {"x": 1})
+
+
+def _adder(make_app: Callable[..., aioqueue.App]) -> aioqueue.App:
+    app = make_app()
+
+    @app.task(name="add")
+    async def add(ctx: aioqueue.JobContext, a: int) -> int:
+        return a
+
+    return app
+
+
+async def _claim_ids(app: aioqueue.App, ids: list[str], lease_ms: int = 600_000
+                     ) -> dict[str, Any]:
+    for job_id in ids:
+        await app.broker.enqueue(app.default_queue, job_id, "add", '{"args": [1]}')
+    async with app.broker.blocking_client("t") as lane:
+        claimed, _ = await app.broker.claim(lane, app.default_queue, len(ids), lease_ms, "w1")
+    assert sorted(j.id for j in claimed) == sorted(ids)
+    return {j.id: j for j in claimed}
+
+
+async def _status(raw: Any, app: aioqueue.App, job_id: str) -> str | None:
+    value = await raw.hget(app.broker.keys(app.default_queue).job(job_id), "st")
+    return value.decode() if value is not None else None
+
+
+async def _check(raw: Any, app: aioqueue.App) -> Any:
+    snap = await snapshot(raw, app.prefix, app.default_queue)
+    assert not fsck(snap), fsck(snap)
+    return snap
+
+
+@pytest.mark.parametrize("kind", ["string", "list"])
+async def test_settle_batch_with_a_foreign_typed_record_settles_the_others(
+    make_app: Callable[..., aioqueue.App], redis_url: str, kind: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        jobs = await _claim_ids(app, ["s1", "s2", "s3", "s4", "s5", "s6"])
+        await plant(raw, broker.keys(q).job("s3"), kind)
+        err = '{"type": "E", "message": "m"}'
+        batch = [Settlement("s1", jobs["s1"].token, "ok", "1"),
+                 Settlement("s2", jobs["s2"].token, "retry", err, 0),
+                 Settlement("s3", jobs["s3"].token, "ok", "1"),
+                 Settlement("s4", jobs["s4"].token, "dead", err),
+                 Settlement("s5", jobs["s5"].token, "requeue"),
+                 Settlement("s6", jobs["s6"].token, "cancel", "why")]
+        codes = await broker.settle(q, batch, **SETTLE_TTLS)
+        applied = SettleCode.APPLIED
+        assert codes == [applied, applied, SettleCode.MALFORMED, applied, applied, applied]
+        assert [await _status(raw, app, j) for j in ("s1", "s2", "s4", "s5", "s6")] == [
+            "succeeded", "queued", "failed", "queued", "cancelled"]
+        snap = await _check(raw, app)
+        assert snap.foreign == {"s3": kind}  # left alone: not ours to delete
+        assert snap.stats["malformed_record"] == 1
+        # the same batch again (its reply was lost): nothing counts twice
+        again = await broker.settle(q, batch, **SETTLE_TTLS)
+        assert again[2] is SettleCode.MALFORMED
+        assert again[:2] == [SettleCode.ALREADY_APPLIED] * 2
+        assert (await _check(raw, app)).stats["malformed_record"] == 1
+    await raw.aclose()
+
+
+HOSTILE_FIELDS: list[dict[str, str]] = [
+    {"ne": "x"}, {"ne": "1e400"}, {"att": "nan"}, {"ts": "inf", "et": "nan"},
+    {"ts": "1e300"}, {"rt": "nan"}, {"rt": "1e400"}, {"rt": "-5"}, {"rt": "0"},
+    {"p": "nan"}, {"p": "inf"}, {"p": "1e3"}, {"lx": "x", "md": "nan"}, {"dlv": "x"},
+    {"tk": "nan"},
+]
+
+
+async def test_settle_with_hostile_record_fields_applies_every_outcome(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    err = '{"type": "E", "message": "m"}'
+    async with app:
+        broker, q = app.broker, app.default_queue
+        jobs = await _claim_ids(app, ["h1", "h2", "h3"])
+        base = await dump_all(raw)
+        for fields in HOSTILE_FIELDS:
+            for kind, payload, number in (("ok", "1", 0), ("retry", err, 0),
+                                          ("retry", err, 60_000), ("dead", err, 0),
+                                          ("requeue", "", 0), ("cancel", "why", 0)):
+                where = f"{fields} {kind} {number}"
+                await raw.hset(broker.keys(q).job("h2"), mapping=fields)
+                codes = await broker.settle(q, [
+                    Settlement("h1", jobs["h1"].token, "ok", "1"),
+                    Settlement("h2", jobs["h2"].token, kind, payload, number),
+                    Settlement("h3", jobs["h3"].token, "ok", "1")], **SETTLE_TTLS)
+                assert codes == [SettleCode.APPLIED] * 3, where
+                status = await _status(raw, app, "h2")
+                assert status in ("succeeded", "queued", "scheduled", "failed", "cancelled"), (
+                    f"{where}: the record is gone or unfinished: {status}")
+                problems = fsck(await snapshot(raw, app.prefix, q))
+                assert not problems, f"{where}: {problems}"
+                await restore_all(raw, base)
+    await raw.aclose()
+
+
+async def test_renew_batch_with_a_foreign_typed_record_renews_the_others(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        jobs = await _claim_ids(app, ["r1", "r2", "r3"], lease_ms=5_000)
+        await plant(raw, broker.keys(q).job("r2"))
+        before = await raw.zscore(broker.keys(q).leases, "r3")
+        codes = await broker.renew(q, [(j, jobs[j].token) for j in ("r1", "r2", "r3")], 600_000)
+        assert codes == [RenewCode.RENEWED, RenewCode.LOST, RenewCode.RENEWED]
+        assert await raw.zscore(broker.keys(q).leases, "r3") > before
+    await raw.aclose()
+
+
+async def test_reap_batch_with_a_foreign_typed_record_reaps_the_others(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        k = broker.keys(q)
+        await _claim_ids(app, ["x1", "x2", "x3", "x4"])
+        await raw.zadd(k.leases, {j: 1 for j in ("x1", "x2", "x3", "x4")}, xx=True)  # expired
+        await plant(raw, k.job("x2"))
+        await raw.hset(k.job("x3"), mapping={"lx": "x", "md": "nan", "p": "nan"})
+        requeued, dead = await broker.reap(q, limit=10, max_deliveries=3,
+                                           dead_letter_ttl_ms=60_000)
+        assert (requeued, dead) == (3, 0)
+        assert [await _status(raw, app, j) for j in ("x1", "x3", "x4")] == ["queued"] * 3
+        snap = await _check(raw, app)
+        assert snap.stats["malformed_record"] == 1 and not snap.leases
+    await raw.aclose()
+
+
+async def test_replay_batch_with_a_foreign_typed_record_replays_the_others(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        jobs = await _claim_ids(app, ["d1", "d2", "d3"])
+        await broker.settle(q, [Settlement(j, jobs[j].token, "dead", "{}") for j in jobs],
+                            **SETTLE_TTLS)
+        await plant(raw, broker.keys(q).job("d2"))
+        await raw.hset(broker.keys(q).job("d3"), "p", "nan")
+        assert await broker.replay(q, ["d1", "d2", "d3"]) == 2
+        assert [await _status(raw, app, j) for j in ("d1", "d3")] == ["queued"] * 2
+        snap = await _check(raw, app)
+        assert snap.stats["malformed_record"] == 1 and not snap.dead
+    await raw.aclose()
+
+
+async def test_claim_batch_with_a_hostile_delivery_count_leases_every_job(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        for job_id in ("c1", "c2", "c3"):
+            await broker.enqueue(q, job_id, "add", '{"args": [1]}')
+        await raw.hset(broker.keys(q).job("c2"), mapping={"dlv": "x", "tk": "nan"})
+        async with broker.blocking_client("t") as lane:
+            claimed, _ = await broker.claim(lane, q, 3, 600_000, "w1")
+        assert sorted(j.id for j in claimed) == ["c1", "c2", "c3"]
+        await _check(raw, app)
+    await raw.aclose()
+
+
+async def test_purge_waiting_with_a_foreign_typed_record_purges_the_others(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        for job_id in ("p1", "p2", "p3"):
+            await broker.enqueue(q, job_id, "add", '{"args": [1]}')
+        await plant(raw, broker.keys(q).job("p2"))
+        admin = BrokerAdmin(broker.lane, app.prefix)
+        assert await admin.purge(q, "waiting", result_ttl_ms=60_000) == 2
+        assert [await _status(raw, app, j) for j in ("p1", "p3")] == ["cancelled"] * 2
+        await _check(raw, app)
+    await raw.aclose()
+
+
+async def test_workflow_cancel_with_a_foreign_typed_member_cancels_the_others(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        await create_workflow(broker, q, "wfx", "group", 3, False, "",
+                              [MemberJob(f"wfx.{i}", "add", '{"args": [1]}', 0, "")
+                               for i in range(3)], [])
+        await plant(raw, broker.keys(q).job("wfx.1"))
+        await cancel_workflow(broker, q, "wfx", "stop", 60_000)
+        assert [await _status(raw, app, j) for j in ("wfx.0", "wfx.2")] == ["cancelled"] * 2
+    await raw.aclose()
+
+
+@pytest.mark.parametrize("damaged", ["wf", "wfc"])
+async def test_settle_of_a_member_whose_workflow_keys_are_foreign_settles_the_batch(
+    make_app: Callable[..., aioqueue.App], redis_url: str, damaged: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        await create_workflow(broker, q, "wfy", "chain", 3, False, "",
+                              [MemberJob("wfy.0", "add", '{"args": [1]}', 0, "")],
+                              [f"wfy.{i}\x1fadd\x1f\x1f{{}}\x1f0\x1f" for i in (1, 2)])
+        await broker.enqueue(q, "o1", "add", '{"args": [1]}')
+        async with broker.blocking_client("t") as lane:
+            claimed, _ = await broker.claim(lane, q, 2, 600_000, "w1")
+        jobs = {j.id: j for j in claimed}
+        member = jobs["wfy.0"]
+        await plant(raw, f"{broker.keys(q).base}{damaged}:wfy")
+        codes = await broker.settle(q, [Settlement("wfy.0", member.token, "ok", "1"),
+                                        Settlement("o1", jobs["o1"].token, "ok", "1")],
+                                    **SETTLE_TTLS)
+        assert codes == [SettleCode.APPLIED] * 2
+        assert [await _status(raw, app, j) for j in ("wfy.0", "o1")] == ["succeeded"] * 2
+        await _check(raw, app)
+    await raw.aclose()
+
+
+async def test_a_running_job_whose_record_turns_foreign_does_not_stop_the_worker(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = make_app()
+    release = anyio.Event()
+
+    @app.task(name="hold")
+    async def hold(ctx: aioqueue.JobContext, n: int) -> int:
+        await release.wait()
+        return n
+
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app, running(app) as supervisor:
+        k = app.broker.keys(app.default_queue)
+        spoiled, kept = await hold.enqueue(1), await hold.enqueue(2)
+
+        async def both_running() -> bool:
+            return all([await j.status() is aioqueue.JobStatus.ACTIVE for j in (spoiled, kept)])
+
+        await wait_until(both_running, 30, what="both jobs running")
+        await plant(raw, k.job(spoiled.id))
+        # a renewal sees the foreign record first (and reports the lease lost)
+        await wait_until(lambda: supervisor.activity().counters["renew_calls"] >= 2, 30,
+                         what="renewals")
+        release.set()
+        assert await kept.result(timeout=30) == 2
+        assert await (await hold.enqueue(3)).result(timeout=30) == 3
+
+        async def accounted() -> bool:
+            return await raw.zscore(k.leases, spoiled.id) is None
+
+        await wait_until(accounted, 30, what="the foreign job's lease dropped")
+        snap = await _check(raw, app)
+        assert snap.stats["malformed_record"] == 1
+    await raw.aclose()
+
+
+async def test_a_settle_the_script_refuses_for_one_job_settles_the_rest_and_goes_on(
+    make_app: Callable[..., aioqueue.App], redis_url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        jobs = await _claim_ids(app, ["e1", "e2", "e3"])
+        state = WorkerState(broker, app.worker_settings, "w1", [q], RunningJobs(10))
+        settler = Settler(state, result_ttl_ms=60_000, dead_letter_ttl_ms=60_000)
+        runs = {j: state.running.add(jobs[j], time.monotonic() + 600) for j in jobs}
+        settler.submit(runs["e1"], Settlement("e1", jobs["e1"].token, "ok", "1"))
+        # a negative retry delay: the script refuses it (a bug's settlement)
+        settler.submit(runs["e2"], Settlement("e2", jobs["e2"].token, "retry", "{}", -1))
+        settler.submit(runs["e3"], Settlement("e3", jobs["e3"].token, "ok", "1"))
+        with caplog.at_level(logging.ERROR, logger="aioqueue.worker"):
+            await settler.step()  # does not raise
+        assert [await _status(raw, app, j) for j in ("e1", "e2", "e3")] == [
+            "succeeded", "active", "succeeded"]
+        assert state.running.free == 10 and not settler.pending[q]
+        assert state.counters["succeeded"] == 2 and state.counters["settle_refused"] == 1
+        assert any("e2" in r.getMessage() for r in caplog.records)
+        # its lease is left to the reaper, which hands it back when it expires
+        assert await raw.zscore(broker.keys(q).leases, "e2") is not None
+        await _check(raw, app)
+    await raw.aclose()

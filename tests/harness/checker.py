@@ -95,6 +95,8 @@ class Snapshot:
     """ids holding a group's slots (``grun:<group>``), by group"""
     group_ring: list[str] = field(default_factory=list)
     """groups in ``gring`` and ``gpark`` (those with waiting jobs)"""
+    foreign: dict[str, str] = field(default_factory=dict)
+    """ids whose ``job:<id>`` key holds another type (not a record of ours), by type"""
 
 
 def _text(value: Any) -> str:
@@ -117,10 +119,16 @@ async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
     group_waiting: dict[str, list[str]] = {}
     group_slots: dict[str, list[str]] = {}
     other: list[str] = []
+    foreign: dict[str, str] = {}
     async for key in client.scan_iter(match=base.replace("{", "\\{").replace("}", "\\}") + "*",
                                       count=1000):
         name = _text(key)[len(base):]
         if name.startswith("job:"):
+            kind = _text(await client.type(key))
+            if kind != "hash":  # written by something else: not a record of ours
+                if kind != "none":
+                    foreign[name[4:]] = kind
+                continue
             record = await client.hgetall(key)
             records[name[4:]] = {_text(k): _text(v) for k, v in record.items()}
         elif name.startswith("wait:"):
@@ -141,7 +149,7 @@ async def snapshot(client: Any, prefix: str, queue: str) -> Snapshot:
         delayed=_texts(await client.zrange(base + "delayed", 0, -1)),
         dead=_texts(await client.zrange(base + "dead", 0, -1)),
         stats=stats, other_keys=other, held=held, group_waiting=group_waiting,
-        group_slots=group_slots,
+        group_slots=group_slots, foreign=foreign,
         group_ring=_texts(await client.zrange(base + "gring", 0, -1))
         + _texts(await client.zrange(base + "gpark", 0, -1)),
     )
@@ -176,7 +184,9 @@ def fsck(snap: Snapshot) -> list[str]:
             problems.append(f"{job_id} is in {len(places)} places: {places}")
         record = snap.records.get(job_id)
         if record is None:
-            problems.append(f"{job_id} is in {places} but has no record")
+            kind = snap.foreign.get(job_id)
+            problems.append(f"{job_id} is in {places} but has no record" + (
+                f" (its key holds a {kind})" if kind else ""))
             continue
         status = record.get(Field.STATUS)
         want = expected.get(status or "")

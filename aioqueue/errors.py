@@ -261,6 +261,14 @@ def translated(exc: BaseException) -> BaseException:
     return exc
 
 
+def refused_by_server(exc: BaseException) -> bool:
+    """Whether Redis answered the call itself with an error reply (a script
+    refused its arguments or failed, WRONGTYPE): the same call fails again,
+    but a smaller one (one job of a batch) may not. Permanent for
+    :func:`classify`."""
+    return isinstance(translated(exc), RedisCommandError | WrongKeyType)
+
+
 def classify(exc: BaseException, *, oom_transient: bool = False) -> ErrorKind:
     """The one error policy: is ``exc`` worth retrying?
 

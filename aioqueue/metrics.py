@@ -55,6 +55,8 @@ WORKER_COUNTERS = {
     "claims": ("claims", "Claim round trips this worker made (each leases up to a batch)"),
     "renew_calls": ("renew_calls", "Lease renewal round trips (one per queue per interval)"),
     "renewed": ("leases_renewed", "Leases this worker extended"),
+    "settle_refused": ("settles_refused", "Outcomes the server refused even alone (a script "
+                       "error): left to the reaper"),
 }
 
 

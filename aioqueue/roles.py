@@ -26,7 +26,7 @@ log = logging.getLogger("aioqueue.worker")
 
 COUNTERS = ("started", "succeeded", "failed", "retried", "requeued", "cancelled",
             "stale_settle", "lost_leases", "reaped", "reaped_dead", "handed_back",
-            "claims", "renew_calls", "renewed")
+            "claims", "renew_calls", "renewed", "settle_refused")
 
 
 @dataclass(slots=True)

@@ -37,6 +37,9 @@ class EnqueueCode(enum.IntEnum):
 class SettleCode(enum.IntEnum):
     """``settle.lua``, per settlement."""
 
+    MALFORMED = -2
+    """The job's record key holds another type of value (written by something
+    else): the job cannot end or run again; its lease was dropped."""
     STALE = -1
     """The token no longer holds the lease: nothing written."""
     ALREADY_APPLIED = 0

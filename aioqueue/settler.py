@@ -1,5 +1,11 @@
 """The settler: sends finished jobs' outcomes to Redis, one round trip per
-queue for everything that finished meanwhile."""
+queue for everything that finished meanwhile.
+
+A batch the server refuses with an error reply (a script error, WRONGTYPE)
+is sent again one job at a time, once: one bad outcome or record cannot hold
+back the others or stop the worker. An outcome refused alone is logged with
+its job id and dropped; the job's lease then expires and the reaper hands it
+back (or dead-letters it at its delivery limit)."""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import logging
 import anyio
 
 from .broker import Settlement
+from .errors import refused_by_server
 from .roles import WorkerState, keep_stepping
 from .running import RunningJob
 from .script_codes import SettleCode
@@ -61,18 +68,58 @@ class Settler:
 
     async def _settle(self, queue: str) -> None:
         items = list(self.pending.get(queue, ()))
-        codes = await self.state.broker.settle(
-            queue, [st for _, st in items], default_result_ttl_ms=self.result_ttl_ms,
-            dead_letter_ttl_ms=self.dead_letter_ttl_ms)
+        codes: list[SettleCode | Exception]
+        try:
+            codes = list(await self._send(queue, [st for _, st in items]))
+        except Exception as exc:
+            if not refused_by_server(exc):
+                raise  # transient (or the worker stops): the whole batch is sent again
+            codes = await self._one_by_one(queue, [st for _, st in items], exc)
         # outcomes submitted while the call was on its way stay pending
         self.pending[queue] = self.pending[queue][len(items):]
         for (running, st), code in zip(items, codes, strict=True):
             self._finished(running, st, code)
         self.state.running.changed()
 
-    def _finished(self, running: RunningJob, st: Settlement, code: SettleCode) -> None:
+    async def _send(self, queue: str, settlements: list[Settlement]) -> list[SettleCode]:
+        return await self.state.broker.settle(
+            queue, settlements, default_result_ttl_ms=self.result_ttl_ms,
+            dead_letter_ttl_ms=self.dead_letter_ttl_ms)
+
+    async def _one_by_one(self, queue: str, settlements: list[Settlement], refusal: Exception
+                          ) -> list[SettleCode | Exception]:
+        """Each outcome of a refused batch alone, once: its code, or the
+        server's refusal of it."""
+        if len(settlements) == 1:
+            return [refusal]
+        log.warning("queue %s: the server refused a batch of %d outcomes (%s); sending each "
+                    "alone", queue, len(settlements), refusal)
+        codes: list[SettleCode | Exception] = []
+        for st in settlements:
+            try:
+                codes += await self._send(queue, [st])
+            except Exception as exc:
+                if not refused_by_server(exc):
+                    raise
+                codes.append(exc)
+        return codes
+
+    def _finished(self, running: RunningJob, st: Settlement, code: SettleCode | Exception
+                  ) -> None:
         self.state.running.remove(running, notify=False)
         counters = self.state.counters
+        if isinstance(code, Exception):
+            counters["settle_refused"] += 1
+            log.error("job %s: the server refused its outcome %r (%s); left to the reaper: its "
+                      "lease (token %s) expires and it is handed back or dead-lettered",
+                      running.job.id, st.kind, code, running.job.token)
+            return
+        if code is SettleCode.MALFORMED:
+            counters["stale_settle"] += 1
+            log.warning("job %s: outcome %r dropped, its record key holds another type of value "
+                        "(written by something else); counted as malformed_record",
+                        running.job.id, st.kind)
+            return
         if code is SettleCode.STALE:
             counters["stale_settle"] += 1
             log.warning("job %s: outcome %r refused, the lease (token %s) is no longer ours "

@@ -127,9 +127,9 @@ def test_acl_lines_allow_exactly_what_the_scripts_call() -> None:
     called = set()
     for path in resources.files("aioqueue").joinpath("lua").iterdir():
         if path.name.endswith(".lua"):
-            called |= set(re.findall(r"redis\.call\('([A-Z]+)'", path.read_text("utf-8")))
+            called |= set(re.findall(r"redis\.p?call\('([A-Z]+)'", path.read_text("utf-8")))
     for path in resources.files("aioqueue").joinpath("lua", "includes").iterdir():
-        called |= set(re.findall(r"redis\.call\('([A-Z]+)'", path.read_text("utf-8")))
+        called |= set(re.findall(r"redis\.p?call\('([A-Z]+)'", path.read_text("utf-8")))
     called = {c.lower() for c in called}
     allowed = {rule[1:].split("|")[0] for rule in ACL_WORKER.split() if rule.startswith("+")}
     assert called <= allowed, f"scripts call commands the ACL lines deny: {called - allowed}"

@@ -153,10 +153,14 @@ local claimed = {}
 local function lease(id, jk, rec)
   local token = now_text
   local last = tonumber(rec[9])
-  if last and last >= now then
+  if last and last >= now and last < 9007199254740991 then
     token = string.format('%d', last + 1)
   end
-  redis.call('HINCRBY', jk, 'dlv', '1')
+  -- pcall: a count that is not an integer (written by something else) starts
+  -- again instead of stopping the claim after its ids were popped
+  if type(redis.pcall('HINCRBY', jk, 'dlv', '1')) == 'table' then
+    redis.call('HSET', jk, 'dlv', '1')
+  end
   redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now_text, 'tk', token)
   redis.call('ZADD', KEYS[2], deadline_text, id)
   claimed[#claimed + 1] = id

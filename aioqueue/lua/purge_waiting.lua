@@ -16,6 +16,8 @@
 -- Waiting jobs of concurrency groups (groups.lua) go after the wait lists,
 -- from up to 100 groups per call.
 -- Derived: <q>wait:<p> of the levels in prios, the group keys (groups.lua)
+-- A record key of another type (written by something else) is dropped with
+-- its id and counted as 'malformed_record'.
 -- Returns: {ids removed from the list or set, jobs purged} (an id whose record
 --   is gone or not in the expected state is removed but not counted as purged);
 --   an error reply (nothing changed) for a bad argument or a wrong key type
@@ -23,8 +25,9 @@
 -- @include push_job.lua
 -- @include advance_workflow.lua
 -- @include notify.lua
+-- @include record_fields.lua
 local Q = ARGV[1]
-local qk = {prefix = Q, prios = KEYS[1], wake = KEYS[3]}
+local qk = {prefix = Q, prios = KEYS[1], wake = KEYS[3], stats = KEYS[4]}
 local which = ARGV[2]
 local want = tonumber(ARGV[3])
 local default_ttl = tonumber(ARGV[4])
@@ -68,13 +71,17 @@ local removed = 0
 
 local function purge_one(id, expected)
   local jk = Q .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'st', 'rt')
+  local rec = redis.pcall('HMGET', jk, 'st', 'rt')
+  if rec.err then
+    redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
+    return
+  end
   if rec[1] ~= expected then
     return
   end
   redis.call('HSET', jk, 'st', 'cancelled', 'e', err, 'tf', now)
   advance_workflow(qk, now, jk, 'cancel', err, default_ttl)
-  redis.call('PEXPIRE', jk, tonumber(rec[2]) or default_ttl)
+  redis.call('PEXPIRE', jk, field_ttl(rec[2], default_ttl))
   notify(Q .. 'done:' .. id, 'cancelled')
   purged = purged + 1
 end

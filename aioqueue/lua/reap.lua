@@ -24,6 +24,11 @@
 --   channel <q>done:<id>, the per-minute stats <q>m:<minute> of server time
 -- A job of a concurrency group ('g') frees its slot (groups.lua).
 -- Each expired lease counts as 'expired' in the queue's per-minute stats.
+-- An id whose record key holds another type (written by something else) is
+-- dropped and counted as 'malformed_record'; fields that are not what they
+-- should be are ignored or start again (record_fields.lua), and a job whose
+-- wait list holds another type ends dead-lettered (end_job.lua), so one
+-- damaged job never stops the batch half-way.
 -- Returns: {requeued, dead_lettered}
 -- @include checks.lua
 -- @include now_ms.lua
@@ -34,6 +39,7 @@
 -- @include end_job.lua
 -- @include minute_stats.lua
 -- @include notify.lua
+-- @include record_fields.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[3], 'prios'), prios = KEYS[3], wake = KEYS[4],
   stats = KEYS[5], dead = KEYS[2]}
 local limit_n = need_int(ARGV[2], 'reap limit', 1)
@@ -46,19 +52,20 @@ local now = now_ms()
 local requeued, dead = 0, 0
 local state = redis.call('HMGET', KEYS[6], 'seen', 'hold')
 redis.call('HSET', KEYS[6], 'seen', now)
-if tonumber(state[1]) and now - tonumber(state[1]) > stall_ms then
+local seen, held_until = field_int(state[1], 0, FIELD_MAX), field_int(state[2], 0, FIELD_MAX)
+if seen and now - seen > stall_ms then
   redis.call('HSET', KEYS[6], 'hold', now + hold_ms)
   redis.call('HINCRBY', KEYS[5], 'reaper_stall_holds', 1)
   return {0, 0}
 end
-if tonumber(state[2]) and now < tonumber(state[2]) then
+if held_until and now < held_until then
   return {0, 0}
 end
 
 local function dead_letter(id, jk, expiries)
   local err = cjson.encode({type = 'DeliveryLimitExceeded', message = 'delivery limit: ' .. expiries ..
     ' deliveries ended without a completion (the worker crashed, hung or lost its lease each time)',
-    traceback = '', attempt = tonumber(redis.call('HGET', jk, 'att')) or 1})
+    traceback = '', attempt = field_int(redis.call('HGET', jk, 'att'), 0, FIELD_MAX) or 1})
   end_dead(qk, now, id, jk, err, dead_ttl, result_ttl)
 end
 
@@ -67,8 +74,10 @@ local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit_
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   local jk = qk.prefix .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'st', 'md', 'cx', 'rt', 'g')
-  if not rec[1] then
+  local rec = redis.pcall('HMGET', jk, 'st', 'md', 'cx', 'rt', 'g')
+  if rec.err then
+    redis.call('HINCRBY', KEYS[5], 'malformed_record', 1)
+  elseif not rec[1] then
     redis.call('HINCRBY', KEYS[5], 'missing_record', 1)
   else
     redis.call('HINCRBY', KEYS[5], 'lease_expired', 1)
@@ -76,17 +85,18 @@ for _, id in ipairs(ids) do
       group_release(qk.prefix, rec[5], id, qk.wake)
     end
     minute_add('expired', 1)
-    local expiries = redis.call('HINCRBY', jk, 'lx', 1)
+    local expiries = bump(jk, 'lx', 1)
     if rec[3] then
       end_cancelled(qk, now, id, jk, rec[3], rec[4], result_ttl)
       minute_add('cancelled', 1)
-    elseif expiries >= (tonumber(rec[2]) or default_limit) then
+    elseif expiries >= (field_int(rec[2], 1, FIELD_MAX) or default_limit) then
       dead_letter(id, jk, expiries)
       minute_add('failed', 1)
       dead = dead + 1
-    else
-      make_runnable(qk, id, jk, true)
+    elseif runnable_or_dead(qk, now, id, jk, true, dead_ttl, result_ttl) then
       requeued = requeued + 1
+    else
+      dead = dead + 1
     end
   end
 end

@@ -8,7 +8,8 @@
 -- ARGV[2..] pairs: id, token
 -- Returns: one code per job:
 -- Code 1 RENEWED: the lease was extended
--- Code 0 LOST: this token no longer holds the lease (the worker must stop the job)
+-- Code 0 LOST: this token no longer holds the lease (the worker must stop the job);
+--   also for a record key of another type (written by something else)
 -- Code 2 CANCEL_REQUESTED: renewed, but cancellation was asked (the worker must cancel it)
 -- @include checks.lua
 -- @include now_ms.lua
@@ -24,8 +25,9 @@ local deadline = now_ms() + lease_ms
 local codes = {}
 for g = 1, pairs_count do
   local id, token = ARGV[2 * g], ARGV[2 * g + 1]
-  local rec = redis.call('HMGET', KEYS[1 + g], 'tk', 'cx')
-  if rec[1] == token and redis.call('ZSCORE', KEYS[1], id) then
+  -- pcall: a key of another type answers WRONGTYPE instead of stopping the batch
+  local rec = redis.pcall('HMGET', KEYS[1 + g], 'tk', 'cx')
+  if not rec.err and rec[1] == token and redis.call('ZSCORE', KEYS[1], id) then
     redis.call('ZADD', KEYS[1], 'XX', deadline, id)
     if rec[2] then
       codes[#codes + 1] = 2

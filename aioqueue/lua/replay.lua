@@ -11,6 +11,9 @@
 -- ARGV[1] queue key prefix
 -- ARGV[2..] job ids
 -- Derived: <q>wait:<p> for the record's priority
+-- An id whose record key holds another type (written by something else) leaves
+-- the dead letters, counted as 'malformed_record'; a job whose wait list holds
+-- another type stays dead-lettered, counted as 'malformed_wait'.
 -- Returns: number of jobs made runnable again (ids not in dead letters are skipped)
 -- @include checks.lua
 -- @include make_runnable.lua
@@ -25,12 +28,22 @@ end
 local replayed = 0
 for i = 2, #ARGV do
   local id, jk = ARGV[i], KEYS[3 + i]
-  if redis.call('ZREM', KEYS[1], id) == 1 and redis.call('HGET', jk, 'st') == 'failed' then
-    redis.call('PERSIST', jk)
-    redis.call('HDEL', jk, 'att', 'lx', 'cx', 'e', 'r', 'ts', 'tf', 'w', 'pg', 'due')
-    make_runnable(qk, id, jk, false)
-    redis.call('HINCRBY', KEYS[4], 'replayed', 1)
-    replayed = replayed + 1
+  if redis.call('ZSCORE', KEYS[1], id) then
+    local status = redis.pcall('HGET', jk, 'st')
+    if type(status) == 'table' then
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('HINCRBY', KEYS[4], 'malformed_record', 1)
+    elseif status ~= 'failed' then
+      redis.call('ZREM', KEYS[1], id)  -- no record, or it is not dead: a leftover
+    elseif make_runnable(qk, id, jk, false) then
+      redis.call('HINCRBY', KEYS[4], 'malformed_wait', 1)
+    else
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('PERSIST', jk)
+      redis.call('HDEL', jk, 'att', 'lx', 'cx', 'e', 'r', 'ts', 'tf', 'w', 'pg', 'due')
+      redis.call('HINCRBY', KEYS[4], 'replayed', 1)
+      replayed = replayed + 1
+    end
   end
 end
 return replayed

@@ -32,6 +32,13 @@
 -- Code 1 APPLIED: the outcome was recorded
 -- Code 0 ALREADY_APPLIED: this token's outcome was recorded before (a resent settle)
 -- Code -1 STALE: the token no longer holds the lease: nothing written
+-- Code -2 MALFORMED: the job's record key holds another type of value (written
+--   by something else): the job cannot end or run again; its lease is dropped
+--   and the stats count 'malformed_record' (once)
+-- A record with fields that are not what they should be (text where a number
+-- belongs) never stops the batch: such a field is ignored or starts again
+-- (record_fields.lua); a job whose wait list holds another type ends
+-- dead-lettered instead of waiting (end_job.lua runnable_or_dead).
 -- @include checks.lua
 -- @include now_ms.lua
 -- @include wake.lua
@@ -42,6 +49,7 @@
 -- @include end_job.lua
 -- @include minute_stats.lua
 -- @include notify.lua
+-- @include record_fields.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5],
   stats = KEYS[6], dead = KEYS[3]}
 local default_ttl = need_int(ARGV[2], 'default result TTL', 1)
@@ -79,11 +87,11 @@ local function counted(kind)
 end
 
 local function count_minute(kind, rec)
-  local started = tonumber(rec[4])
+  local started = field_int(rec[4], 0, FIELD_MAX)
   if started then
     local waited = nil
     if not rec[6] or rec[6] == '1' then
-      waited = started - (tonumber(rec[5]) or started)
+      waited = started - (field_int(rec[5], 0, FIELD_MAX) or started)
       if waited < 0 then waited = 0 end
     end
     minute_run(now - started, waited)
@@ -99,7 +107,7 @@ local function succeed(id, jk, payload, ttl, ttl_text, own_ttl, in_workflow)
   if ttl > 0 then
     redis.call('PEXPIRE', jk, ttl_text)
   else
-    redis.call('PEXPIRE', jk, tonumber(own_ttl) or ARGV[2])
+    redis.call('PEXPIRE', jk, field_ttl(own_ttl, default_ttl))
   end
   redis.call('HINCRBY', KEYS[6], 'succeeded', '1')
   notify(qk.prefix .. 'done:' .. id, 'succeeded')
@@ -108,16 +116,17 @@ local function succeed(id, jk, payload, ttl, ttl_text, own_ttl, in_workflow)
   end
 end
 
-local function retry(id, jk, payload, delay)
-  local attempt = (tonumber(redis.call('HGET', jk, 'att')) or 1) + 1
+-- att: the attempt that failed (the record's field, read with the others)
+local function retry(id, jk, payload, delay, att)
+  local attempt = (field_int(att, 0, FIELD_MAX) or 1) + 1
   add_error(jk, payload)
   redis.call('HSET', jk, 'att', attempt)
   if delay > 0 then
     redis.call('HSET', jk, 'st', 'scheduled', 'due', now + delay)
     redis.call('ZADD', KEYS[2], now + delay, id)
     wake(KEYS[5])
-  else
-    make_runnable(qk, id, jk, false)
+  elseif not runnable_or_dead(qk, now, id, jk, false, dead_ttl, default_ttl) then
+    return
   end
   redis.call('HINCRBY', KEYS[6], 'retried', 1)
   notify(qk.prefix .. 'done:' .. id, 'retrying')
@@ -127,8 +136,15 @@ for g = 1, groups do
   local i = 4 + 5 * (g - 1)
   local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], numbers[g]
   local jk = KEYS[6 + g]
-  local rec = redis.call('HMGET', jk, 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx', 'g', 'wf')
-  if rec[1] ~= token or not redis.call('ZSCORE', KEYS[1], id) then
+  -- pcall: a key of another type answers WRONGTYPE instead of stopping the
+  -- batch half-way (cheaper than asking TYPE first, for every job)
+  local rec = redis.pcall('HMGET', jk, 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx', 'g', 'wf')
+  if rec.err then
+    if redis.call('ZREM', KEYS[1], id) == 1 then
+      redis.call('HINCRBY', KEYS[6], 'malformed_record', 1)
+    end
+    codes[#codes + 1] = -2
+  elseif rec[1] ~= token or not redis.call('ZSCORE', KEYS[1], id) then
     if rec[2] == token .. kind then
       codes[#codes + 1] = 0
     else
@@ -149,12 +165,13 @@ for g = 1, groups do
     if kind == 'ok' then
       succeed(id, jk, payload, number, ARGV[i + 4], rec[3], rec[9])
     elseif kind == 'retry' then
-      retry(id, jk, payload, number)
+      retry(id, jk, payload, number, rec[6])
     elseif kind == 'dead' then
       end_dead(qk, now, id, jk, payload, dead_ttl, default_ttl)
     elseif kind == 'requeue' then
-      make_runnable(qk, id, jk, true)
-      redis.call('HINCRBY', KEYS[6], 'requeued', 1)
+      if runnable_or_dead(qk, now, id, jk, true, dead_ttl, default_ttl) then
+        redis.call('HINCRBY', KEYS[6], 'requeued', 1)
+      end
     else
       end_cancelled(qk, now, id, jk, payload, rec[3], default_ttl)
     end

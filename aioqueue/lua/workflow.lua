@@ -21,6 +21,8 @@
 --   members from index 0), then (chain) the remaining step specs, one
 --   entry each, in order
 -- Derived: <q>job:<id> and <q>wait:<p> for the member jobs
+-- A member record, wait list or workflow list of another type (written by
+-- something else) refuses the call with WRONGTYPE before anything is written.
 -- Returns a code:
 -- Code 0 EXISTED: a workflow with this id exists: nothing written
 -- Code 1 CREATED: created, its first jobs queued
@@ -47,6 +49,10 @@ end
 local fields = member_jobs(8, m, wfid, 0)
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
+end
+local wrong = member_keys_wrong(qk.prefix, 8, m, {KEYS[2], KEYS[3]})
+if wrong then
+  return wrong
 end
 local now = now_ms()
 redis.call('HSET', KEYS[1], 'kind', kind, 'st', 'running', 'n', size, 'left', size,

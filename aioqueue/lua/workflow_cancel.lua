@@ -16,12 +16,15 @@
 -- ARGV[3] reason
 -- ARGV[4] result TTL (ms) for the workflow and the members that end here
 -- Derived: <q>job:<id> for the member ids, channels <q>cancel and <q>done:<id>
+-- A member whose record key holds another type (written by something else)
+-- is skipped and counted as 'malformed_record'.
 -- Returns a code:
 -- Code 1 CANCELLED: the workflow was running and is now cancelled
 -- Code 0 ALREADY_ENDED: it had already ended (or never existed): nothing done
 -- @include checks.lua
 -- @include now_ms.lua
 -- @include notify.lua
+-- @include record_fields.lua
 local Q = need_prefix(ARGV[1], KEYS[5], 'delayed')
 local wfid = need_text(ARGV[2], 'workflow id')
 need_key_for(KEYS[1], 'wf', wfid)
@@ -29,13 +32,17 @@ local ttl = need_int(ARGV[4], 'result TTL', 1)
 if redis.call('HGET', KEYS[1], 'st') ~= 'running' then
   return 0
 end
+-- read before the first write: a members' list of another type refuses here
+local members = redis.call('LRANGE', KEYS[2], 0, -1)
 local now = now_ms()
 local err = cjson.encode({type = 'Cancelled', message = ARGV[3], traceback = ''})
 redis.call('HSET', KEYS[1], 'st', 'cancelled', 'e', err)
-for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+for _, id in ipairs(members) do
   local jk = Q .. 'job:' .. id
-  local rec = redis.call('HMGET', jk, 'st', 'rt')
-  if rec[1] == 'active' then
+  local rec = redis.pcall('HMGET', jk, 'st', 'rt')
+  if rec.err then
+    redis.call('HINCRBY', KEYS[6], 'malformed_record', 1)
+  elseif rec[1] == 'active' then
     redis.call('HSET', jk, 'cx', ARGV[3])
     notify(Q .. 'cancel', id)
   elseif rec[1] == 'queued' or rec[1] == 'scheduled' then
@@ -43,7 +50,7 @@ for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
       redis.call('ZREM', KEYS[5], id)
     end
     redis.call('HSET', jk, 'st', 'cancelled', 'e', err, 'tf', now)
-    redis.call('PEXPIRE', jk, tonumber(rec[2]) or ttl)
+    redis.call('PEXPIRE', jk, field_ttl(rec[2], ttl))
     redis.call('HINCRBY', KEYS[6], 'cancelled', 1)
     notify(Q .. 'done:' .. id, 'cancelled')
   end

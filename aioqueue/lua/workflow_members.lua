@@ -11,6 +11,8 @@
 -- ARGV[3] index of the first member in this chunk
 -- ARGV[4..] jobs of 5 entries each: id, task, args JSON, priority, overrides
 -- Derived: <q>job:<id> and <q>wait:<p> for the member jobs
+-- A member record, wait list or the members' list of another type (written by
+-- something else) refuses the call with WRONGTYPE before anything is written.
 -- Returns a code:
 -- Code 1 ADDED: the members exist now
 -- Code 0 NOT_RUNNING: the workflow does not exist or has ended (cancelled): nothing written
@@ -31,6 +33,10 @@ local fields = member_jobs(4, count, wfid, first)
 local wf = redis.call('HMGET', KEYS[1], 'st', 'n')
 if wf[1] ~= 'running' or first + count > (tonumber(wf[2]) or 0) then
   return 0
+end
+local wrong = member_keys_wrong(qk.prefix, 4, count, {KEYS[2]})
+if wrong then
+  return wrong
 end
 local now = now_ms()
 for i = 0, count - 1 do

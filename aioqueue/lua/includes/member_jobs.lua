@@ -4,6 +4,7 @@
 -- (its task's overrides, then its workflow link: 'wf' id, 'wi' index).
 -- @include checks.lua
 -- @include overrides.lua
+-- @include check_types.lua
 local function member_jobs(start, count, wfid, first_index)
   local fields = {}
   for i = 0, count - 1 do
@@ -20,4 +21,27 @@ local function member_jobs(start, count, wfid, first_index)
     fields[i] = f
   end
   return fields
+end
+
+-- before the first write: the member records (a hash or none) and the wait
+-- lists of their priorities must have their types, or a member would be
+-- skipped and the workflow never end. Returns an error reply or nil.
+-- lists: more keys that must be lists (the workflow's members and steps).
+local function member_keys_wrong(prefix, start, count, lists)
+  local pairs_list, seen = {}, {}
+  for _, key in ipairs(lists) do
+    pairs_list[#pairs_list + 1] = key
+    pairs_list[#pairs_list + 1] = 'list'
+  end
+  for i = 0, count - 1 do
+    local at = start + 5 * i
+    pairs_list[#pairs_list + 1] = prefix .. 'job:' .. ARGV[at]
+    pairs_list[#pairs_list + 1] = 'hash'
+    if not seen[ARGV[at + 3]] then
+      seen[ARGV[at + 3]] = true
+      pairs_list[#pairs_list + 1] = prefix .. 'wait:' .. ARGV[at + 3]
+      pairs_list[#pairs_list + 1] = 'list'
+    end
+  end
+  return check_types(pairs_list)
 end

@@ -35,9 +35,14 @@ local function minute_run(run_ms, waited_ms)
 end
 
 local function minute_raise(key, field, value)
-  if value > tonumber(redis.call('HGET', key, field) or '-1') then
+  if value > (tonumber(redis.call('HGET', key, field)) or -1) then
     redis.call('HSET', key, field, value)
   end
+end
+
+-- pcall: a field that holds no integer (written by something else) drops the count
+local function minute_incr(key, field, n)
+  redis.pcall('HINCRBY', key, field, n)
 end
 
 local function minute_flush(Q, now)
@@ -50,16 +55,16 @@ local function minute_flush(Q, now)
     return
   end
   for field, n in pairs(minute_acc) do
-    redis.call('HINCRBY', key, field, n)
+    minute_incr(key, field, n)
   end
   if m_run_n > 0 then
-    redis.call('HINCRBY', key, 'run_n', m_run_n)
-    redis.call('HINCRBY', key, 'run_ms', m_run_ms)
+    minute_incr(key, 'run_n', m_run_n)
+    minute_incr(key, 'run_ms', m_run_ms)
     minute_raise(key, 'run_max', m_run_max)
   end
   if m_wait_n > 0 then
-    redis.call('HINCRBY', key, 'wait_n', m_wait_n)
-    redis.call('HINCRBY', key, 'wait_ms', m_wait_ms)
+    minute_incr(key, 'wait_n', m_wait_n)
+    minute_incr(key, 'wait_ms', m_wait_ms)
     minute_raise(key, 'wait_max', m_wait_max)
   end
   redis.call('PEXPIRE', key, MINUTE_STATS_TTL_MS)

@@ -21,11 +21,11 @@ from aioqueue.broker import Settlement
 from aioqueue.broker_admin import BrokerAdmin
 from aioqueue.broker_flow import enqueue_flow
 from aioqueue.broker_workflow import MemberJob, cancel_workflow, create_workflow
-from aioqueue.flow import group_id
+from aioqueue.flow import UniqueKey, group_id
 from aioqueue.lane import CommandLane
 from aioqueue.roles import WorkerState
 from aioqueue.running import RunningJobs
-from aioqueue.script_codes import RenewCode, SettleCode
+from aioqueue.script_codes import EnqueueCode, RenewCode, SettleCode
 from aioqueue.scripts import SCRIPT_NAMES
 from aioqueue.settler import Settler
 
@@ -614,4 +614,24 @@ async def test_a_settle_the_script_refuses_for_one_job_settles_the_rest_and_goes
         # its lease is left to the reaper, which hands it back when it expires
         assert await raw.zscore(broker.keys(q).leases, "e2") is not None
         await _check(raw, app)
+    await raw.aclose()
+
+
+async def test_a_unique_key_whose_holder_record_is_foreign_is_free(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        unique = UniqueKey("u1")
+        code, first = await enqueue_flow(broker, q, "u-first", "add", '{"args": [1]}',
+                                         unique=unique)
+        assert code is EnqueueCode.QUEUED
+        await plant(raw, broker.keys(q).job(first))
+        # not a job of ours holds the key: a new enqueue takes it (it used to be refused
+        # with WRONGTYPE for as long as the key lived)
+        code, second = await enqueue_flow(broker, q, "u-second", "add", '{"args": [1]}',
+                                          unique=unique)
+        assert (code, second) == (EnqueueCode.QUEUED, "u-second")
     await raw.aclose()

@@ -31,7 +31,12 @@ local function unique_holder(uq, prefix)
   if not id then
     return nil
   end
-  local status = redis.call('HGET', prefix .. 'job:' .. id, 'st')
+  -- pcall: a holder key of another type (written by something else) is no
+  -- job of ours: the key is free, instead of refusing every enqueue with it
+  local status = redis.pcall('HGET', prefix .. 'job:' .. id, 'st')
+  if type(status) == 'table' then
+    status = nil
+  end
   if uq.mode ~= 'throttle' and (not status or unique_ended(status)) then
     return nil
   end

@@ -69,7 +69,13 @@ class Settlement:
 
 
 def _opt_int(value: str | None) -> int | None:
-    return int(value) if value else None
+    """A number field of a claimed record; one that holds no integer (written
+    by something else) counts as absent, so the job runs with the defaults
+    instead of the reply's parsing stopping the worker."""
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
 
 
 def _text(value: Any) -> str:
@@ -156,8 +162,8 @@ class Broker(BrokerEnqueue):
             jobs.append(ClaimedJob(
                 queue=queue, id=_text(jid), token=_text(token), task=_text(task),
                 args=_payload(args),
-                attempt=int(att), max_tries=_opt_int(mt), timeout_ms=_opt_int(to),
-                enqueued_ms=int(et or 0), result_ttl_ms=_opt_int(rt),
+                attempt=_opt_int(att) or 1, max_tries=_opt_int(mt), timeout_ms=_opt_int(to),
+                enqueued_ms=_opt_int(et) or 0, result_ttl_ms=_opt_int(rt),
                 trace=_text(tc) if tc else "",
             ))
         return jobs, int(raw[0])

@@ -635,3 +635,29 @@ async def test_a_unique_key_whose_holder_record_is_foreign_is_free(
                                           unique=unique)
         assert (code, second) == (EnqueueCode.QUEUED, "u-second")
     await raw.aclose()
+
+
+async def test_a_claimed_job_with_hostile_number_fields_runs_and_the_worker_goes_on(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        await broker.enqueue(q, "n1", "add", "[[5],{}]")
+        await raw.hset(broker.keys(q).job("n1"), mapping={
+            "att": "nan", "mt": "x", "to": "1e3", "et": "inf", "rt": "-"})
+        # the claim's reply carries them: parsing it used to stop the worker (ValueError)
+        async with running(app):
+            async def ended() -> bool:
+                return await _status(raw, app, "n1") == "succeeded"
+
+            await wait_until(ended, 30, what="the job with hostile fields succeeded")
+            await broker.enqueue(q, "n2", "add", "[[6],{}]")
+
+            async def second() -> bool:
+                return await _status(raw, app, "n2") == "succeeded"
+
+            await wait_until(second, 30, what="the worker still runs jobs")
+        await _check(raw, app)
+    await raw.aclose()

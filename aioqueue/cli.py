@@ -178,14 +178,15 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aioqueue", description=__doc__)
-    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
+    parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS,
+                        help="DEBUG, INFO (default), WARNING or ERROR; also after the command")
     parser.add_argument("--log-format", default="text", choices=["text", "json"],
                         help="text lines, or one JSON object per line with job fields "
                         "(job_id, task, queue, attempt...)")
     parser.add_argument("--version", action="version", version=f"aioqueue {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def worker_options(p: argparse.ArgumentParser) -> None:
+    def worker_options(p: argparse.ArgumentParser, *, processes_too: bool) -> None:
         p.add_argument("--concurrency", type=int, default=100,
                        help="most jobs running at once (default 100)")
         p.add_argument("--queues", default=None,
@@ -196,38 +197,46 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--uvloop", action="store_true", help="run on uvloop")
         p.add_argument("--metrics-port", type=int, default=None,
                        help="serve Prometheus metrics of this worker on this port "
-                       "(aioqueue[metrics]); with --processes N, child i serves PORT+i")
+                       "(aioqueue[metrics])"
+                       + ("; with --processes N, child i serves PORT+i" if processes_too else ""))
 
-    worker = sub.add_parser("worker", help="run a worker (supervisor) process")
+    text = "run a worker (supervisor) process"
+    worker = sub.add_parser("worker", help=text, description=text)
     add_app_arguments(worker)
-    worker_options(worker)
+    worker_options(worker, processes_too=True)
     processes.add_options(worker)
     worker.set_defaults(func=cmd_worker)
 
-    dead = sub.add_parser("dead", help="list, replay or purge dead-lettered jobs")
-    dead.add_argument("action", choices=["list", "replay", "purge"])
+    text = "list, replay or purge dead-lettered jobs"
+    dead = sub.add_parser("dead", help=text, description=text)
+    dead.add_argument("action", choices=["list", "replay", "purge"],
+                      help="list them, replay them (fresh attempts) or purge them")
     add_app_arguments(dead)
     dead.add_argument("ids", nargs="*", help="job ids (replay/purge)")
     dead.add_argument("--all", action="store_true", help="every dead-lettered job")
-    dead.add_argument("--queue", default=None)
-    dead.add_argument("--limit", type=int, default=100)
+    dead.add_argument("--queue", default=None, help="the queue (default: the app's default queue)")
+    dead.add_argument("--limit", type=int, default=100,
+                      help="list: most jobs shown, newest first (default 100)")
     dead.add_argument("--new-ids", action="store_true",
                       help="replay as new jobs with new ids (the dead ones are purged)")
     dead.add_argument("-v", "--verbose", action="store_true",
                       help="show arguments and every attempt's error and traceback")
     dead.set_defaults(func=cmd_dead)
 
-    schedules = sub.add_parser("schedules", help="list periodic schedules and next fire times")
+    text = "list periodic schedules and next fire times"
+    schedules = sub.add_parser("schedules", help=text, description=text)
     add_app_arguments(schedules)
     schedules.set_defaults(func=cmd_schedules)
 
-    dev = sub.add_parser("dev", help="start a local server (AOF on) and, given an app, "
-                         "a worker against it")
-    dev.add_argument("app", metavar="MODULE:ATTR", nargs="?", default=None)
-    dev.add_argument("--port", type=int, default=6390)
+    text = "start a local server (AOF on) and, given an app, a worker against it"
+    dev = sub.add_parser("dev", help=text, description=text)
+    dev.add_argument("app", metavar="MODULE:ATTR", nargs="?", default=None,
+                     help="where the App lives (none: only the server)")
+    dev.add_argument("--port", type=int, default=6390,
+                     help="the server's port on 127.0.0.1 (default 6390; refused if in use)")
     dev.add_argument("--dir", default=".aioqueue/redis",
                      help="data directory (default .aioqueue/redis)")
-    worker_options(dev)
+    worker_options(dev, processes_too=False)
     dev.set_defaults(func=cmd_dev)
     # more command groups register here: each module's register(sub) adds
     # its subparsers with set_defaults(func=...) (see cli_common for helpers)

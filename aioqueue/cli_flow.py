@@ -197,6 +197,7 @@ def register(sub: Any) -> None:
     p.add_argument("--key", default=None,
                    help="one concurrency key of --task (with --max-concurrency or "
                         "--clear-concurrency)")
-    p.add_argument("--burst", type=int, default=1, help="starts allowed at once (with --set)")
+    p.add_argument("--burst", type=int, default=1,
+                   help="starts allowed at once (with --set or --key-rate)")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
     p.set_defaults(func=cmd_limits)

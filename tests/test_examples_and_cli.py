@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+from aioqueue.cli import build_parser
 from aioqueue.server import free_port
 
 from .conftest import REPO
@@ -45,3 +47,38 @@ def test_dev_command_serves_quickstart(tmp_path: Path) -> None:
     finally:
         dev.terminate()
         assert dev.wait(20) == 0
+
+
+Parsers = list[tuple[str, argparse.ArgumentParser]]
+
+
+def _parsers(parser: argparse.ArgumentParser, path: str) -> Parsers:
+    found = [(path, parser)]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                found += _parsers(child, f"{path} {name}")
+    return found
+
+
+def test_every_cli_command_and_option_has_help_text() -> None:
+    # Given every command of `aioqueue` and every argument it takes
+    missing = []
+    for path, parser in _parsers(build_parser(), "aioqueue"):
+        if path != "aioqueue" and not parser.description:
+            missing.append(f"{path}: no description in its own --help")
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                continue
+            # Then each says what it is for in --help
+            if not action.help or action.help == argparse.SUPPRESS:
+                missing.append(f"{path}: {'/'.join(action.option_strings) or action.dest}")
+    assert not missing, missing
+
+
+def test_worker_options_name_only_options_the_command_has() -> None:
+    # `aioqueue dev` shares the worker's options but has no --processes
+    dev = dict(_parsers(build_parser(), "aioqueue"))["aioqueue dev"]
+    for action in dev._actions:
+        if action.help and "--processes" in action.help:
+            raise AssertionError(f"dev {action.option_strings} mentions --processes")

@@ -27,7 +27,7 @@ from .broker_listing import (
 )
 from .connection import translate_errors
 from .errors import ConfigurationError
-from .keys import check_name, route
+from .keys import QueueKeys, check_name, route
 from .record import Field
 from .scripts import LuaScript, load_script
 
@@ -51,10 +51,14 @@ class QueueSummary:
     counters: dict[str, int] = field(default_factory=dict)
     shards: int = 1
     """How many shards the queue has (its counts are their sums)."""
+    held: int = 0
+    """Waiting jobs outside the priority lists: held back by a rate limit or
+    waiting in a concurrency group (``aioqueue limits`` shows them by task)."""
 
     @property
     def waiting(self) -> int:
-        return sum(self.waiting_by_priority.values())
+        """Every waiting job, as ``App.queue_info`` counts them."""
+        return sum(self.waiting_by_priority.values()) + self.held
 
 
 async def run_script(lane: Lane, script: LuaScript, keys: Sequence[str],
@@ -90,7 +94,15 @@ def _merged(queue: str, parts: Sequence[QueueSummary]) -> QueueSummary:
         scheduled=sum(p.scheduled for p in parts), running=sum(p.running for p in parts),
         dead=sum(p.dead for p in parts), paused=any(p.paused for p in parts),
         oldest_waiting_age_s=max(ages) if ages else None, counters=counters,
-        shards=len(parts))
+        shards=len(parts), held=sum(p.held for p in parts))
+
+
+_STRIDE = 8  # commands per queue in the summaries' first round trip
+
+
+def _held_lists(k: QueueKeys, tasks: Sequence[Any]) -> list[str]:
+    """The held lists (one per task held back by a rate limit) of a queue."""
+    return [f"{k.base}held:{t.decode() if isinstance(t, bytes) else t}" for t in tasks]
 
 
 class BrokerAdmin(JobListing):
@@ -156,16 +168,24 @@ class BrokerAdmin(JobListing):
 
     async def _summaries(self, queues: Sequence[str]) -> list[QueueSummary]:
         keys = [self.keys(q) for q in queues]
+        # held back by a rate limit (broker_flow) or waiting in a concurrency
+        # group (broker_groups): waiting jobs outside the priority lists
         first = await self._many([("TIME",), *[c for k in keys for c in (
             ("ZRANGE", k.prios, 0, -1), ("ZCARD", k.delayed), ("ZCARD", k.leases),
-            ("ZCARD", k.dead), ("EXISTS", k.base + "paused"), ("HGETALL", k.stats))]],
+            ("ZCARD", k.dead), ("EXISTS", k.base + "paused"), ("HGETALL", k.stats),
+            ("ZRANGE", k.base + "held", 0, -1), ("HGET", k.base + "gstate", "waiting"))]],
             self.prefix)
         now_ms = int(first[0][0]) * 1000 + int(first[0][1]) // 1000
-        levels = [[int(m) for m in first[1 + 6 * i]] for i in range(len(keys))]
+        levels = [[int(m) for m in first[1 + _STRIDE * i]] for i in range(len(keys))]
+        held_lists = [_held_lists(k, first[_STRIDE * (i + 1) - 1]) for i, k in enumerate(keys)]
+        held_llens: list[tuple[Any, ...]] = [("LLEN", n) for names in held_lists for n in names]
         second = await self._many([c for k, lv in zip(keys, levels, strict=True)
                                    for level in lv for c in (("LLEN", k.wait(level)),
-                                                             ("LINDEX", k.wait(level), 0))],
-                                  self.prefix)
+                                                             ("LINDEX", k.wait(level), 0))]
+                                  + held_llens, self.prefix)
+        lengths = iter(second[len(second) - len(held_llens):])
+        held = [max(0, int(first[_STRIDE * (i + 1)] or 0))  # grouped waiting jobs
+                + sum(int(next(lengths)) for _ in names) for i, names in enumerate(held_lists)]
         heads: list[tuple[int, str]] = []
         pos = 0
         for i, lv in enumerate(levels):
@@ -186,7 +206,7 @@ class BrokerAdmin(JobListing):
             for level in lv:
                 by_priority[level] = int(second[pos])
                 pos += 2
-            base = 1 + 6 * i
+            base = 1 + _STRIDE * i
             out.append(QueueSummary(
                 name=queue, waiting_by_priority=by_priority,
                 scheduled=int(first[base + 1]), running=int(first[base + 2]),
@@ -194,6 +214,7 @@ class BrokerAdmin(JobListing):
                 oldest_waiting_age_s=(max(0, now_ms - oldest[i]) / 1000
                                       if i in oldest else None),
                 counters={k: int(v) for k, v in as_mapping(first[base + 5]).items()},
+                held=held[i],
             ))
         return out
 

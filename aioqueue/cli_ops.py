@@ -91,8 +91,9 @@ async def _info_once(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> 
 
 
 def _info_row(s: QueueSummary, workers: int) -> list[Any]:
-    prios = " ".join(f"p{p}={n}" for p, n in sorted(s.waiting_by_priority.items(),
-                                                    reverse=True)) or "-"
+    prios = " ".join([*(f"p{p}={n}" for p, n in sorted(s.waiting_by_priority.items(),
+                                                       reverse=True)),
+                      *([f"held={s.held}"] if s.held else [])]) or "-"
     return [s.name, s.waiting, prios, s.scheduled, s.running, s.dead,
             "yes" if s.paused else "no", age(s.oldest_waiting_age_s), workers,
             s.counters.get("succeeded", 0), s.counters.get("failed", 0),

@@ -245,3 +245,38 @@ async def test_refused_queue_registry_never_stops_an_app_opening(
     async with app, running(app):
         assert await (await add.enqueue(1, 2)).result(timeout=10) == 3
     assert any("queue registry not updated" in r.getMessage() for r in caplog.records)
+
+
+async def test_summary_counts_jobs_held_by_limits_as_waiting_like_queue_info(
+        make_app: Callable[..., aioqueue.App], queue_name: str) -> None:
+    # Given jobs waiting in a concurrency group, and jobs held back by a rate
+    # limit (a worker started one; the claim moved the others to the held list)
+    app = make_app(queue=queue_name)
+
+    @app.task(concurrency_key=lambda customer, **_: customer, max_concurrency=1)
+    async def export(customer: str) -> str:
+        return customer
+
+    @app.task(rate_limit="1/h")
+    async def call_api(n: int) -> int:
+        return n
+
+    async with app:
+        for n in range(3):
+            await call_api.enqueue(n)
+        async with running(app):
+            await wait_until(lambda: _succeeded(app, 1), 30, what="one call_api run")
+        for customer in ("a", "a", "b"):
+            await export.enqueue(customer)
+        counted = (await app.queue_info())["waiting"]
+        (summary,) = await _admin(app).summaries([queue_name])
+    # Then the operator's summary (aioqueue info, dashboard, metrics) counts
+    # them as waiting, as app.queue_info() does: 2 held + 3 grouped
+    assert counted == 5
+    assert summary.waiting == 5
+    assert summary.held == 5
+
+
+async def _succeeded(app: aioqueue.App, n: int) -> bool:
+    return (await app.queue_info())["running"] == 0 and (
+        await _admin(app).summaries([app.default_queue]))[0].counters.get("succeeded") == n

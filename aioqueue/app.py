@@ -20,21 +20,17 @@ from .broker_admin import BrokerAdmin
 from .broker_flow import declare_app_limits
 from .broker_groups import declare_app_concurrency
 from .broker_shards import check_shard_counts, open_shard_counts
+from .codec import encode_untyped
 from .errors import AioqueueError, ConfigurationError
 from .job import Job
 from .keys import check_name, check_task_name
 from .listener import ResultListener, Wakeup
 from .options import EnqueueKwargs, EnqueueOptions
+from .prepared import check_payload, prepare_job, submit_job
 from .record import JobInfo
 from .registry import TaskRegistry
 from .retry import RetryPolicy
 from .settings import WorkerSettings
-from .task import (
-    check_payload,
-    encode_untyped,
-    prepare_job,
-    submit_job,
-)
 from .urls import check_url
 
 LifecycleHook = Callable[["App"], Awaitable[None]]

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .prepared import new_job_id
 from .record import Field, JobInfo, JobStatus, copied_overrides, parse_info
-from .task import new_job_id
 
 if TYPE_CHECKING:
     from .broker import Broker

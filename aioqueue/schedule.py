@@ -21,7 +21,8 @@ from cronsim import CronSim, CronSimError
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from .task import PreparedJob, Task
+    from .prepared import PreparedJob
+    from .task import Task
 
 MissedPolicy = Literal["skip", "run_once"]
 

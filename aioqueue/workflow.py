@@ -31,9 +31,10 @@ from .errors import (
     ResultTimeout,
 )
 from .job import Job
+from .prepared import new_job_id
 from .record import WORKFLOW_RUNNING, JobStatus, MemberJob, WorkflowField
 from .script_codes import WorkflowCancelCode
-from .task import Signature, new_job_id
+from .task import Signature
 
 if TYPE_CHECKING:
     from .backend import Backend

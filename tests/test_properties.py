@@ -95,7 +95,7 @@ def test_keyword_arguments_round_trip(a: int, b: str | None, c: list[float] | No
 def test_untyped_enqueue_by_name_round_trips(args: list[Any], kwargs: dict[str, Any]) -> None:
     import json
 
-    from aioqueue.task import encode_untyped
+    from aioqueue.codec import encode_untyped
     assert json.loads(encode_untyped(tuple(args), kwargs)) == [args, kwargs]
 
 

@@ -122,6 +122,11 @@ async def cmd_jobs(app: App, admin: BrokerAdmin, args: argparse.Namespace) -> in
     out(table(headers, rows))
     more = f"; next page: --cursor {page.next_cursor}" if page.next_cursor else ""
     out(f"{len(page.jobs)} of {page.total} {args.state} job(s) in {args.queue!r}{more}")
+    if args.state == "waiting":
+        (summary,) = await admin.summaries([args.queue])
+        if summary.held:
+            out(f"{summary.held} more waiting outside this list (held back by a rate limit "
+                "or waiting in a concurrency group): see aioqueue limits")
     return 0
 
 

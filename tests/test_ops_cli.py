@@ -104,6 +104,22 @@ def test_jobs_cursor_walks_waiting_jobs(
     assert first + second == ids and "next page" not in out
 
 
+def test_waiting_jobs_not_listed_are_counted_and_pointed_to(
+        redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given jobs waiting in a concurrency group (not in the priority lists)
+    async def setup(app: aioqueue.App) -> None:
+        await ops_app.add.enqueue(1, 2)
+        for customer in ("a", "a", "b"):
+            await ops_app.export.enqueue(customer)
+
+    _in_app(redis_url, setup)
+    # When an operator lists the queue's waiting jobs
+    code, out, _ = _cli(capsys, redis_url, "jobs", "ops")
+    # Then the page lists the plain one and says where the other three are
+    assert code == 0 and "1 of 1 waiting job(s)" in out
+    assert "3 more waiting" in out and "aioqueue limits" in out
+
+
 def test_unknown_job_is_a_one_line_error(
         redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _cli(capsys, redis_url, "job", "no-such-job")

@@ -215,8 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     dead.add_argument("ids", nargs="*", help="job ids (replay/purge)")
     dead.add_argument("--all", action="store_true", help="every dead-lettered job")
     dead.add_argument("--queue", default=None, help="the queue (default: the app's default queue)")
-    dead.add_argument("--limit", type=int, default=100,
-                      help="list: most jobs shown, newest first (default 100)")
+    dead.add_argument("--limit", type=processes.positive_int, default=100,
+                      help="list: most jobs shown, oldest first (default 100)")
     dead.add_argument("--new-ids", action="store_true",
                       help="replay as new jobs with new ids (the dead ones are purged)")
     dead.add_argument("-v", "--verbose", action="store_true",

@@ -70,7 +70,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         help="run N worker processes under one parent that restarts crashed ones "
              "('auto' = the CPUs this process may use)")
     parser.add_argument(
-        "--max-jobs-per-child", type=_positive_int, default=None, metavar="N",
+        "--max-jobs-per-child", type=positive_int, default=None, metavar="N",
         help="replace a worker process after it started N jobs (implies --processes 1)")
     parser.add_argument(
         "--max-memory-per-child", type=parse_size, default=None, metavar="SIZE",
@@ -87,7 +87,7 @@ def parse_processes(value: str) -> int:
     """``"auto"`` -> the usable CPU count; otherwise a positive integer."""
     if value.strip().lower() == "auto":
         return usable_cpus()
-    return _positive_int(value)
+    return positive_int(value)
 
 
 def usable_cpus() -> int:
@@ -107,7 +107,8 @@ def _positive_float(value: str) -> float:
     return number
 
 
-def _positive_int(value: str) -> int:
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1."""
     try:
         number = int(value)
     except ValueError:

@@ -131,3 +131,12 @@ async def test_worker_without_queues_consumes_its_tasks_queues_and_says_which(
     assert "default" in done.stderr and "other" in done.stderr
     async with app:
         assert await app.job(job.id, "other").result(timeout=5) == 42
+
+
+@pytest.mark.parametrize("limit", ["0", "-5"])
+def test_dead_list_refuses_a_limit_that_would_read_every_dead_letter(limit: str) -> None:
+    # `dead list --limit 0` read the whole dead-letter set (ZRANGE 0 -1)
+    from aioqueue.cli import build_parser
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args(["dead", "list", "tests.cli_app:app", "--limit", limit])
+    assert exc.value.code == 2

@@ -661,3 +661,71 @@ async def test_a_claimed_job_with_hostile_number_fields_runs_and_the_worker_goes
             await wait_until(second, 30, what="the worker still runs jobs")
         await _check(raw, app)
     await raw.aclose()
+
+
+async def test_a_repeated_claim_with_a_foreign_typed_record_answers_the_others(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        for job_id in ("v1", "v2", "v3"):
+            await broker.enqueue(q, job_id, "add", '{"args": [1]}')
+        async with broker.blocking_client("t") as lane:
+            first, _ = await broker.claim(lane, q, 3, 600_000, "w1", reservation_id="rsv1")
+            await plant(raw, broker.keys(q).job("v2"))
+            # the first reply was lost: the same reservation asks again
+            again, _ = await broker.claim(lane, q, 3, 600_000, "w1", reservation_id="rsv1")
+        assert sorted(j.id for j in first) == ["v1", "v2", "v3"]
+        assert sorted(j.id for j in again) == ["v1", "v3"]
+    await raw.aclose()
+
+
+async def test_cancel_of_a_foreign_typed_record_answers_not_found(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        await broker.enqueue(q, "k1", "add", '{"args": [1]}')
+        await plant(raw, broker.keys(q).job("k1"))
+        before = await dump_all(raw)
+        assert await broker.cancel(q, "k1", "stop", 60_000) is aioqueue.CancelOutcome.NOT_FOUND
+        assert await dump_all(raw) == before
+    await raw.aclose()
+
+
+@pytest.mark.parametrize("script", ["reap", "replay", "cancel", "workflow_cancel"])
+async def test_a_fixed_queue_key_of_another_type_is_refused_before_the_first_write(
+    make_app: Callable[..., aioqueue.App], redis_url: str, script: str,
+) -> None:
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        k = broker.keys(q)
+        jobs = await _claim_ids(app, ["f1", "f2"])
+        await broker.settle(q, [Settlement("f1", jobs["f1"].token, "dead", "{}")],
+                            **SETTLE_TTLS)
+        await raw.zadd(k.leases, {"f2": 1}, xx=True)  # expired
+        await create_workflow(broker, q, "wfz", "group", 2, False, "",
+                              [MemberJob(f"wfz.{i}", "add", '{"args": [1]}', 0, "")
+                               for i in range(2)], [])
+        # the key the script writes last, after its others: the per-job writes came first
+        last = {"reap": k.dead, "replay": k.stats, "cancel": k.stats,
+                "workflow_cancel": k.stats}[script]
+        await plant(raw, last)
+        before = await dump_all(raw)
+        call = {
+            "reap": lambda: broker.reap(q, limit=10, max_deliveries=1,
+                                        dead_letter_ttl_ms=60_000),
+            "replay": lambda: broker.replay(q, ["f1"]),
+            "cancel": lambda: broker.cancel(q, "wfz.1", "x", 60_000),
+            "workflow_cancel": lambda: cancel_workflow(broker, q, "wfz", "x", 60_000),
+        }[script]
+        with pytest.raises(aioqueue.WrongKeyType):
+            await call()
+        assert await dump_all(raw) == before, "failed half-way"
+    await raw.aclose()

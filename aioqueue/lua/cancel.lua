@@ -21,7 +21,9 @@
 -- Code 'cancelled' CANCELLED: it was queued or scheduled: it ended cancelled now
 -- Code 'requested' REQUESTED: it is running: its worker will cancel it
 -- Code 'finished' ALREADY_FINISHED: it had already ended: nothing done
--- Code 'missing' NOT_FOUND: no record
+-- Code 'missing' NOT_FOUND: no record (or its key holds another type: not a job of ours)
+-- A queue key of another type refuses the call before anything is written.
+-- @include check_types.lua
 -- @include checks.lua
 -- @include now_ms.lua
 -- @include advance_workflow.lua
@@ -32,8 +34,12 @@ local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wa
 local id = need_text(ARGV[2], 'job id')
 need_key_for(KEYS[1], 'job', id)
 local default_ttl = need_int(ARGV[4], 'default result TTL', 1)
-local rec = redis.call('HMGET', KEYS[1], 'st', 'rt')
-local status = rec[1]
+local wrong = check_types({KEYS[2], 'zset', KEYS[3], 'hash', KEYS[4], 'zset', KEYS[5], 'list'})
+if wrong then
+  return wrong
+end
+local rec = redis.pcall('HMGET', KEYS[1], 'st', 'rt')
+local status = not rec.err and rec[1]
 if not status then
   return 'missing'
 end

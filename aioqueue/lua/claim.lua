@@ -97,9 +97,10 @@ local previous = redis.call('GET', KEYS[6])
 if previous then
   for id in string.gmatch(previous, '%S+') do
     local jk = Q .. 'job:' .. id
-    local rec = redis.call('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'w', 'tk',
+    -- pcall: a record turned into another type since is left out of the answer
+    local rec = redis.pcall('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'w', 'tk',
       'tc')
-    if rec[1] == 'active' and rec[9] == worker and rec[10] and redis.call('ZSCORE', KEYS[2], id) then
+    if not rec.err and rec[1] == 'active' and rec[9] == worker and rec[10] and redis.call('ZSCORE', KEYS[2], id) then
       emit(id, rec[10], rec, rec[11])
     end
   end

@@ -29,7 +29,9 @@
 -- should be are ignored or start again (record_fields.lua), and a job whose
 -- wait list holds another type ends dead-lettered (end_job.lua), so one
 -- damaged job never stops the batch half-way.
+-- A queue key of another type refuses the call before anything is written.
 -- Returns: {requeued, dead_lettered}
+-- @include check_types.lua
 -- @include checks.lua
 -- @include now_ms.lua
 -- @include make_runnable.lua
@@ -48,6 +50,11 @@ local dead_ttl = need_int(ARGV[4], 'dead-letter TTL', 1)
 local result_ttl = need_int(ARGV[5], 'result TTL', 1)
 local stall_ms = need_int(ARGV[6], 'stall threshold', 0)
 local hold_ms = need_int(ARGV[7], 'hold', 0)
+local wrong = check_types({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'zset', KEYS[4], 'list',
+  KEYS[5], 'hash', KEYS[6], 'hash'})
+if wrong then
+  return wrong
+end
 local now = now_ms()
 local requeued, dead = 0, 0
 local state = redis.call('HMGET', KEYS[6], 'seen', 'hold')

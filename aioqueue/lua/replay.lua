@@ -14,7 +14,9 @@
 -- An id whose record key holds another type (written by something else) leaves
 -- the dead letters, counted as 'malformed_record'; a job whose wait list holds
 -- another type stays dead-lettered, counted as 'malformed_wait'.
+-- A queue key of another type refuses the call before anything is written.
 -- Returns: number of jobs made runnable again (ids not in dead letters are skipped)
+-- @include check_types.lua
 -- @include checks.lua
 -- @include make_runnable.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[2], 'prios'), prios = KEYS[2], wake = KEYS[3],
@@ -24,6 +26,10 @@ if #ARGV - 1 ~= #KEYS - 4 then
 end
 for i = 2, #ARGV do
   need_key_for(KEYS[3 + i], 'job', ARGV[i])
+end
+local wrong = check_types({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'hash'})
+if wrong then
+  return wrong
 end
 local replayed = 0
 for i = 2, #ARGV do

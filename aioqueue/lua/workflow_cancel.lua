@@ -17,10 +17,12 @@
 -- ARGV[4] result TTL (ms) for the workflow and the members that end here
 -- Derived: <q>job:<id> for the member ids, channels <q>cancel and <q>done:<id>
 -- A member whose record key holds another type (written by something else)
--- is skipped and counted as 'malformed_record'.
+-- is skipped and counted as 'malformed_record'. A workflow or queue key of
+-- another type refuses the call before anything is written.
 -- Returns a code:
 -- Code 1 CANCELLED: the workflow was running and is now cancelled
 -- Code 0 ALREADY_ENDED: it had already ended (or never existed): nothing done
+-- @include check_types.lua
 -- @include checks.lua
 -- @include now_ms.lua
 -- @include notify.lua
@@ -32,7 +34,10 @@ local ttl = need_int(ARGV[4], 'result TTL', 1)
 if redis.call('HGET', KEYS[1], 'st') ~= 'running' then
   return 0
 end
--- read before the first write: a members' list of another type refuses here
+local wrong = check_types({KEYS[2], 'list', KEYS[5], 'zset', KEYS[6], 'hash'})
+if wrong then
+  return wrong
+end
 local members = redis.call('LRANGE', KEYS[2], 0, -1)
 local now = now_ms()
 local err = cjson.encode({type = 'Cancelled', message = ARGV[3], traceback = ''})

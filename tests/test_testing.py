@@ -213,6 +213,29 @@ def test_plugin_says_how_to_name_the_app_when_it_is_not_configured(tmp_path: Pat
     assert "aioqueue_app = " in done.stdout + done.stderr
 
 
+def test_plugin_takes_the_app_name_quoted_in_pytest_ini_as_the_readme_writes_it(
+        tmp_path: Path) -> None:
+    # Given a pytest.ini naming the app the way the README and the plugin's own
+    # error message write it: aioqueue_app = "tasks:app" (ini files keep quotes)
+    (tmp_path / "tasks.py").write_text(
+        "import aioqueue\n\napp = aioqueue.App()\n\n\n@app.task\n"
+        "async def add(x: int, y: int) -> int:\n    return x + y\n")
+    (tmp_path / "pytest.ini").write_text(
+        '[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n'
+        'aioqueue_app = "tasks:app"\n')
+    (tmp_path / "test_x.py").write_text(
+        "from aioqueue.testing import drain\nfrom tasks import add\n\n\n"
+        "async def test_x(aioqueue_app):\n    await add.enqueue(1, 2)\n"
+        "    assert (await drain(aioqueue_app)).results() == [3]\n")
+    env = {k: v for k, v in os.environ.items() if k != "AIOQUEUE_URL"}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+                          check=False)
+    # Then the plugin finds the app and the test passes
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "1 passed" in done.stdout
+
+
 async def test_eager_mode_refuses_workflows_with_a_clear_error(
     make_app: Callable[..., aioqueue.App],
 ) -> None:

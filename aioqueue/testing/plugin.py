@@ -57,7 +57,9 @@ def aioqueue_target_app(request: pytest.FixtureRequest) -> App:
     ``aioqueue_app`` ini option. Override this fixture to build it yourself."""
     from ..cli_common import load_app
 
-    target = str(request.config.getini(INI_APP) or "")
+    target = str(request.config.getini(INI_APP) or "").strip()
+    if len(target) >= 2 and target[0] == target[-1] and target[0] in "\"'":
+        target = target[1:-1]  # an ini file keeps the quotes TOML would take off
     if not target:
         pytest.fail(
             "the aioqueue_app fixture needs to know your app: set "

@@ -159,12 +159,28 @@ class Broker(BrokerEnqueue):
         jobs = []
         for i in range(1, len(raw), 10):
             jid, token, task, args, att, mt, to, et, rt, tc = raw[i:i + 10]
+            if type(jid) is bytes and type(token) is bytes and type(task) is bytes \
+                    and type(args) is bytes:
+                # the fetcher's lane answers bytes: decoded here without a
+                # call per field (what _text and _payload do)
+                jid = jid.decode("utf-8", "replace")
+                token = token.decode("utf-8", "replace")
+                task = task.decode("utf-8", "replace")
+                try:
+                    args = args.decode("utf-8")
+                except UnicodeDecodeError:
+                    args = _payload(args)
+            else:
+                jid, token, task, args = _text(jid), _text(token), _text(task), _payload(args)
+            try:  # the usual record: every number field holds an integer or nothing
+                numbers = ((int(att) if att else 0) or 1, int(mt) if mt else None,
+                           int(to) if to else None, int(et) if et else 0,
+                           int(rt) if rt else None)
+            except ValueError:
+                numbers = (_opt_int(att) or 1, _opt_int(mt), _opt_int(to), _opt_int(et) or 0,
+                           _opt_int(rt))
             jobs.append(ClaimedJob(
-                queue=queue, id=_text(jid), token=_text(token), task=_text(task),
-                args=_payload(args),
-                attempt=_opt_int(att) or 1, max_tries=_opt_int(mt), timeout_ms=_opt_int(to),
-                enqueued_ms=_opt_int(et) or 0, result_ttl_ms=_opt_int(rt),
-                trace=_text(tc) if tc else "",
+                queue, jid, token, task, args, *numbers, _text(tc) if tc else "",
             ))
         return jobs, int(raw[0])
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import operator
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -112,7 +113,13 @@ class ArgumentCodec:
                                            allow_inf_nan=False),
             **fields,
         )
+        # the worker calls these for every job: pydantic-core's own methods,
+        # without the Python wrappers of BaseModel and TypeAdapter (same defaults)
+        self._parse_args = self.model.__pydantic_validator__.validate_json
+        self._values = _attribute_tuple([f"p{i}" for i in range(len(self.names))])
         self.returns, floats_checked = _result_adapter(hints.get("return", Any))
+        self._check_result = self.returns.validator.validate_python
+        self._dump_result = self.returns.serializer.to_json
         self.readback_above = readback_limit(self.returns.core_schema, floats_checked)
         """Result JSON longer than this is read back before it is stored."""
 
@@ -154,7 +161,7 @@ class ArgumentCodec:
         """Parse stored JSON and validate it again; returns call arguments."""
         if payload[:1] == "{":
             # the usual form (a typed enqueue): parsed and validated in one pass
-            model = self.model.model_validate_json(payload)
+            model = self._parse_args(payload)
         else:
             raw = json.loads(payload)
             if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], list)
@@ -162,18 +169,19 @@ class ArgumentCodec:
                 raise ValueError("arguments must be a JSON object or [args, kwargs]")
             # enqueued by name by a producer without the task code
             model = self.model.model_validate(self.bind(tuple(raw[0]), raw[1]))
-        values = {name: getattr(model, f"p{i}") for i, name in enumerate(self.names)}
-        pos = [values.pop(n) for n in self.names if n in self.positional_only]
-        return pos, values
+        values = dict(zip(self.names, self._values(model), strict=True))
+        if not self.positional_only:
+            return [], values
+        return [values.pop(n) for n in self.names if n in self.positional_only], values
 
     def encode_result(self, value: Any) -> str:
         """Validate the return value against the annotation, then serialise.
 
         :raises pydantic.ValidationError: the value does not fit the annotation.
         """
-        checked = self.returns.validate_python(value)
+        checked = self._check_result(value)
         try:
-            raw = self.returns.dump_json(checked).decode()
+            raw = self._dump_result(checked).decode()
         except pydantic_core.PydanticSerializationError as exc:
             raise PayloadNotSerializable(f"result is not JSON-serialisable: {exc}") from exc
         # what Job.result() will parse: a value whose JSON does not read back
@@ -183,6 +191,15 @@ class ArgumentCodec:
         if len(raw) > self.readback_above:
             self.returns.validate_json(raw)
         return raw
+
+
+def _attribute_tuple(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving an object's attributes ``names`` as a tuple."""
+    if len(names) > 1:
+        return operator.attrgetter(*names)
+    if names:
+        return lambda obj: (getattr(obj, names[0]),)
+    return lambda obj: ()
 
 
 def encode_untyped(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> str:

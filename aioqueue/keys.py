@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import re
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .errors import ConfigurationError
 
@@ -125,10 +125,12 @@ class QueueKeys:
 
     prefix: str
     queue: str
+    base: str = field(init=False, repr=False, compare=False)
+    """``<prefix>:{<queue>}:``, the start of every key (made once: every
+    key of every call starts with it)."""
 
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}:{{{self.queue}}}:"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "base", f"{self.prefix}:{{{self.queue}}}:")
 
     def job(self, job_id: str) -> str:
         return f"{self.base}job:{job_id}"

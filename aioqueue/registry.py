@@ -123,6 +123,7 @@ class TaskRegistry:
 
         :param name: name stored in jobs and used by ``App.enqueue(name)``
             (default: the function's ``__qualname__``, e.g. ``"add"``).
+        :param queue: the queue its jobs go to (default: the app's ``queue``).
         :param max_tries: attempts before the job is dead-lettered.
         :param max_deliveries: lease expiries (crashed or hung workers) tolerated
             before the job is dead-lettered (default: the worker setting).

@@ -76,6 +76,8 @@ class Job(Generic[R]):
         return self._backend
 
     async def status(self) -> JobStatus:
+        """The job's status now (``JobStatus.UNKNOWN`` when it has no record:
+        never enqueued, or expired after its result TTL)."""
         (status,) = await self._backend.broker.job_fields(self.queue, self.id, Field.STATUS)
         return JobStatus(status) if status else JobStatus.UNKNOWN
 

@@ -175,7 +175,7 @@ def register(sub: Any) -> None:
             "every worker")
     p: argparse.ArgumentParser = sub.add_parser("limits", help=text, description=text)
     add_app_arguments(p)
-    p.add_argument("--queue", default=None,
+    p.add_argument("--queue", "--queues", dest="queue", default=None,
                    help="comma-separated queues (default: the app's queues); one for a change")
     p.add_argument("--task", default=None, help="the task's limit (default: the whole queue's)")
     action = p.add_mutually_exclusive_group()

@@ -82,3 +82,9 @@ def test_worker_options_name_only_options_the_command_has() -> None:
     for action in dev._actions:
         if action.help and "--processes" in action.help:
             raise AssertionError(f"dev {action.option_strings} mentions --processes")
+
+
+def test_limits_takes_queues_under_the_name_info_uses() -> None:
+    # `aioqueue info --queues a,b` and `aioqueue limits --queues a,b` read alike
+    args = build_parser().parse_args(["limits", "tests.cli_app:app", "--queues", "a,b"])
+    assert args.queue == "a,b"

@@ -107,7 +107,7 @@ local function succeed(id, jk, payload, ttl, ttl_text, own_ttl, in_workflow)
   if ttl > 0 then
     redis.call('PEXPIRE', jk, ttl_text)
   else
-    redis.call('PEXPIRE', jk, field_ttl(own_ttl, default_ttl))
+    redis.call('PEXPIRE', jk, field_ttl(own_ttl, ARGV[2]))  -- ARGV[2]: checked, as text
   end
   redis.call('HINCRBY', KEYS[6], 'succeeded', '1')
   notify(qk.prefix .. 'done:' .. id, 'succeeded')

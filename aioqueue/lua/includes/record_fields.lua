@@ -10,9 +10,10 @@ local FIELD_MAX = 9007199254740991
 local FIELD_TTL_MAX = 10000000000000
 
 -- a field's integer in [lo, hi], else nil (for 'x', 'nan', 'inf', '1e400', '2.5')
+-- (n % 1, not math.floor: an operator instead of a C call, for every job)
 local function field_int(value, lo, hi)
   local n = tonumber(value)
-  if n and n >= lo and n <= hi and n == math.floor(n) then
+  if n and n >= lo and n <= hi and n % 1 == 0 then
     return n
   end
   return nil

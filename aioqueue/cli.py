@@ -177,7 +177,10 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aioqueue", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="aioqueue",
+        description="Run workers and operate the queues of an aioqueue app. Every command "
+        "takes the app as MODULE:ATTR (dev: if given); 'aioqueue COMMAND --help' tells more.")
     parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS,
                         help="DEBUG, INFO (default), WARNING or ERROR; also after the command")
     parser.add_argument("--log-format", default="text", choices=["text", "json"],

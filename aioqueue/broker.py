@@ -139,8 +139,9 @@ class Broker(BrokerEnqueue):
     async def check_server(self) -> ServerInfo:
         """Refuse a server that cannot run aioqueue, naming what was found."""
         server = await self.connection.check_server()
-        if server.script_flags:
-            self.scripts.use_script_flags()
+        sharded = self.connection.sharded_pubsub
+        if server.script_flags or sharded:
+            self.scripts.configure(flags=server.script_flags, sharded=sharded)
         return server
 
     # -- the queue protocol ---------------------------------------------------

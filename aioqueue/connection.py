@@ -211,7 +211,7 @@ def _text(value: Any) -> str:
 class Subscription:
     """Messages of the channels one :meth:`Connection.subscribe` opened."""
 
-    def __init__(self, pubsub: PubSub) -> None:
+    def __init__(self, pubsub: PubSub | Any) -> None:
         self._pubsub = pubsub
 
     async def get(self, timeout: float) -> tuple[str, str] | None:
@@ -259,6 +259,8 @@ class Connection:
                                 size=max_connections, timeout_s=socket_timeout_s,
                                 retries=retries)
         self.server: ServerInfo | None = None
+        #: events go out with SPUBLISH and are heard with SSUBSCRIBE (cluster)
+        self.sharded_pubsub = False
 
     @contextlib.asynccontextmanager
     async def blocking_lane(self, name: str) -> AsyncIterator[CommandLane]:
@@ -275,22 +277,26 @@ class Connection:
             with anyio.CancelScope(shield=True):
                 await lane.close()
 
-    def pubsub(self) -> PubSub:
-        """A pub/sub connection (redis-py's) for :mod:`aioqueue.listener`;
-        errors are the caller's to translate."""
-        return self.client.pubsub()
+    @contextlib.asynccontextmanager
+    async def open_pubsub(self) -> AsyncIterator[Any]:
+        """A pub/sub connection for :mod:`aioqueue.listener` (redis-py's
+        ``PubSub``: ``subscribe``, ``unsubscribe``, ``get_message``, ``ping``),
+        closed on exit; errors are the caller's to translate. The cluster
+        transport yields sharded subscriptions with the same methods."""
+        pubsub = self.client.pubsub()
+        try:
+            yield pubsub
+        finally:
+            with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     @contextlib.asynccontextmanager
     async def subscribe(self, *channels: str) -> AsyncIterator[Subscription]:
         """A pub/sub connection subscribed to ``channels`` (confirmed)."""
-        pubsub = self.client.pubsub()
-        try:
+        async with self.open_pubsub() as pubsub:
             with translate_errors():
                 await pubsub.subscribe(*channels)
             yield Subscription(pubsub)
-        finally:
-            with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def close(self) -> None:
         await self.lane.close()

@@ -29,11 +29,9 @@ from it makes the script runner load again, which reaches it then).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import functools
 import random
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +39,8 @@ import anyio
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.connection import AbstractConnection, ConnectionPool, parse_url
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from .backoff import full_jitter
 from .connection import (
@@ -51,10 +51,14 @@ from .connection import (
     redact,
     translate_errors,
 )
-from .errors import ConfigurationError, RedisCommandError, RedisUnavailable
+from .connection_cluster_pubsub import sharded_pubsub
+from .connection_cluster_slots import SLOTS, SlotMap, command_key, key_slot
+from .errors import ConfigurationError, RedisCommandError, RedisUnavailable, UnsupportedServer
 from .lane import CommandLane
 
-SLOTS = 16384
+__all__ = ["SLOTS", "ClusterConnection", "ClusterLane", "ClusterURL", "SlotMap",
+           "command_key", "connection_factory", "is_cluster_url", "key_slot"]
+
 SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
 #: most redirections (MOVED/ASK) or cluster retries for one command
 MAX_REDIRECTS = 8
@@ -105,113 +109,6 @@ def connection_factory(node_url: str, **options: Any) -> ConnectionFactory:
     return for_address
 
 
-def key_slot(key: str | bytes) -> int:
-    """The cluster slot of ``key``: CRC16 of its hash tag (or of the key) mod 16384."""
-    raw = key.encode() if isinstance(key, str) else key
-    start = raw.find(b"{")
-    if start != -1:
-        end = raw.find(b"}", start + 1)
-        if end > start + 1:
-            return _tag_slot(raw[start + 1:end])
-    return _crc16(raw) % SLOTS
-
-
-@functools.lru_cache(maxsize=4096)
-def _tag_slot(tag: bytes) -> int:
-    """Slots of hash tags, cached: aioqueue's keys carry one tag per queue."""
-    return _crc16(tag) % SLOTS
-
-
-def _crc16_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_TABLE = _crc16_table()
-
-
-def _crc16(data: bytes) -> int:
-    crc = 0
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _TABLE[((crc >> 8) ^ byte) & 0xFF]
-    return crc
-
-
-# commands whose keys do not start at argument 1
-_KEYLESS = frozenset({"TIME", "PING", "WAIT", "WAITAOF", "INFO", "HELLO", "ASKING",
-                      "CLUSTER", "SCRIPT", "CLIENT", "COMMAND"})
-
-
-def command_key(args: Sequence[Any]) -> Any:
-    """The first key of one command (None for keyless commands)."""
-    name = str(args[0]).upper()
-    if name in ("EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCALL_RO"):
-        return args[3] if int(args[2]) > 0 else None
-    if name in _KEYLESS or len(args) < 2:
-        return None
-    return args[1]
-
-
-class SlotMap:
-    """Which primary serves each slot, shared by every lane of one broker."""
-
-    def __init__(self, seeds: Iterable[Address]) -> None:
-        self.seeds = list(seeds)
-        self._owner: list[Address | None] = [None] * SLOTS
-        self.primaries: list[Address] = []
-        self.version = 0
-        self._lock = asyncio.Lock()
-
-    def owner(self, slot: int) -> Address | None:
-        return self._owner[slot]
-
-    def moved(self, slot: int, address: Address) -> None:
-        """Take a MOVED reply's word for one slot until the next reload."""
-        self._owner[slot] = address
-        if address not in self.primaries:
-            self.primaries.append(address)
-
-    async def reload(self, ask: Callable[[Address], Any], seen_version: int) -> None:
-        """Reload from the first node that answers ``CLUSTER SLOTS``; callers
-        that saw the same version share one reload."""
-        async with self._lock:
-            if self.version != seen_version:
-                return  # someone reloaded while we waited
-            last: BaseException | None = None
-            for address in [*self.primaries, *self.seeds]:
-                try:
-                    reply = await ask(address)
-                except (redis_errors.RedisError, OSError, TimeoutError) as exc:
-                    last = exc
-                    continue
-                self._load(reply, address)
-                return
-            assert last is not None
-            raise last
-
-    def _load(self, reply: Any, queried: Address) -> None:
-        owner: list[Address | None] = [None] * SLOTS
-        primaries: list[Address] = []
-        for entry in reply:
-            start, end, node = int(entry[0]), int(entry[1]), entry[2]
-            host = _text(node[0]) or queried[0]
-            address = (host, int(node[1]))
-            if address not in primaries:
-                primaries.append(address)
-            owner[start:end + 1] = [address] * (end - start + 1)
-        self._owner, self.primaries = owner, primaries
-        self.version += 1
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value or "")
-
-
 # MovedError is an AskError
 _REDIRECTS = (redis_errors.AskError, redis_errors.TryAgainError, redis_errors.ClusterDownError)
 
@@ -250,6 +147,14 @@ class ClusterLane:
         if isinstance(reply, Exception):
             raise reply
         return reply
+
+    async def locate(self, key: str) -> Address:
+        """The primary that owns ``key``'s slot (by the map as it stands)."""
+        return await self._target(key_slot(key))
+
+    async def refresh(self) -> None:
+        """Reload the slot map (e.g. a subscription saw its slot move)."""
+        await self._reload()
 
     async def execute_many(self, commands: Sequence[Sequence[Any]],
                            timeout_s: float | None = -1.0) -> list[Any]:
@@ -354,9 +259,9 @@ class ClusterLane:
 
 class ClusterConnection(Connection):
     """:class:`~aioqueue.connection.Connection` for ``redis+cluster://``:
-    redis-py's ``RedisCluster`` for ordinary commands and pub/sub (classic
-    ``PUBLISH`` reaches every node, so one subscription anywhere hears it),
-    :class:`ClusterLane` for the hot path and the fetchers' blocking waits."""
+    redis-py's ``RedisCluster`` for ordinary commands, :class:`ClusterLane`
+    for the hot path and the fetchers' blocking waits, and sharded pub/sub
+    (:mod:`aioqueue.connection_cluster_pubsub`) for job events."""
 
     def __init__(self, url: str, *, socket_timeout_s: float = 5.0,
                  connect_timeout_s: float = 5.0, max_connections: int = 50,
@@ -380,6 +285,24 @@ class ClusterConnection(Connection):
             self.slot_map, connection_factory(parsed.node_url, **self._lane_options),
             size=max_connections, timeout_s=socket_timeout_s, retries=retries)
         self.server = None
+        self.sharded_pubsub = True
+
+    @contextlib.asynccontextmanager
+    async def open_pubsub(self) -> AsyncIterator[Any]:
+        """Sharded subscriptions: one connection per primary owning a channel."""
+        lane: ClusterLane = self.lane  # type: ignore[assignment]
+        async with sharded_pubsub(locate=lane.locate, refresh=lane.refresh,
+                                  pool=self._pubsub_pool) as pubsub:
+            yield pubsub
+
+    def _pubsub_pool(self, address: Address) -> ConnectionPool:
+        base: dict[str, Any] = dict(parse_url(self._node_url))
+        base.pop("db", None)
+        # no retry in place: a failed node's subscriptions are made again
+        # wherever the slot map then says
+        return ConnectionPool(**{
+            **base, **self._lane_options, "host": address[0], "port": address[1],
+            "socket_timeout": self.socket_timeout_s, "retry": Retry(NoBackoff(), 0)})
 
     @contextlib.asynccontextmanager
     async def blocking_lane(self, name: str) -> AsyncIterator[CommandLane]:
@@ -411,6 +334,10 @@ class ClusterConnection(Connection):
         except RedisUnavailable:
             pass  # the server check below says so, with its hints
         server = await super().check_server()
+        if server.version_tuple < (7, 0, 0):
+            raise UnsupportedServer(
+                f"{server.name} {server.version}: Redis Cluster mode needs Redis >= 7.0 or "
+                "Valkey (job events use sharded pub/sub, SPUBLISH/SSUBSCRIBE)")
         with translate_errors():
             # redis-py's slot cache: its pub/sub picks a node from it unasked
             await self.client.initialize()

@@ -167,9 +167,9 @@ class ResultListener:
         task_status.started()
         retry = RetryLoop("result listener", log, cap_s=self._reconnect_cap_s)
         while True:
-            pubsub = self._broker.connection.pubsub()
             try:
-                await self._serve(pubsub, retry)
+                async with self._broker.connection.open_pubsub() as pubsub:
+                    await self._serve(pubsub, retry)
             except anyio.get_cancelled_exc_class():
                 raise
             except Exception as exc:
@@ -179,9 +179,6 @@ class ResultListener:
                 with anyio.move_on_after(delay):
                     await self._retry_now.wait()
                 self._retry_now = anyio.Event()
-            finally:
-                with anyio.move_on_after(2, shield=True), contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _serve(self, pubsub: Any, retry: RetryLoop) -> None:
         """Subscribe and dispatch messages until the connection fails."""

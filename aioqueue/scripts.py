@@ -47,6 +47,11 @@ ALLOW_OOM = frozenset({"claim", "settle", "renew", "reap", "cancel", "replay", "
                        "workflow_cancel"})
 
 
+# the one publishing line (includes/notify.lua), and its sharded form
+PUBLISH_LINE = "  redis.call('PUBLISH', channel, message)"
+SHARDED_PUBLISH_LINE = "  redis.call('SPUBLISH', channel, message)"
+
+
 def _expand(text: str, lines: list[str], included: set[str]) -> None:
     """Inline ``-- @include <file>`` lines; an include may include others
     (before its own code), and each file is inlined once."""
@@ -93,14 +98,17 @@ def _drop_unused(lines: list[str]) -> list[str]:
 
 
 @functools.cache
-def load_script(name: str, *, flags: bool = False) -> LuaScript:
+def load_script(name: str, *, flags: bool = False, sharded: bool = False) -> LuaScript:
     """Read ``lua/<name>.lua``; a line ``-- @include <file>`` is replaced by
     ``lua/includes/<file>`` (once, includes nested) so shared Lua functions are
     written once; included functions the script never calls are left out. With
     ``flags`` (Redis >= 7, Valkey) a script in ``ALLOW_OOM`` gets the
-    ``allow-oom`` shebang flag."""
+    ``allow-oom`` shebang flag. With ``sharded`` (Redis Cluster) events are
+    published with ``SPUBLISH`` (sharded pub/sub) instead of ``PUBLISH``."""
     lines = ["#!lua flags=allow-oom"] if flags and name in ALLOW_OOM else []
     _expand(_read(f"{name}.lua"), lines, set())
+    if sharded:
+        lines = [SHARDED_PUBLISH_LINE if line == PUBLISH_LINE else line for line in lines]
     source = "\n".join(_drop_unused(lines)) + "\n"
     return LuaScript(name, source, hashlib.sha1(source.encode()).hexdigest())
 
@@ -112,10 +120,12 @@ class ScriptRunner:
         self.scripts = {name: load_script(name) for name in SCRIPT_NAMES}
         self.reloads = 0
 
-    def use_script_flags(self) -> None:
-        """The server understands shebang flags (Redis >= 7): let the scripts
-        that settle held work run under maxmemory."""
-        self.scripts = {name: load_script(name, flags=True) for name in SCRIPT_NAMES}
+    def configure(self, *, flags: bool, sharded: bool) -> None:
+        """``flags``: the server understands shebang flags (Redis >= 7): let
+        the scripts that settle held work run under maxmemory. ``sharded``:
+        a Redis Cluster: publish events with ``SPUBLISH``."""
+        self.scripts = {name: load_script(name, flags=flags, sharded=sharded)
+                        for name in SCRIPT_NAMES}
 
     async def run(
         self, lane: CommandLane, name: str, keys: list[str], args: list[Any]

@@ -29,6 +29,7 @@ from it makes the script runner load again, which reaches it then).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import random
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -126,6 +127,8 @@ class ClusterLane:
         self.timeout_s = timeout_s
         self.retries = retries
         self._closed = False
+        #: redirections met, by error class (MovedError, AskError, TryAgainError, ...)
+        self.redirects: collections.Counter[str] = collections.Counter()
 
     @property
     def closed(self) -> bool:
@@ -209,6 +212,7 @@ class ClusterLane:
             if redirect is None:
                 return replies
             asking = None
+            self.redirects[type(redirect).__name__] += 1
             if isinstance(redirect, redis_errors.MovedError):
                 self.slot_map.moved(redirect.slot_id, (redirect.host, int(redirect.port)))
                 await self.slot_map.reload(self._ask_slots, seen)

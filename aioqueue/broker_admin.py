@@ -115,7 +115,9 @@ class BrokerAdmin(JobListing):
                  shards: Mapping[str, int] | None = None) -> None:
         super().__init__(lane, prefix, shards)
         self.registry_key = f"{prefix}:queues"
-        self._purge_script = load_script("purge_waiting")
+        # on a cluster its events go out with SPUBLISH, like the broker's scripts
+        self._purge_script = load_script(
+            "purge_waiting", sharded=bool(getattr(lane, "sharded_pubsub", False)))
 
     def paused_key(self, queue: str) -> str:
         return self.keys(queue).base + "paused"
@@ -276,7 +278,7 @@ class BrokerAdmin(JobListing):
     async def _purge(self, queue: str, state: JobState, result_ttl_ms: int, reason: str,
                      batch: int) -> int:
         k = self.keys(queue)
-        keys = [k.prios, k.delayed, k.wake, k.stats]
+        keys = [k.prios, k.delayed, k.wake, k.stats, k.guard]
         total = 0
         while True:
             removed, purged = await run_script(

@@ -229,6 +229,9 @@ class Connection:
     a redis-py pool (pub/sub), dedicated lanes for blocking waits, and the
     start-up check. A cluster transport would offer the same methods."""
 
+    #: events go out with SPUBLISH and are heard with SSUBSCRIBE (cluster)
+    sharded_pubsub = False
+
     def __init__(
         self,
         url: str,
@@ -259,8 +262,6 @@ class Connection:
                                 size=max_connections, timeout_s=socket_timeout_s,
                                 retries=retries)
         self.server: ServerInfo | None = None
-        #: events go out with SPUBLISH and are heard with SSUBSCRIBE (cluster)
-        self.sharded_pubsub = False
 
     @contextlib.asynccontextmanager
     async def blocking_lane(self, name: str) -> AsyncIterator[CommandLane]:

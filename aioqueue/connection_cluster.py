@@ -118,6 +118,9 @@ class ClusterLane:
     """The :class:`~aioqueue.lane.CommandLane` interface over a cluster: one
     lane of up to ``size`` connections per primary, commands routed by slot."""
 
+    #: scripts run through this lane publish with SPUBLISH (sharded pub/sub)
+    sharded_pubsub = True
+
     def __init__(self, slot_map: SlotMap, connect: ConnectionFactory, *, size: int,
                  timeout_s: float | None, retries: int) -> None:
         self.slot_map = slot_map
@@ -267,6 +270,8 @@ class ClusterConnection(Connection):
     for the hot path and the fetchers' blocking waits, and sharded pub/sub
     (:mod:`aioqueue.connection_cluster_pubsub`) for job events."""
 
+    sharded_pubsub = True
+
     def __init__(self, url: str, *, socket_timeout_s: float = 5.0,
                  connect_timeout_s: float = 5.0, max_connections: int = 50,
                  retries: int = 3, redis_options: Mapping[str, Any] | None = None) -> None:
@@ -289,7 +294,6 @@ class ClusterConnection(Connection):
             self.slot_map, connection_factory(parsed.node_url, **self._lane_options),
             size=max_connections, timeout_s=socket_timeout_s, retries=retries)
         self.server = None
-        self.sharded_pubsub = True
 
     @contextlib.asynccontextmanager
     async def open_pubsub(self) -> AsyncIterator[Any]:

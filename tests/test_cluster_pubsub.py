@@ -11,6 +11,7 @@ import anyio
 import pytest
 
 import aioqueue
+from aioqueue.broker_admin import BrokerAdmin
 from aioqueue.scripts import SCRIPT_NAMES, load_script
 
 from .conftest import FAST, running
@@ -130,3 +131,30 @@ async def test_listeners_follow_a_failover(own_cluster: LocalCluster, how: str) 
                     await anyio.sleep(0.2)
         subscribed = replica.call("PUBSUB", "SHARDCHANNELS", "*{events}*")
         assert any(str(c).endswith("cancel") for c in subscribed), subscribed
+
+
+async def test_a_purge_wakes_waiters_on_a_cluster(redis_cluster: LocalCluster) -> None:
+    """The operator's purge (its own script, outside the broker's runner)
+    publishes sharded too: a waiter hears its job end cancelled at once."""
+    app = aioqueue.App(redis_cluster.url, queue="purged")
+    echo, _ = _tasks(app)
+    async with app:
+        job = await echo.enqueue(1)
+        async with anyio.create_task_group() as tg:
+            outcome: list[BaseException] = []
+
+            async def wait() -> None:
+                try:
+                    await job.result(timeout=5)
+                except aioqueue.JobCancelled as exc:
+                    outcome.append(exc)
+
+            tg.start_soon(wait)
+            with anyio.fail_after(5):
+                while not app.results.parked:  # it read "queued" and waits for a message
+                    await anyio.sleep(0.01)
+            admin = BrokerAdmin(app.broker.lane, app.prefix)
+            assert await admin.purge("purged", "waiting", result_ttl_ms=60_000) == 1
+            with anyio.fail_after(2):
+                while not outcome:
+                    await anyio.sleep(0.01)

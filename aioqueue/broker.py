@@ -247,7 +247,7 @@ class Broker(BrokerEnqueue):
         args: list[Any] = [k.base, default_result_ttl_ms, dead_letter_ttl_ms]
         for s in settlements:
             args += [s.job_id, s.token, s.kind, s.payload, s.number]
-        keys = [k.leases, k.delayed, k.dead, k.prios, k.wake, k.stats,
+        keys = [k.leases, k.delayed, k.dead, k.prios, k.wake, k.stats, k.guard,
                 *(k.job(s.job_id) for s in settlements)]
         with translate_errors(k.base):
             codes = await self.scripts.run(self.lane, "settle", keys, args)
@@ -276,7 +276,7 @@ class Broker(BrokerEnqueue):
         with translate_errors(k.base):
             requeued, dead = await self.scripts.run(
                 self.lane, "reap",
-                [k.leases, k.dead, k.prios, k.wake, k.stats, k.reaper],
+                [k.leases, k.dead, k.prios, k.wake, k.stats, k.reaper, k.guard],
                 [k.base, limit, max_deliveries, dead_letter_ttl_ms, result_ttl_ms,
                  stall_ms, hold_ms],
             )
@@ -294,7 +294,8 @@ class Broker(BrokerEnqueue):
         k = self.keys(self.route(queue, job_id))
         with translate_errors(k.base):
             outcome = await self.scripts.run(
-                self.lane, "cancel", [k.job(job_id), k.delayed, k.stats, k.prios, k.wake],
+                self.lane, "cancel", [k.job(job_id), k.delayed, k.stats, k.prios, k.wake,
+                                       k.guard],
                 [k.base, job_id, cjson_safe(reason), default_result_ttl_ms])
         return CancelOutcome(_text(outcome))
 
@@ -312,7 +313,8 @@ class Broker(BrokerEnqueue):
         k = self.keys(queue)
         with translate_errors(k.base):
             count = await self.scripts.run(
-                self.lane, "replay", [k.dead, k.prios, k.wake, k.stats, *map(k.job, job_ids)],
+                self.lane, "replay", [k.dead, k.prios, k.wake, k.stats, k.guard,
+                                       *map(k.job, job_ids)],
                 [k.base, *job_ids])
         return int(count)
 
@@ -327,7 +329,7 @@ class Broker(BrokerEnqueue):
         while True:
             with translate_errors(k.base):
                 count = int(await self.scripts.run(
-                    self.lane, "purge", [k.dead],
+                    self.lane, "purge", [k.dead, k.guard],
                     [k.base, *(job_ids if job_ids is not None else ["*"])]))
             purged += count
             if job_ids is not None or count == 0:

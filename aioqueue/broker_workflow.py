@@ -36,7 +36,7 @@ async def create_workflow(broker: Broker, queue: str, wf_id: str, kind: str, siz
     with translate_errors(k.base):
         created = WorkflowCode(int(await broker.scripts.run(broker.lane, "workflow", keys,
                                                             args)))
-    member_keys = [k.workflow(wf_id), k.workflow_members(wf_id), k.prios, k.wake]
+    member_keys = [k.workflow(wf_id), k.workflow_members(wf_id), k.prios, k.wake, k.guard]
     for start in range(CHUNK, len(members), CHUNK):
         chunk = members[start:start + CHUNK]
         with translate_errors(k.base):
@@ -53,7 +53,7 @@ async def cancel_workflow(broker: Broker, queue: str, wf_id: str, reason: str,
     """End the workflow cancelled and cancel its members, in one script."""
     k = broker.keys(broker.route(queue, wf_id))
     keys = [k.workflow(wf_id), k.workflow_members(wf_id), k.workflow_steps(wf_id),
-            k.workflow_results(wf_id), k.delayed, k.stats]
+            k.workflow_results(wf_id), k.delayed, k.stats, k.guard]
     with translate_errors(k.base):
         code = await broker.scripts.run(broker.lane, "workflow_cancel", keys,
                                         [k.base, wf_id, cjson_safe(reason), result_ttl_ms])

@@ -24,6 +24,7 @@ key                    type    holds
 ``wfm:<id>``           list    member job ids
 ``rsv:<reservation>``  string  ids of one claim, for an idempotent re-claim
 ``paused``             string  exists while the queue is paused (claim leases nothing)
+``guard``              (none)  never exists: declared by scripts that derive keys (below)
 ``done:<id>``          pubsub  the job's events: active, progress, retrying, end
 ``cancel``             pubsub  ids of running jobs whose cancellation was asked
 =====================  ======  ===========================================
@@ -195,3 +196,8 @@ class QueueKeys:
     @property
     def stats(self) -> str:
         return f"{self.base}stats"
+
+    @property
+    def guard(self) -> str:
+        """Never written (see ``lua/includes/guard.lua``)."""
+        return f"{self.base}guard"

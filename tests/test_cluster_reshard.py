@@ -17,12 +17,18 @@ jobs finished during it), then go on at the new owner."""
 from __future__ import annotations
 
 import functools
+import json
 import time
 from pathlib import Path
 
 import anyio
 import pytest
 
+import aioqueue
+from aioqueue.broker import Settlement
+from aioqueue.script_codes import SettleCode
+
+from .harness.checker import fsck, snapshot
 from .harness.cluster import ClusterNode, LocalCluster, key_slot
 from .harness.scenario import Scenario
 
@@ -95,3 +101,64 @@ async def test_live_reshard_of_a_busy_queue_loses_nothing(
         # the producer did meet the migration (then MOVED, or a map reload
         # after TRYAGAIN, led it to the new owner)
         assert lane.redirects["AskError"] + lane.redirects["TryAgainError"] > 0
+
+
+def _begin_migration(slot: int, source: ClusterNode, target: ClusterNode) -> None:
+    target.call("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id())
+    source.call("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id())
+
+
+def _finish_migration(cluster: LocalCluster, slot: int, source: ClusterNode,
+                      target: ClusterNode) -> None:
+    while keys := source.call("CLUSTER", "GETKEYSINSLOT", slot, 100):
+        source.call("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
+    target_id = target.node_id()
+    for node in (target, source, *(p for p in cluster.primaries() if p not in (source, target))):
+        node.call("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+async def test_no_script_stops_half_way_in_a_migrating_slot(
+        redis_cluster: LocalCluster) -> None:
+    """A settle (retry to an empty priority level) and a reap (an expired lease
+    back to its level) while the queue's slot is MIGRATING and every key they
+    declare is still on the source: the level's wait list is not there (it is
+    empty), and a script that went ahead would stop at it half-way (Redis does
+    not roll back), leaving a job in no structure. Declaring a key that never
+    exists makes Redis answer TRYAGAIN before they run; after the migration
+    they apply at the new owner, and every job is where its status says."""
+    q = "halfway"
+    slot = key_slot("{" + q + "}")
+    source = redis_cluster.slot_owner(slot)
+    target = next(p for p in redis_cluster.primaries() if p is not source)
+    ttl = {"default_result_ttl_ms": 60_000, "dead_letter_ttl_ms": 600_000}
+    error = json.dumps({"type": "E", "message": "m", "traceback": ""})
+    app = aioqueue.App(redis_cluster.url, queue=q)
+    async with app:
+        broker = app.broker
+        # every key settle and reap declare exists: delayed, dead, leases, prios, wake...
+        await broker.enqueue(q, "later", "t", "[]", delay_ms=3_600_000)
+        await broker.enqueue(q, "doomed", "t", "[]")
+        async with broker.blocking_client("reshard-test") as lane:
+            (doomed,), _ = await broker.claim(lane, q, 1, 60_000, "w1")
+            await broker.settle(q, [Settlement("doomed", doomed.token, "dead", error)], **ttl)
+            for job_id, priority in (("fails", 7), ("expires", 5), ("waits", 0)):
+                await broker.enqueue(q, job_id, "t", "[]", priority=priority)
+            (fails,), _ = await broker.claim(lane, q, 1, 60_000, "w1")
+            (expires,), _ = await broker.claim(lane, q, 1, 1, "w1")  # a 1 ms lease
+        assert (fails.id, expires.id) == ("fails", "expires")
+        await anyio.sleep(0.01)
+        await anyio.to_thread.run_sync(_begin_migration, slot, source, target)
+        with pytest.raises(aioqueue.RedisClusterUnavailable):  # TRYAGAIN: nothing done
+            await broker.settle(q, [Settlement("fails", fails.token, "retry", error)], **ttl)
+        with pytest.raises(aioqueue.RedisClusterUnavailable):
+            await broker.reap(q, limit=10, max_deliveries=5, dead_letter_ttl_ms=600_000,
+                              stall_ms=3_600_000)
+        await anyio.to_thread.run_sync(_finish_migration, redis_cluster, slot, source, target)
+        # the worker's settler and the reaper try again: now they apply
+        assert await broker.settle(
+            q, [Settlement("fails", fails.token, "retry", error)], **ttl) == [SettleCode.APPLIED]
+        assert await broker.reap(q, limit=10, max_deliveries=5, dead_letter_ttl_ms=600_000,
+                                 stall_ms=3_600_000) == (1, 0)
+        snap = await snapshot(broker.client, app.prefix, q)
+        assert fsck(snap) == []
+        assert sorted(snap.waiting) == [0, 5, 7]

@@ -22,6 +22,7 @@ from aioqueue.broker_admin import BrokerAdmin
 from aioqueue.broker_flow import enqueue_flow
 from aioqueue.broker_workflow import MemberJob, cancel_workflow, create_workflow
 from aioqueue.flow import UniqueKey, group_id
+from aioqueue.keys import QueueKeys
 from aioqueue.lane import CommandLane
 from aioqueue.roles import WorkerState
 from aioqueue.running import RunningJobs
@@ -728,4 +729,31 @@ async def test_a_fixed_queue_key_of_another_type_is_refused_before_the_first_wri
         with pytest.raises(aioqueue.WrongKeyType):
             await call()
         assert await dump_all(raw) == before, "failed half-way"
+    await raw.aclose()
+
+
+async def test_a_wrong_slot_guard_key_is_refused_before_any_write(
+    make_app: Callable[..., aioqueue.App], redis_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """settle, reap and cancel check the slot guard they declare (it must be
+    the queue's never-written ``guard`` key, or it guards nothing)."""
+    app = make_app()
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        await broker.enqueue(q, "j1", "add", '{"args": [1]}')
+        async with broker.blocking_client("t") as lane:
+            (job,), _ = await broker.claim(lane, q, 1, 600_000, "w1")
+        base = await dump_all(raw)
+        monkeypatch.setattr(QueueKeys, "guard", property(lambda self: self.base + "stats"))
+        calls = [
+            lambda: broker.settle(q, [Settlement(job.id, job.token, "ok", "1")],
+                                  default_result_ttl_ms=60_000, dead_letter_ttl_ms=60_000),
+            lambda: broker.reap(q, limit=10, max_deliveries=3, dead_letter_ttl_ms=60_000),
+            lambda: broker.cancel(q, job.id, "stop", 60_000),
+        ]
+        for call in calls:
+            with pytest.raises(aioqueue.RedisCommandError, match="slot guard"):
+                await call()
+            assert await dump_all(raw) == base
     await raw.aclose()

@@ -12,6 +12,7 @@
 -- KEYS[3] stats            hash   <q>stats
 -- KEYS[4] priority levels  zset   <q>prios
 -- KEYS[5] wake-up list     list   <q>wake
+-- KEYS[6] slot guard       none   <q>guard    never exists (includes/guard.lua)
 -- ARGV[1] queue key prefix
 -- ARGV[2] job id
 -- ARGV[3] reason
@@ -25,12 +26,14 @@
 -- A queue key of another type refuses the call before anything is written.
 -- @include check_types.lua
 -- @include checks.lua
+-- @include guard.lua
 -- @include now_ms.lua
 -- @include advance_workflow.lua
 -- @include end_job.lua
 -- @include notify.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5],
   stats = KEYS[3]}
+need_guard(qk.prefix, KEYS[6])
 local id = need_text(ARGV[2], 'job id')
 need_key_for(KEYS[1], 'job', id)
 local default_ttl = need_int(ARGV[4], 'default result TTL', 1)

@@ -2,12 +2,15 @@
 -- the dead-letter set are touched, so a purge never deletes a live job.
 --
 -- KEYS[1] dead letters     zset   <q>dead
+-- KEYS[2] slot guard       none   <q>guard    never exists (includes/guard.lua)
 -- ARGV[1] queue key prefix
 -- ARGV[2..] job ids ('*' alone: the oldest 1000 dead letters)
 -- Derived: <q>job:<id> for the ids (read from the dead letters with '*')
 -- Returns: number of jobs deleted
 -- @include checks.lua
+-- @include guard.lua
 local Q = need_prefix(ARGV[1], KEYS[1], 'dead')
+need_guard(Q, KEYS[2])
 local ids = {}
 if ARGV[2] == '*' then
   ids = redis.call('ZRANGE', KEYS[1], 0, 999)

@@ -8,6 +8,7 @@
 -- KEYS[2] delayed          zset   <q>delayed
 -- KEYS[3] wake-up list     list   <q>wake
 -- KEYS[4] stats            hash   <q>stats   (field 'purged' counts them)
+-- KEYS[5] slot guard       none   <q>guard    never exists (includes/guard.lua)
 -- ARGV[1] queue key prefix
 -- ARGV[2] which jobs: 'waiting' or 'scheduled'
 -- ARGV[3] most jobs to purge in this call (1..10000)
@@ -22,6 +23,8 @@
 --   is gone or not in the expected state is removed but not counted as purged);
 --   an error reply (nothing changed) for a bad argument or a wrong key type
 -- @include check_types.lua
+-- @include checks.lua
+-- @include guard.lua
 -- @include push_job.lua
 -- @include advance_workflow.lua
 -- @include notify.lua
@@ -37,6 +40,7 @@ end
 if not want or want < 1 or want > 10000 or not default_ttl or default_ttl <= 0 then
   return redis.error_reply('ERR purge_waiting: bad batch size or TTL')
 end
+need_guard(Q, KEYS[5])
 local checks = {KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'hash'}
 local levels = redis.call('ZRANGE', KEYS[1], 0, -1)
 for _, level in ipairs(levels) do

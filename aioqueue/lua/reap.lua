@@ -10,6 +10,7 @@
 -- KEYS[4] wake-up list     list   <q>wake
 -- KEYS[5] stats            hash   <q>stats
 -- KEYS[6] reaper state     hash   <q>reaper   seen = last reap (ms), hold = no reap before
+-- KEYS[7] slot guard       none   <q>guard    never exists (includes/guard.lua)
 -- ARGV[1] queue key prefix
 -- ARGV[2] max leases to reap in this call
 -- ARGV[3] default limit of lease expiries for records without their own ('md')
@@ -33,6 +34,7 @@
 -- Returns: {requeued, dead_lettered}
 -- @include check_types.lua
 -- @include checks.lua
+-- @include guard.lua
 -- @include now_ms.lua
 -- @include make_runnable.lua
 -- @include groups.lua
@@ -44,6 +46,7 @@
 -- @include record_fields.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[3], 'prios'), prios = KEYS[3], wake = KEYS[4],
   stats = KEYS[5], dead = KEYS[2]}
+need_guard(qk.prefix, KEYS[7])
 local limit_n = need_int(ARGV[2], 'reap limit', 1)
 local default_limit = need_int(ARGV[3], 'delivery limit', 1)
 local dead_ttl = need_int(ARGV[4], 'dead-letter TTL', 1)

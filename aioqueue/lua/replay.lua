@@ -7,7 +7,8 @@
 -- KEYS[2] priority levels  zset   <q>prios
 -- KEYS[3] wake-up list     list   <q>wake
 -- KEYS[4] stats            hash   <q>stats
--- KEYS[5..] job records    hash   <q>job:<id>, one per ARGV group, in order
+-- KEYS[5] slot guard       none   <q>guard    never exists (includes/guard.lua)
+-- KEYS[6..] job records    hash   <q>job:<id>, one per ARGV group, in order
 -- ARGV[1] queue key prefix
 -- ARGV[2..] job ids
 -- Derived: <q>wait:<p> for the record's priority
@@ -18,14 +19,16 @@
 -- Returns: number of jobs made runnable again (ids not in dead letters are skipped)
 -- @include check_types.lua
 -- @include checks.lua
+-- @include guard.lua
 -- @include make_runnable.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[2], 'prios'), prios = KEYS[2], wake = KEYS[3],
   stats = KEYS[4]}
-if #ARGV - 1 ~= #KEYS - 4 then
+need_guard(qk.prefix, KEYS[5])
+if #ARGV - 1 ~= #KEYS - 5 then
   refuse('want one job record key per id, got keys/args', #KEYS .. '/' .. #ARGV)
 end
 for i = 2, #ARGV do
-  need_key_for(KEYS[3 + i], 'job', ARGV[i])
+  need_key_for(KEYS[4 + i], 'job', ARGV[i])
 end
 local wrong = check_types({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'hash'})
 if wrong then
@@ -33,7 +36,7 @@ if wrong then
 end
 local replayed = 0
 for i = 2, #ARGV do
-  local id, jk = ARGV[i], KEYS[3 + i]
+  local id, jk = ARGV[i], KEYS[4 + i]
   if redis.call('ZSCORE', KEYS[1], id) then
     local status = redis.pcall('HGET', jk, 'st')
     if type(status) == 'table' then

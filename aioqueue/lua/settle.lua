@@ -10,7 +10,8 @@
 -- KEYS[4] priority levels  zset   <q>prios
 -- KEYS[5] wake-up list     list   <q>wake
 -- KEYS[6] stats            hash   <q>stats
--- KEYS[7..] job records    hash   <q>job:<id>, one per ARGV group, in order
+-- KEYS[7] slot guard       none   <q>guard    never exists (includes/guard.lua)
+-- KEYS[8..] job records    hash   <q>job:<id>, one per ARGV group, in order
 -- ARGV[1] queue key prefix
 -- ARGV[2] default result TTL (ms) for a job record without its own
 -- ARGV[3] dead-letter TTL (ms)
@@ -40,6 +41,7 @@
 -- (record_fields.lua); a job whose wait list holds another type ends
 -- dead-lettered instead of waiting (end_job.lua runnable_or_dead).
 -- @include checks.lua
+-- @include guard.lua
 -- @include now_ms.lua
 -- @include wake.lua
 -- @include make_runnable.lua
@@ -52,17 +54,18 @@
 -- @include record_fields.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5],
   stats = KEYS[6], dead = KEYS[3]}
+need_guard(qk.prefix, KEYS[7])
 local default_ttl = need_int(ARGV[2], 'default result TTL', 1)
 local dead_ttl = need_int(ARGV[3], 'dead-letter TTL', 1)
 local groups = (#ARGV - 3) / 5
-if groups ~= math.floor(groups) or groups ~= #KEYS - 6 then
+if groups ~= math.floor(groups) or groups ~= #KEYS - 7 then
   refuse('want one job record key per group of 5 arguments, got keys/args', #KEYS .. '/' .. #ARGV)
 end
 local numbers = {}
 for g = 1, groups do
   local i = 4 + 5 * (g - 1)
   need_text(ARGV[i], 'job id')
-  need_job_key(qk.prefix, KEYS[6 + g], ARGV[i])
+  need_job_key(qk.prefix, KEYS[7 + g], ARGV[i])
   need_text(ARGV[i + 1], 'token')
   local kind = ARGV[i + 2]
   if kind ~= 'ok' and kind ~= 'retry' and kind ~= 'dead' and kind ~= 'requeue'
@@ -135,7 +138,7 @@ end
 for g = 1, groups do
   local i = 4 + 5 * (g - 1)
   local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], numbers[g]
-  local jk = KEYS[6 + g]
+  local jk = KEYS[7 + g]
   -- pcall: a key of another type answers WRONGTYPE instead of stopping the
   -- batch half-way (cheaper than asking TYPE first, for every job)
   local rec = redis.pcall('HMGET', jk, 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx', 'g', 'wf')

@@ -11,6 +11,7 @@
 -- KEYS[4] group results    hash   <q>wfr:<id>
 -- KEYS[5] delayed          zset   <q>delayed
 -- KEYS[6] stats            hash   <q>stats
+-- KEYS[7] slot guard       none   <q>guard    never exists (includes/guard.lua)
 -- ARGV[1] queue key prefix
 -- ARGV[2] workflow id
 -- ARGV[3] reason
@@ -24,10 +25,12 @@
 -- Code 0 ALREADY_ENDED: it had already ended (or never existed): nothing done
 -- @include check_types.lua
 -- @include checks.lua
+-- @include guard.lua
 -- @include now_ms.lua
 -- @include notify.lua
 -- @include record_fields.lua
 local Q = need_prefix(ARGV[1], KEYS[5], 'delayed')
+need_guard(Q, KEYS[7])
 local wfid = need_text(ARGV[2], 'workflow id')
 need_key_for(KEYS[1], 'wf', wfid)
 local ttl = need_int(ARGV[4], 'result TTL', 1)

@@ -6,6 +6,7 @@
 -- KEYS[2] member ids       list   <q>wfm:<id>
 -- KEYS[3] priority levels  zset   <q>prios
 -- KEYS[4] wake-up list     list   <q>wake
+-- KEYS[5] slot guard       none   <q>guard    never exists (includes/guard.lua)
 -- ARGV[1] queue key prefix
 -- ARGV[2] workflow id
 -- ARGV[3] index of the first member in this chunk
@@ -17,11 +18,13 @@
 -- Code 1 ADDED: the members exist now
 -- Code 0 NOT_RUNNING: the workflow does not exist or has ended (cancelled): nothing written
 -- @include checks.lua
+-- @include guard.lua
 -- @include overrides.lua
 -- @include now_ms.lua
 -- @include push_job.lua
 -- @include member_jobs.lua
 local qk = {prefix = need_prefix(ARGV[1], KEYS[3], 'prios'), prios = KEYS[3], wake = KEYS[4]}
+need_guard(qk.prefix, KEYS[5])
 local wfid = need_text(ARGV[2], 'workflow id')
 need_key_for(KEYS[1], 'wf', wfid)
 local first = need_int(ARGV[3], 'first index', 0)

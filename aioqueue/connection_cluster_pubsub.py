@@ -128,12 +128,18 @@ class ShardedPubSub:
         if self._closed:
             raise redis_errors.ConnectionError("the sharded subscriptions are closed")
         pubsub = self._nodes.get(address)
-        if pubsub is None:
-            pubsub = self._nodes[address] = PubSub(self._pool(address))
-            await pubsub.ssubscribe(channel)
-            self._tg.start_soon(self._read, address, pubsub)
-        else:
-            await pubsub.ssubscribe(channel)
+        try:
+            if pubsub is None:
+                pubsub = self._nodes[address] = PubSub(self._pool(address))
+                await pubsub.ssubscribe(channel)
+                self._tg.start_soon(self._read, address, pubsub)
+            else:
+                await pubsub.ssubscribe(channel)
+        except Exception as exc:
+            # as if the connection had broken: the listener starts over
+            # (re-subscribing everything) and wakes every waiter
+            self._tg.start_soon(self._fail, address, exc)
+            raise
 
     async def _read(self, address: Address, pubsub: PubSub) -> None:
         try:
@@ -142,12 +148,15 @@ class ShardedPubSub:
                 if msg is not None:
                     self._handle(address, pubsub, msg)
         except Exception as exc:
-            # the node failed, or refused the channel (MOVED): reload the
-            # map for the listener's next attempt, then end this object
-            log.debug("sharded subscriptions on %s:%s failed: %r", *address, exc)
-            with contextlib.suppress(Exception), anyio.move_on_after(5):
-                await self._refresh()
-            self._send.send_nowait(exc)
+            await self._fail(address, exc)
+
+    async def _fail(self, address: Address, exc: Exception) -> None:
+        """A node failed, or refused a channel (MOVED): reload the slot map
+        for the listener's next attempt, then end this object."""
+        log.debug("sharded subscriptions on %s:%s failed: %r", *address, exc)
+        with contextlib.suppress(Exception), anyio.move_on_after(5):
+            await self._refresh()
+        self._send.send_nowait(exc)
 
     def _handle(self, address: Address, pubsub: PubSub, msg: dict[str, Any]) -> None:
         kind = msg["type"]

@@ -249,6 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
         # also after the subcommand; SUPPRESS keeps the top-level value otherwise
         command.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS,
                              help="DEBUG, INFO (default), WARNING or ERROR")
+        command.add_argument("--log-format", default=argparse.SUPPRESS,
+                             choices=["text", "json"],
+                             help="text lines (default) or one JSON object per line")
     return parser
 
 

@@ -88,3 +88,13 @@ def test_limits_takes_queues_under_the_name_info_uses() -> None:
     # `aioqueue info --queues a,b` and `aioqueue limits --queues a,b` read alike
     args = build_parser().parse_args(["limits", "tests.cli_app:app", "--queues", "a,b"])
     assert args.queue == "a,b"
+
+
+def test_log_format_works_after_the_subcommand_like_log_level() -> None:
+    parser = build_parser()
+    args = parser.parse_args(["worker", "tests.cli_app:app", "--log-format", "json",
+                              "--log-level", "DEBUG"])
+    assert (args.log_format, args.log_level) == ("json", "DEBUG")
+    # before the subcommand still works, and is not reset by the subcommand's default
+    args = parser.parse_args(["--log-format", "json", "info", "tests.cli_app:app"])
+    assert args.log_format == "json"

@@ -26,7 +26,9 @@ from . import (
 )
 from .app import App
 from .cli_common import CommandError, add_app_arguments, load_app, open_app, split_queues
+from .cli_format import out_json
 from .errors import AioqueueError
+from .record import JobInfo
 from .supervisor import Supervisor, exit_without_waiting_for_threads
 
 log = logging.getLogger("aioqueue.cli")
@@ -76,20 +78,7 @@ def cmd_dead(args: argparse.Namespace) -> int:
         async with app:
             queue = args.queue or app.default_queue
             if args.action == "list":
-                infos = await app.dead_letters(queue, limit=args.limit)
-                for info in infos:
-                    err = info.error or {}
-                    print(f"{info.id}\t{info.task}\tattempts={info.attempt}\t"
-                          f"{err.get('type', '?')}: {err.get('message', '')}")
-                    if args.verbose:
-                        print(f"  args: {json.dumps(info.task_args)}")
-                        for e in info.errors:
-                            print(f"  attempt {e.get('attempt')}: {e.get('type')}: "
-                                  f"{e.get('message')}")
-                            if e.get("traceback"):
-                                print("    " + str(e["traceback"]).rstrip().replace(
-                                    "\n", "\n    "))
-                print(f"{len(infos)} dead-lettered job(s) shown in queue {queue!r}")
+                _print_dead(await app.dead_letters(queue, limit=args.limit), queue, args)
             elif args.action == "replay":
                 return await _replay(app, queue, args)
             else:
@@ -100,6 +89,23 @@ def cmd_dead(args: argparse.Namespace) -> int:
         return 0
 
     return anyio.run(run)
+
+
+def _print_dead(infos: Sequence[JobInfo], queue: str, args: argparse.Namespace) -> None:
+    if args.json:
+        out_json(list(infos))
+        return
+    for info in infos:
+        err = info.error or {}
+        print(f"{info.id}\t{info.task}\tattempts={info.attempt}\t"
+              f"{err.get('type', '?')}: {err.get('message', '')}")
+        if args.verbose:
+            print(f"  args: {json.dumps(info.task_args)}")
+            for e in info.errors:
+                print(f"  attempt {e.get('attempt')}: {e.get('type')}: {e.get('message')}")
+                if e.get("traceback"):
+                    print("    " + str(e["traceback"]).rstrip().replace("\n", "\n    "))
+    print(f"{len(infos)} dead-lettered job(s) shown in queue {queue!r}")
 
 
 async def _replay(app: App, queue: str, args: argparse.Namespace) -> int:
@@ -137,13 +143,24 @@ def cmd_schedules(args: argparse.Namespace) -> int:
         async with app:
             now_ms = await app.broker.server_time_ms()
             last: dict[str, dict[str, int]] = {}
+            rows: list[dict[str, Any]] = []
             for sched in app.schedules.values():
                 if sched.queue not in last:
                     last[sched.queue] = await app.broker.last_ticks(sched.queue)
-                print(f"{sched.name}\ttask={sched.task.name}\t{sched.describe()}\t"
-                      f"missed={sched.missed}\tlast={fmt(last[sched.queue].get(sched.name))}"
-                      f"\tnext={fmt(sched.next_after(now_ms))}")
-            print(f"{len(app.schedules)} schedule(s)")
+                rows.append({
+                    "name": sched.name, "task": sched.task.name, "queue": sched.queue,
+                    "cron": sched.cron, "tz": str(sched.tz),
+                    "every_s": sched.every.total_seconds() if sched.every else None,
+                    "missed": sched.missed, "last_ms": last[sched.queue].get(sched.name),
+                    "next_ms": sched.next_after(now_ms)})
+                if not args.json:
+                    print(f"{sched.name}\ttask={sched.task.name}\t{sched.describe()}\t"
+                          f"missed={sched.missed}\tlast={fmt(rows[-1]['last_ms'])}"
+                          f"\tnext={fmt(rows[-1]['next_ms'])}")
+            if args.json:
+                out_json(rows)
+            else:
+                print(f"{len(app.schedules)} schedule(s)")
         return 0
 
     return anyio.run(run)
@@ -224,11 +241,14 @@ def build_parser() -> argparse.ArgumentParser:
                       help="replay as new jobs with new ids (the dead ones are purged)")
     dead.add_argument("-v", "--verbose", action="store_true",
                       help="show arguments and every attempt's error and traceback")
+    dead.add_argument("--json", action="store_true",
+                      help="list: print JSON for scripts (every field of each job)")
     dead.set_defaults(func=cmd_dead)
 
     text = "list periodic schedules and next fire times"
     schedules = sub.add_parser("schedules", help=text, description=text)
     add_app_arguments(schedules)
+    schedules.add_argument("--json", action="store_true", help="print JSON for scripts")
     schedules.set_defaults(func=cmd_schedules)
 
     text = "start a local server (AOF on) and, given an app, a worker against it"

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 import aioqueue
@@ -140,3 +142,25 @@ def test_dead_list_refuses_a_limit_that_would_read_every_dead_letter(limit: str)
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(["dead", "list", "tests.cli_app:app", "--limit", limit])
     assert exc.value.code == 2
+
+
+async def test_dead_list_prints_json_for_scripts(
+        make_app: Callable[..., aioqueue.App], redis_url: str) -> None:
+    # Given two dead-lettered jobs of tests.cli_app's task 'boom'
+    runs: list[int] = []
+    app = _failing_app(make_app, runs)
+    async with app, running(app):
+        boom = app.get_task("boom")
+        ids = [(await boom.enqueue(n)).id for n in range(2)]
+        await wait_until(lambda: _dead_count(app, 2), 30, what="2 dead jobs")
+        infos = {info.id: info for info in await app.dead_letters()}
+    # When an operator lists them with --json
+    done = await anyio.to_thread.run_sync(
+        lambda: _cli("dead", "list", "tests.cli_app:app", "--json", url=redis_url))
+    # Then each is an object with its id, arguments and last error
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert sorted(row["id"] for row in rows) == sorted(ids)
+    for row in rows:
+        assert row["error"]["type"] == "RuntimeError"
+        assert row["task_args"] == infos[row["id"]].task_args

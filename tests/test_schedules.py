@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Callable
@@ -153,8 +154,17 @@ def test_schedules_cli_lists_next_fire(redis_url: str, tmp_path: object) -> None
             [sys.executable, "-m", "aioqueue", "schedules", "tests._sched_app:app",
              "--url", redis_url], capture_output=True, text=True, cwd=REPO, timeout=60,
             check=False)
+        as_json = subprocess.run(
+            [sys.executable, "-m", "aioqueue", "schedules", "tests._sched_app:app",
+             "--url", redis_url, "--json"], capture_output=True, text=True, cwd=REPO,
+            timeout=60, check=False)
     finally:
         module.unlink()
     assert done.returncode == 0, done.stderr
     assert "tidy\ttask=tidy\tcron '*/5 * * * *' (Europe/Berlin)" in done.stdout
     assert "next=" in done.stdout and "1 schedule(s)" in done.stdout
+    assert as_json.returncode == 0, as_json.stderr
+    (row,) = json.loads(as_json.stdout)
+    assert (row["name"], row["task"], row["queue"]) == ("tidy", "tidy", "default")
+    assert row["cron"] == "*/5 * * * *" and row["tz"] == "Europe/Berlin"
+    assert row["last_ms"] is None and row["next_ms"] > 0

@@ -250,3 +250,24 @@ def _check_concurrency_section(client: TestClient) -> None:
         "queue": "ops", "task": "export", "max_concurrency": "lots", "csrf": token},
         headers={"Sec-Fetch-Site": "same-origin"})
     assert "must be a count" in bad.text
+
+
+def test_overview_counts_grouped_jobs_as_waiting_and_shows_them_held(redis_url: str) -> None:
+    # Given 3 jobs waiting in a concurrency group and 1 in the priority lists
+    async def seed() -> None:
+        async with ops_app.app:
+            for customer in ("acme", "acme", "initech"):
+                await ops_app.export.enqueue(customer)
+            await ops_app.add.enqueue(1, 2)
+
+    ops_app.app.url = redis_url
+    anyio.run(seed)
+    with TestClient(create_dashboard(ops_app.app, token=TOKEN, open_app=True),
+                    base_url="http://127.0.0.1:8080") as client:
+        _login(client)
+        html = client.get("/").text
+    # Then the ops row counts 4 waiting: p0 1 and held 3
+    row = re.findall(r'<tr data-queue="ops">.*?</tr>', html, re.S)
+    assert row, html
+    assert '<td class="num waiting">4</td>' in row[0]
+    assert "p0: 1" in row[0] and "held: 3" in row[0]

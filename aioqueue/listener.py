@@ -1,7 +1,9 @@
 """One pub/sub listener per app that wakes whoever waits on a job (part of
-the broker layer: it holds a redis-py pub/sub connection).
+the broker layer: it holds a redis-py pub/sub connection; on Redis Cluster,
+one sharded subscription connection per primary that owns a watched channel,
+see :mod:`aioqueue.connection_cluster_pubsub`).
 
-Waiting for 10,000 jobs costs one connection, not 10,000. A waiter first
+Waiting for 10,000 jobs costs one connection (per primary), not 10,000. A waiter first
 subscribes (and waits for the server to confirm), then reads the job's
 status, so a job that ended before the wait began is seen at once. When the
 listener reconnects it re-subscribes and wakes every waiter to read its

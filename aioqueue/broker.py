@@ -248,10 +248,10 @@ class Broker(BrokerEnqueue):
         for s in settlements:
             args += [s.job_id, s.token, s.kind, s.payload, s.number]
         keys = [k.leases, k.delayed, k.dead, k.prios, k.wake, k.stats, k.guard,
-                *(k.job(s.job_id) for s in settlements)]
+                *k.jobs([s.job_id for s in settlements])]
         with translate_errors(k.base):
             codes = await self.scripts.run(self.lane, "settle", keys, args)
-        return [settle_code(c) for c in codes]
+        return settle_code.many(codes)
 
     async def renew(
         self, queue: str, leases: Sequence[tuple[str, str]], lease_ms: int

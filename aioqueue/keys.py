@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .errors import ConfigurationError
@@ -135,6 +136,11 @@ class QueueKeys:
 
     def job(self, job_id: str) -> str:
         return f"{self.base}job:{job_id}"
+
+    def jobs(self, job_ids: Iterable[str]) -> list[str]:
+        """:meth:`job` of each id (a batch's keys, without a call per id)."""
+        base = self.base
+        return [f"{base}job:{job_id}" for job_id in job_ids]
 
     def wait(self, priority: int) -> str:
         return f"{self.base}wait:{priority}"

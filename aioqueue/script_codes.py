@@ -8,6 +8,7 @@ with names, never with bare integers.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 
@@ -130,6 +131,14 @@ class ReplyCodes(Generic[_Code]):
     def __call__(self, reply: Any) -> _Code:
         code = self._by_reply.get(reply)
         return self._codes(int(reply)) if code is None else code
+
+    def many(self, replies: Sequence[Any]) -> list[_Code]:
+        """The members of a batch's replies (no call per reply)."""
+        by_reply = self._by_reply
+        codes = [by_reply.get(reply) for reply in replies]
+        if None in codes:
+            return [self(reply) for reply in replies]
+        return codes  # type: ignore[return-value]  # no None left
 
 
 enqueue_code = ReplyCodes(EnqueueCode)

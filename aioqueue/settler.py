@@ -77,9 +77,16 @@ class Settler:
             codes = await self._one_by_one(queue, [st for _, st in items], exc)
         # outcomes submitted while the call was on its way stay pending
         self.pending[queue] = self.pending[queue][len(items):]
+        running_jobs, counters = self.state.running, self.state.counters
         for (running, st), code in zip(items, codes, strict=True):
-            self._finished(running, st, code)
-        self.state.running.changed()
+            if code is SettleCode.APPLIED:  # the usual case, inline: no call per job
+                running_jobs.remove(running, notify=False)
+                key = _COUNTER.get(st.kind)
+                if key:
+                    counters[key] += 1
+            else:
+                self._finished(running, st, code)
+        running_jobs.changed()
 
     async def _send(self, queue: str, settlements: list[Settlement]) -> list[SettleCode]:
         return await self.state.broker.settle(

@@ -37,13 +37,16 @@ BACKLOG = 3000
 MORE = 500
 
 
-def migrate_slot(cluster: LocalCluster, slot: int, source: ClusterNode, target: ClusterNode,
-                 *, batch: int = 25, pause_s: float = 0.005) -> int:
-    """Move ``slot`` from ``source`` to ``target`` as ``redis-cli --cluster
-    reshard`` does, slowly enough for scripts to run between the batches;
-    returns how many keys were moved."""
+def begin_migration(slot: int, source: ClusterNode, target: ClusterNode) -> None:
     target.call("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id())
     source.call("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id())
+
+
+def finish_migration(cluster: LocalCluster, slot: int, source: ClusterNode,
+                     target: ClusterNode, *, batch: int = 25, pause_s: float = 0.0) -> int:
+    """Move the slot's keys as ``redis-cli --cluster reshard`` does (with a
+    pause between batches: scripts run in between), then give the slot to
+    ``target``; returns how many keys were moved."""
     moved = 0
     while keys := source.call("CLUSTER", "GETKEYSINSLOT", slot, batch):
         source.call("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
@@ -79,10 +82,13 @@ async def test_live_reshard_of_a_busy_queue_loses_nothing(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(wait_for_last)
-            tg.start_soon(functools.partial(sc.enqueue_retrying, MORE, start=10_000))
             started = time.monotonic()
-            moved = await anyio.to_thread.run_sync(migrate_slot, own_cluster, slot,
-                                                   source, target)
+            await anyio.to_thread.run_sync(begin_migration, slot, source, target)
+            # the producer enqueues while the slot migrates
+            tg.start_soon(functools.partial(sc.enqueue_retrying, MORE, start=10_000))
+            moved = await anyio.to_thread.run_sync(
+                functools.partial(finish_migration, own_cluster, slot, source, target,
+                                  pause_s=0.005))
             took = time.monotonic() - started
             during = (await sc.stats()).get("succeeded", 0) - before
             left = (await sc.counts())["waiting"]
@@ -101,20 +107,6 @@ async def test_live_reshard_of_a_busy_queue_loses_nothing(
         # the producer did meet the migration (then MOVED, or a map reload
         # after TRYAGAIN, led it to the new owner)
         assert lane.redirects["AskError"] + lane.redirects["TryAgainError"] > 0
-
-
-def _begin_migration(slot: int, source: ClusterNode, target: ClusterNode) -> None:
-    target.call("CLUSTER", "SETSLOT", slot, "IMPORTING", source.node_id())
-    source.call("CLUSTER", "SETSLOT", slot, "MIGRATING", target.node_id())
-
-
-def _finish_migration(cluster: LocalCluster, slot: int, source: ClusterNode,
-                      target: ClusterNode) -> None:
-    while keys := source.call("CLUSTER", "GETKEYSINSLOT", slot, 100):
-        source.call("MIGRATE", "127.0.0.1", target.port, "", 0, 5000, "KEYS", *keys)
-    target_id = target.node_id()
-    for node in (target, source, *(p for p in cluster.primaries() if p not in (source, target))):
-        node.call("CLUSTER", "SETSLOT", slot, "NODE", target_id)
 
 
 async def test_no_script_stops_half_way_in_a_migrating_slot(
@@ -147,13 +139,13 @@ async def test_no_script_stops_half_way_in_a_migrating_slot(
             (expires,), _ = await broker.claim(lane, q, 1, 1, "w1")  # a 1 ms lease
         assert (fails.id, expires.id) == ("fails", "expires")
         await anyio.sleep(0.01)
-        await anyio.to_thread.run_sync(_begin_migration, slot, source, target)
+        await anyio.to_thread.run_sync(begin_migration, slot, source, target)
         with pytest.raises(aioqueue.RedisClusterUnavailable):  # TRYAGAIN: nothing done
             await broker.settle(q, [Settlement("fails", fails.token, "retry", error)], **ttl)
         with pytest.raises(aioqueue.RedisClusterUnavailable):
             await broker.reap(q, limit=10, max_deliveries=5, dead_letter_ttl_ms=600_000,
                               stall_ms=3_600_000)
-        await anyio.to_thread.run_sync(_finish_migration, redis_cluster, slot, source, target)
+        await anyio.to_thread.run_sync(finish_migration, redis_cluster, slot, source, target)
         # the worker's settler and the reaper try again: now they apply
         assert await broker.settle(
             q, [Settlement("fails", fails.token, "retry", error)], **ttl) == [SettleCode.APPLIED]

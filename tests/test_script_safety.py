@@ -757,3 +757,52 @@ async def test_a_wrong_slot_guard_key_is_refused_before_any_write(
                 await call()
             assert await dump_all(raw) == base
     await raw.aclose()
+
+
+@pytest.mark.parametrize("key", ["leases", "delayed", "dead", "prios", "wake", "stats"])
+async def test_settle_with_a_queue_key_of_another_type_changes_nothing(
+    make_app: Callable[..., aioqueue.App], redis_url: str, key: str,
+) -> None:
+    """A queue-wide key the batch writes (after other jobs' writes, before)
+    turned into another type: the whole settle is refused and nothing is
+    written, so every job keeps its lease and the reaper still sees it."""
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        k = broker.keys(q)
+        jobs = await _claim_ids(app, ["q1", "q2", "q3", "q4"])
+        await plant(raw, {"leases": k.leases, "delayed": k.delayed, "dead": k.dead, "prios": k.prios,
+                          "wake": k.wake, "stats": k.stats}[key],
+                    "string" if key != "wake" else "zset")
+        before = await dump_all(raw)
+        err = '{"type": "E", "message": "m"}'
+        batch = [Settlement("q1", jobs["q1"].token, "ok", "1"),
+                 Settlement("q2", jobs["q2"].token, "retry", err, 5_000),
+                 Settlement("q3", jobs["q3"].token, "dead", err),
+                 Settlement("q4", jobs["q4"].token, "requeue")]
+        with pytest.raises(aioqueue.WrongKeyType):
+            await broker.settle(q, batch, **SETTLE_TTLS)
+        assert await dump_all(raw) == before, "failed half-way"
+    await raw.aclose()
+
+
+async def test_settle_of_successes_checks_key_types_once_per_call(
+    make_app: Callable[..., aioqueue.App], redis_url: str,
+) -> None:
+    """The common batch (plain successes) pays its type checks once per call,
+    whatever its size: the same TYPE count for 1 job and for 10."""
+    app = _adder(make_app)
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    async with app:
+        broker, q = app.broker, app.default_queue
+        jobs = await _claim_ids(app, [f"o{i}" for i in range(11)])
+        counts = []
+        for ids in (["o0"], [f"o{i}" for i in range(1, 11)]):
+            before = await commandstat_calls(raw, "type")
+            codes = await broker.settle(q, [Settlement(j, jobs[j].token, "ok", "1") for j in ids],
+                                        **SETTLE_TTLS)
+            assert codes == [SettleCode.APPLIED] * len(ids)
+            counts.append(await commandstat_calls(raw, "type") - before)
+        assert counts[0] == counts[1] <= 3, counts  # leases, stats, the minute's counters
+    await raw.aclose()

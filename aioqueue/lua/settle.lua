@@ -1,8 +1,10 @@
 -- settle: record the outcome of a batch of jobs, each fenced by its lease token.
 -- Only the holder of the current lease may settle a job. Re-sending a settle
 -- that was already applied (lost reply) is recognised and changes nothing.
--- Every argument is checked before the first write: a bad one refuses the
--- whole batch and changes nothing (the leases stay, the reaper sees them).
+-- Every argument is checked, and every job read, before the first write: a
+-- bad argument, or a queue-wide key the batch writes holding another type
+-- (WRONGTYPE reply), refuses the whole batch and changes nothing (the leases
+-- stay, the reaper sees them).
 --
 -- KEYS[1] leases           zset   <q>leases
 -- KEYS[2] delayed          zset   <q>delayed
@@ -40,6 +42,7 @@
 -- belongs) never stops the batch: such a field is ignored or starts again
 -- (record_fields.lua); a job whose wait list holds another type ends
 -- dead-lettered instead of waiting (end_job.lua runnable_or_dead).
+-- @include check_types.lua
 -- @include checks.lua
 -- @include guard.lua
 -- @include now_ms.lua
@@ -135,20 +138,47 @@ local function retry(id, jk, payload, delay, att)
   notify(qk.prefix .. 'done:' .. id, 'retrying')
 end
 
+-- Read every job before the first write (Redis does not roll a script back):
+-- its record (pcall: a key of another type is MALFORMED, not an error), and
+-- so which queue-wide keys the batch will write; those are checked here too,
+-- so a key of another type refuses the whole batch instead of stopping it
+-- after some jobs' writes. A batch of plain successes writes only the leases
+-- and the stats: one TYPE per call, whatever the batch size.
+local recs = {}
+local writes_queue = false
+for g = 1, groups do
+  local i = 4 + 5 * (g - 1)
+  local rec = redis.pcall('HMGET', KEYS[7 + g], 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx', 'g',
+    'wf')
+  recs[g] = rec
+  if not writes_queue and not rec.err and (ARGV[i + 2] ~= 'ok' or rec[9]) then
+    writes_queue = true  -- retries, requeues, dead letters, workflow steps
+  end
+end
+local wrong
+if writes_queue then
+  wrong = check_types({KEYS[1], 'zset', KEYS[6], 'hash', KEYS[2], 'zset', KEYS[3], 'zset',
+    KEYS[4], 'zset', KEYS[5], 'list'})
+else
+  wrong = check_types({KEYS[1], 'zset', KEYS[6], 'hash'})
+end
+if wrong then
+  return wrong
+end
+
 for g = 1, groups do
   local i = 4 + 5 * (g - 1)
   local id, token, kind, payload, number = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], numbers[g]
   local jk = KEYS[7 + g]
-  -- pcall: a key of another type answers WRONGTYPE instead of stopping the
-  -- batch half-way (cheaper than asking TYPE first, for every job)
-  local rec = redis.pcall('HMGET', jk, 'tk', 'lt', 'rt', 'ts', 'et', 'att', 'cx', 'g', 'wf')
+  local rec = recs[g]
   if rec.err then
     if redis.call('ZREM', KEYS[1], id) == 1 then
       redis.call('HINCRBY', KEYS[6], 'malformed_record', 1)
     end
     codes[#codes + 1] = -2
   elseif rec[1] ~= token or not redis.call('ZSCORE', KEYS[1], id) then
-    if rec[2] == token .. kind then
+    -- (read again: the same job earlier in this batch may have just settled it)
+    if rec[2] == token .. kind or redis.call('HGET', jk, 'lt') == token .. kind then
       codes[#codes + 1] = 0
     else
       redis.call('HINCRBY', KEYS[6], 'stale_settle', 1)

@@ -129,7 +129,11 @@ class JobRunner:
                        max_tries: int) -> Settlement | None:
         """Call the task once; None when the worker cancelled the call."""
         try:
-            if self.app.middlewares and ctx is not None:
+            if ctx is None and task.is_async:
+                # the usual task (no context, no middleware): called directly,
+                # as Task.invoke would, without its coroutine in between
+                value = await task.fn(*pos, **kwargs)
+            elif self.app.middlewares and ctx is not None:
                 value = await self._through_middleware(ctx, task, pos, kwargs)
             else:
                 value = await task.invoke(ctx, pos, kwargs)

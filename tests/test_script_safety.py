@@ -772,9 +772,9 @@ async def test_settle_with_a_queue_key_of_another_type_changes_nothing(
         broker, q = app.broker, app.default_queue
         k = broker.keys(q)
         jobs = await _claim_ids(app, ["q1", "q2", "q3", "q4"])
-        await plant(raw, {"leases": k.leases, "delayed": k.delayed, "dead": k.dead, "prios": k.prios,
-                          "wake": k.wake, "stats": k.stats}[key],
-                    "string" if key != "wake" else "zset")
+        keys = {"leases": k.leases, "delayed": k.delayed, "dead": k.dead, "prios": k.prios,
+                "wake": k.wake, "stats": k.stats}
+        await plant(raw, keys[key], "string" if key != "wake" else "zset")
         before = await dump_all(raw)
         err = '{"type": "E", "message": "m"}'
         batch = [Settlement("q1", jobs["q1"].token, "ok", "1"),

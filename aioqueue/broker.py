@@ -133,6 +133,19 @@ class Broker(BrokerEnqueue):
         async with self.connection.blocking_lane(name) as lane:
             yield lane
 
+    @contextlib.asynccontextmanager
+    async def renewal_client(self, name: str) -> AsyncIterator[CommandLane]:
+        """A dedicated connection for the worker's lease renewals, retried as
+        the shared lane's commands are: a renewal never waits for a slot
+        behind settles and reaps, nor for a new connection's handshake (three
+        more round trips) when the shared lane's connections are all busy."""
+        async with self.connection.blocking_lane(name) as lane:
+            if type(lane) is CommandLane:  # open it now, not on a slow link later
+                with contextlib.suppress(Exception):  # (once, bounded: a renewal reconnects)
+                    await lane.execute("PING", timeout_s=self.socket_timeout_s)
+            lane.retries = self.lane.retries
+            yield lane
+
     async def close(self) -> None:
         await self.connection.close()
 
@@ -254,7 +267,8 @@ class Broker(BrokerEnqueue):
         return settle_code.many(codes)
 
     async def renew(
-        self, queue: str, leases: Sequence[tuple[str, str]], lease_ms: int
+        self, queue: str, leases: Sequence[tuple[str, str]], lease_ms: int,
+        client: CommandLane | None = None,
     ) -> list[RenewCode]:
         k = self.keys(queue)
         args: list[Any] = [lease_ms]
@@ -262,7 +276,7 @@ class Broker(BrokerEnqueue):
             args += [job_id, token]
         keys = [k.leases, *(k.job(job_id) for job_id, _ in leases)]
         with translate_errors(k.base):
-            codes = await self.scripts.run(self.lane, "renew", keys, args)
+            codes = await self.scripts.run(client or self.lane, "renew", keys, args)
         return [renew_code(c) for c in codes]
 
     async def reap(

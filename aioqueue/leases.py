@@ -15,6 +15,7 @@ import time
 
 import anyio
 
+from .lane import CommandLane
 from .record import Field
 from .roles import WorkerState, keep_stepping
 from .running import RunningJob, StopReason
@@ -47,33 +48,66 @@ class Renewer:
     def __init__(self, state: WorkerState) -> None:
         self.state = state
         self._quiet_until = 0.0
+        self._client: CommandLane | None = None
+        """Its own connection (see :meth:`run`); None: the shared lane."""
+        self._stepping = False
 
     async def step(self) -> None:
         """Renew every queue's leases. A queue whose call fails (a shard whose
         primary fails over, say) does not hold up the others: they are renewed
         all the same, then the first error is raised."""
-        s = self.state.settings
-        lease_ms = int(s.lease_s * 1000)
         failed: Exception | None = None
         for queue in self.state.queues:
-            jobs = [r for r in self.state.running.in_queue(queue)
-                    if not r.lost and not r.settling]
+            # a run that ended is renewed until its outcome is in Redis: a
+            # slow settle (a slow link, a lane opening a new connection) must
+            # not outlast the lease (a LOST answer while settling is ignored)
+            jobs = [r for r in self.state.running.in_queue(queue) if not r.lost]
             if not jobs:
                 continue
-            sent_at = time.monotonic()
             try:
-                codes = await self.state.broker.renew(queue, [r.key for r in jobs], lease_ms)
+                self._stepping = True
+                await self._renew(queue, jobs, self._client)
             except Exception as exc:
                 failed = failed or exc
-                continue
-            self._check_round_trip(time.monotonic() - sent_at)
-            counters = self.state.counters
-            counters["renew_calls"] += 1
-            for running, code in zip(jobs, codes, strict=True):
-                counters["renewed"] += code is RenewCode.RENEWED
-                await self._apply(running, code, sent_at + s.lease_s)
+            finally:
+                self._stepping = False
         if failed is not None:
             raise failed
+
+    async def _renew(self, queue: str, jobs: list[RunningJob],
+                     client: CommandLane | None) -> None:
+        s = self.state.settings
+        for running in jobs:
+            running.renewing = True
+        sent_at = time.monotonic()
+        codes = await self.state.broker.renew(queue, [r.key for r in jobs],
+                                              int(s.lease_s * 1000), client)
+        self._check_round_trip(time.monotonic() - sent_at)
+        counters = self.state.counters
+        counters["renew_calls"] += 1
+        for running, code in zip(jobs, codes, strict=True):
+            counters["renewed"] += code is RenewCode.RENEWED
+            await self._apply(running, code, sent_at + s.lease_s)
+
+    async def _renew_newcomers(self, client: CommandLane) -> None:
+        """Jobs claimed while a renewal waits for its reply: their first
+        renewal is sent about one interval after their claim, on a second
+        connection, instead of after that reply plus one more interval
+        (interval + two round trips after the claim: on a slow link, longer
+        than the lease)."""
+        s = self.state.settings
+        while True:
+            await anyio.sleep(s.renew_every_s / 4)
+            if not self._stepping:
+                continue
+            due_before = time.monotonic() + s.lease_s - s.renew_every_s
+            due = [r for r in self.state.running if not r.renewing and not r.lost
+                   and r.lease_until <= due_before]
+            for queue in {r.job.queue for r in due}:
+                try:
+                    await self._renew(queue, [r for r in due if r.job.queue == queue], client)
+                except Exception as exc:  # the renewer's next step renews them
+                    log.debug("renewal of newly claimed jobs failed: %s", exc)
 
     def _check_round_trip(self, round_trip_s: float) -> None:
         s = self.state.settings
@@ -102,8 +136,19 @@ class Renewer:
         return self.state.settings.renew_every_s
 
     async def run(self) -> None:
-        await anyio.sleep(self.state.settings.renew_every_s)
-        await keep_stepping("lease renewal", self._next, self.state, oom_transient=True)
+        # renewals travel on a connection of their own: on the shared lane a
+        # renewal could wait for a free connection, or for a new one's
+        # handshake (three more round trips), long enough on a slow link for
+        # leases to expire (tests/test_degraded_network.py)
+        name = f"aioqueue-renewals:{self.state.worker_id}"
+        broker = self.state.broker
+        async with broker.renewal_client(name) as client, \
+                broker.renewal_client(name) as second, anyio.create_task_group() as tg:
+            self._client = client
+            tg.start_soon(self._renew_newcomers, second)
+            await anyio.sleep(self.state.settings.renew_every_s)
+            await keep_stepping("lease renewal", self._next, self.state, oom_transient=True)
+            tg.cancel_scope.cancel()
 
 
 class LeaseClock:

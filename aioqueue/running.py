@@ -44,6 +44,8 @@ class RunningJob:
     settling: bool = False
     """The outcome is on its way to Redis (a renewal racing it is not a loss)."""
     started: float = field(default_factory=time.monotonic)
+    renewing: bool = False
+    """A renewal of this delivery was sent (see ``leases.Renewer``)."""
 
     @property
     def key(self) -> tuple[str, str]:

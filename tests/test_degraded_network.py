@@ -127,8 +127,8 @@ async def test_degraded_link_completes_every_job_once_and_keeps_leases(
             proxy.degrade()  # healed: the worker's shutdown need not crawl
             report = await sc.check()
             report.assert_ok()
-            assert report.jobs == 60 and report.duplicates == 0, report.describe()
             stats = await sc.stats()
+            assert report.jobs == 60 and report.duplicates == 0, (report.describe(), stats)
             assert stats.get("succeeded") == 60 and "lease_expired" not in stats, stats
             for job in jobs[::10]:
                 assert (await job.info()).deliveries == 1
@@ -181,3 +181,44 @@ async def test_round_trip_longer_than_the_renewal_allowance_redelivers_and_dead_
         report = await sc.check()
         report.assert_ok()  # each extra delivery is explained by a counted lease expiry
         assert report.duplicates >= 1, report.describe()
+
+
+@pytest.mark.timeout(60)
+async def test_a_job_claimed_while_a_renewal_is_on_its_way_keeps_its_lease(
+        own_server: ServerProcess, proxy: FaultProxy, tmp_path: Path) -> None:
+    # Given a worker behind a link of 0.7 s each way (a 1.4 s round trip) with a
+    # 3 s lease renewed every 0.75 s: renewal interval + round trip = 2.15 s < 3 s,
+    # so by the rule above no lease may expire, whenever a job is claimed
+    env = {"AQ_LEASE": "3.0", "AQ_RENEW": "0.75"}
+    async with Scenario(own_server.url, tmp_path, env=env) as sc:
+        worker = sc.spawn(url=proxy.url)
+        await sc.wait_fetchers(1)
+        await sc.enqueue_recs(3)
+        await sc.enqueue_recs(1, seconds=1.0, start=3)  # renewed once: connections open
+        await sc.wait_drained(DRAIN_S)
+        proxy.degrade(0.7)
+
+        async def reap() -> None:  # as another, well-connected worker's reaper would
+            while True:
+                await sc.producer.broker.reap(sc.queue, limit=100, max_deliveries=5,
+                                              dead_letter_ttl_ms=3_600_000)
+                await anyio.sleep(0.05)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(reap)
+            # When jobs longer than the lease arrive one by one, each at another
+            # moment of the renewer's cycle (some while a renewal is on its way)
+            for n in range(8):
+                await sc.enqueue_recs(1, seconds=3.5, start=10 + n)
+                await anyio.sleep(0.3)
+
+            # Then each is delivered once: no lease expired
+            await sc.wait_drained(DRAIN_S)
+            tg.cancel_scope.cancel()
+        assert worker.returncode is None
+        proxy.degrade()
+        stats = await sc.stats()
+        report = await sc.check()
+        report.assert_ok()
+        assert report.duplicates == 0 and "lease_expired" not in stats, (
+            report.describe(), stats)

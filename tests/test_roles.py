@@ -138,6 +138,25 @@ async def test_renewer_step_extends_leases_and_stops_a_run_whose_lease_is_gone(
         assert scope.cancel_called and state.counters["lost_leases"] == 1
 
 
+async def test_renewer_keeps_renewing_a_job_whose_outcome_is_on_its_way(
+        make_app: Callable[..., aioqueue.App]) -> None:
+    # a settle slowed by the link must not let the lease expire under it (the
+    # job would be re-delivered and the outcome refused)
+    app, work = _app_with_task(make_app)
+    async with app:
+        await work.enqueue(1)
+        state = _state(app)
+        (job,) = await _claim(app, count=1, lease_ms=200)
+        keys = app.broker.keys(app.default_queue)
+        before = await app.broker.client.zscore(keys.leases, job.id)
+        running = state.running.add(job, time.monotonic() + 1)
+        running.settling = True
+        await Renewer(state).step()
+        after = await app.broker.client.zscore(keys.leases, job.id)
+        assert after is not None and before is not None and after > before
+        assert not running.lost and state.counters["renewed"] == 1
+
+
 async def test_lease_clock_step_stops_only_runs_past_their_lease(
     make_app: Callable[..., aioqueue.App],
 ) -> None:

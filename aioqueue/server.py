@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -94,7 +95,27 @@ def port_in_use(port: int) -> bool:
     return False
 
 
+# Ports handed out below Linux's ephemeral range (32768-60999 by default): a
+# port the kernel picks for bind(0) comes from that range, and an outgoing
+# connection could take it as its local port between our check and the
+# server's own bind ("Address already in use", seen in CI for a cluster bus
+# port). Ports handed out by this process are not handed out again.
+_PORT_RANGE = (20000, 32000)
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
+    for _ in range(200):
+        port = random.randint(*_PORT_RANGE)
+        if port in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -15,20 +15,26 @@
 --                    is a leftover, dropped when reached)
 local FLOW_UNLIMITED = 1000000000
 
+-- a stored rate 'n period_ms burst' (an operator's or the app's; 'off' or
+-- none: false) as GCRA parameters {T, tau} in us
+local function flow_rate(text)
+  if not text or text == 'off' then
+    return false
+  end
+  local n, period, burst = string.match(text, '^(%d+) (%d+) (%d+)$')
+  n, period, burst = tonumber(n), tonumber(period), tonumber(burst)
+  if n and n > 0 and period > 0 and burst > 0 then
+    local T = period * 1000 / n
+    return {T = T, tau = (burst - 1) * T}
+  end
+  return false
+end
+
 local function flow_conf(lim, f)
   local c = lim.conf[f]
   if c == nil then
     local v = redis.call('HMGET', lim.fk.limits, 'o:' .. f, f)
-    local text = v[1] or v[2]
-    c = false
-    if text and text ~= 'off' then
-      local n, period, burst = string.match(text, '^(%d+) (%d+) (%d+)$')
-      n, period, burst = tonumber(n), tonumber(period), tonumber(burst)
-      if n and n > 0 and period > 0 and burst > 0 then
-        local T = period * 1000 / n
-        c = {T = T, tau = (burst - 1) * T}
-      end
-    end
+    c = flow_rate(v[1] or v[2])
     lim.conf[f] = c
   end
   return c

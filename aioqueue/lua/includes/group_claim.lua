@@ -15,6 +15,7 @@
 --       read = function(id) -> jk, rec (claim's read_job),
 --       lease = function(id, jk, rec) (claim's lease)}
 -- Needs flow_limits.lua and groups.lua.
+-- @include flow_limits.lua
 local GROUP_UNLIMITED = 1000000000
 
 -- nil when no group has waiting jobs: the claim skips groups altogether
@@ -53,16 +54,7 @@ local function group_rate(gc, task)
   local c = gc.rates[task]
   if c == nil then
     local v = redis.call('HMGET', gc.Q .. 'glimits', 'o:r:' .. task, 'r:' .. task)
-    local text = v[1] or v[2]
-    c = false
-    if text and text ~= 'off' then
-      local n, period, burst = string.match(text, '^(%d+) (%d+) (%d+)$')
-      n, period, burst = tonumber(n), tonumber(period), tonumber(burst)
-      if n and n > 0 and period > 0 and burst > 0 then
-        local T = period * 1000 / n
-        c = {T = T, tau = (burst - 1) * T}
-      end
-    end
+    c = flow_rate(v[1] or v[2])
     gc.rates[task] = c
   end
   return c

@@ -36,6 +36,7 @@ class LuaScript:
     sha: str
 
 
+@functools.cache
 def _read(*parts: str) -> str:
     return resources.files("aioqueue").joinpath("lua", *parts).read_text("utf-8")
 
@@ -52,45 +53,52 @@ PUBLISH_LINE = "  redis.call('PUBLISH', channel, message)"
 SHARDED_PUBLISH_LINE = "  redis.call('SPUBLISH', channel, message)"
 
 
-def _expand(text: str, lines: list[str], included: set[str]) -> None:
+def _expand(text: str, lines: list[str], included: set[str], indent: str = "") -> None:
     """Inline ``-- @include <file>`` lines; an include may include others
-    (before its own code), and each file is inlined once."""
+    (before its own code), and each file is inlined once. An indented include
+    line (inside a function body) is inlined with that indentation: its
+    functions become closures of that function, made only when it runs."""
     for line in text.splitlines():
-        if not line.startswith("-- @include "):
-            lines.append(line)
+        stripped = line.lstrip(" ")
+        if not stripped.startswith("-- @include "):
+            lines.append(indent + line if line else line)
             continue
-        part = line.removeprefix("-- @include ").strip()
+        part = stripped.removeprefix("-- @include ").strip()
         if part not in included:
             included.add(part)
-            _expand(_read("includes", part), lines, included)
+            _expand(_read("includes", part), lines, included,
+                    indent + line[:len(line) - len(stripped)])
 
 
-_FUNCTION_START = re.compile(r"local function ([A-Za-z_][A-Za-z0-9_]*)\(")
+_FUNCTION_START = re.compile(r"( *)local function ([A-Za-z_][A-Za-z0-9_]*)\(")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _drop_unused(lines: list[str]) -> list[str]:
-    """Leave out the included top-level functions the script never calls.
+    """Leave out the included functions the script never calls.
 
     Each ``local function`` of a script body is a new closure on every call
     (Redis runs the whole chunk per EVALSHA), so an include's unused helpers
-    cost instructions and garbage on every job. A top-level function starts
-    with ``local function name(`` at column 0 and ends at the first ``end``
-    at column 0 (the includes' style, kept by tests/test_script_loader.py).
+    cost instructions and garbage on every job. A function starts with
+    ``local function name(`` and ends at the first ``end`` at the same
+    indentation (the includes' style, kept by tests/test_script_loader.py).
     """
     while True:
         blocks: list[tuple[str, int, int]] = []
-        start: tuple[str, int] | None = None
+        open_blocks: list[tuple[str, str, int]] = []
         for i, line in enumerate(lines):
             match = _FUNCTION_START.match(line)
-            if match and start is None:
-                start = (match.group(1), i)
-            elif start is not None and line == "end":
-                blocks.append((start[0], start[1], i))
-                start = None
-        uses = Counter(_NAME.findall("\n".join(lines)))
+            if match and line.endswith(" end"):  # a one-line function
+                blocks.append((match.group(2), i, i))
+            elif match:
+                open_blocks.append((match.group(1), match.group(2), i))
+            elif open_blocks and line == open_blocks[-1][0] + "end":
+                _, name, start = open_blocks.pop()
+                blocks.append((name, start, i))
+        names = [_NAME.findall(line) for line in lines]
+        uses = Counter(name for line_names in names for name in line_names)
         unused = [(b, e) for fn, b, e in blocks
-                  if uses[fn] == Counter(_NAME.findall("\n".join(lines[b:e + 1])))[fn]]
+                  if uses[fn] == sum(line_names.count(fn) for line_names in names[b:e + 1])]
         if not unused:
             return lines
         dropped = {i for b, e in unused for i in range(b, e + 1)}
@@ -107,6 +115,8 @@ def load_script(name: str, *, flags: bool = False, sharded: bool = False) -> Lua
     published with ``SPUBLISH`` (sharded pub/sub) instead of ``PUBLISH``."""
     lines = ["#!lua flags=allow-oom"] if flags and name in ALLOW_OOM else []
     _expand(_read(f"{name}.lua"), lines, set())
+    # comment lines stay in the files: they are not sent, nor scanned below
+    lines = [line for line in lines if not line.lstrip(" ").startswith("--")]
     if sharded:
         lines = [SHARDED_PUBLISH_LINE if line == PUBLISH_LINE else line for line in lines]
     source = "\n".join(_drop_unused(lines)) + "\n"

@@ -49,3 +49,38 @@ def test_include_style_every_top_level_function_ends_with_end_at_column_0() -> N
             elif line == "end":
                 open_fn = None
         assert open_fn is None, (name, open_fn)
+
+
+def test_an_indented_include_is_inlined_inside_its_function() -> None:
+    """The helpers of rare paths (unique keys, groups, overrides in enqueue)
+    are closures of a function the script calls only on that path, so a
+    plain enqueue does not pay for making them on every call."""
+    source = load_script("enqueue").source
+    assert "\n  local function unique_args(" in source
+    assert "\nlocal function unique_args(" not in source
+    assert "\n  local function group_push(" in source
+
+
+def test_an_unused_nested_function_is_dropped_and_one_liners_are_whole() -> None:
+    lines = [
+        "local function outer()",
+        "  local function inner_unused(x)", "    return x", "  end",
+        "  local function inner_used(x)", "    return x", "  end",
+        "  return inner_used",
+        "end",
+        "local function one() return 1 end",
+        "return outer()(1)",
+    ]
+    assert _drop_unused(lines) == [
+        "local function outer()",
+        "  local function inner_used(x)", "    return x", "  end",
+        "  return inner_used",
+        "end",
+        "return outer()(1)",
+    ]
+
+
+def test_comment_lines_are_not_sent() -> None:
+    for name in SCRIPT_NAMES:
+        assert not any(line.lstrip().startswith("--")
+                       for line in load_script(name).source.splitlines()), name

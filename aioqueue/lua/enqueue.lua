@@ -39,15 +39,27 @@
 -- Code 7 THROTTLED: the key's window is not over: nothing written
 -- @include check_types.lua
 -- @include checks.lua
--- @include overrides.lua
 -- @include now_ms.lua
 -- @include wake.lua
--- @include unique.lua
--- @include groups.lua
-need_text(ARGV[1], 'job id')
+
+-- The helpers of overrides, unique keys and concurrency groups are made only
+-- for a job that has one of them: Redis runs the whole script per call, and
+-- each function is a new closure each time (about 440 instructions).
+local function rare_helpers()
+  -- @include overrides.lua
+  -- @include unique.lua
+  -- @include groups.lua
+  return {overrides = overrides, unique_args = unique_args, unique_decide = unique_decide,
+    unique_take = unique_take, group_push = group_push}
+end
+local rare = nil
+
+if ARGV[1] == '' or ARGV[2] == '' or ARGV[3] == '' then  -- (no calls when all is well)
+  need_text(ARGV[1], 'job id')
+  need_text(ARGV[2], 'task name')
+  need_text(ARGV[3], 'arguments')
+end
 need_key_for(KEYS[1], 'job', ARGV[1])
-need_text(ARGV[2], 'task name')
-need_text(ARGV[3], 'arguments')
 local priority = need_int(ARGV[4], 'priority')
 local delay = need_int(ARGV[5], 'delay', 0)
 local at = nil
@@ -56,10 +68,15 @@ if ARGV[6] ~= '' then
 end
 local extra = nil
 if ARGV[7] ~= '' then
-  extra = overrides(ARGV[7])
+  rare = rare_helpers()
+  extra = rare.overrides(ARGV[7])
 end
 local tick = nil
-local uq = unique_args(KEYS[7], ARGV[10], ARGV[11])
+local uq = nil
+if KEYS[7] then
+  rare = rare or rare_helpers()
+  uq = rare.unique_args(KEYS[7], ARGV[10], ARGV[11])
+end
 if KEYS[6] and ARGV[8] ~= '' then
   need_text(ARGV[8], 'schedule name')
   tick = need_int(ARGV[9], 'tick', 0)
@@ -107,12 +124,12 @@ if tick then
 end
 local now = now_ms()
 if uq then
-  local decided = unique_decide(uq, string.sub(KEYS[1], 1, -(#ARGV[1] + 5)), KEYS[5], now,
+  local decided = rare.unique_decide(uq, string.sub(KEYS[1], 1, -(#ARGV[1] + 5)), KEYS[5], now,
     ARGV[3], delay)
   if decided then
     return decided
   end
-  unique_take(uq, ARGV[1])
+  rare.unique_take(uq, ARGV[1])
 end
 local due = 0
 if delay > 0 then
@@ -146,7 +163,8 @@ if scheduled then
   wake(KEYS[4])
   return 2
 end
-if gid and group_push(string.sub(KEYS[1], 1, -(#ARGV[1] + 5)), gid, ARGV[1], false, nil) then
+if gid and (rare or rare_helpers()).group_push(string.sub(KEYS[1], 1, -(#ARGV[1] + 5)), gid,
+    ARGV[1], false, nil) then
   wake(KEYS[4])
   return 1
 end

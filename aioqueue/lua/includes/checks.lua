@@ -38,13 +38,13 @@ end
 
 -- the key the caller passed must be the one this id names (e.g. KEYS[1] =
 -- '<q>job:' .. id): a mismatch would write a record under one id and queue
--- another. Compared in place (plain finds at fixed positions), without
--- building the expected key: this runs for every job of a batch.
+-- another. One concatenation and one plain find at a fixed position: each
+-- call of a string library function costs ~700 instructions in Redis' Lua
+-- (callgrind), a concatenation about as much.
 local function need_key_for(key, kind, id)
-  local at = #key - #id - #kind - 1  -- where ':' .. kind .. ':' .. id must start
-  if at < 1 or string.byte(key, at) ~= 58 or string.byte(key, at + #kind + 1) ~= 58
-      or string.find(key, kind, at + 1, true) ~= at + 1
-      or string.find(key, id, at + #kind + 2, true) ~= at + #kind + 2 then
+  local tail = ':' .. kind .. ':' .. id
+  local at = #key - #tail + 1  -- where the tail must start
+  if at < 2 or string.find(key, tail, at, true) ~= at then
     refuse('the key does not name ' .. kind .. ' id', id)
   end
 end

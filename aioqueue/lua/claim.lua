@@ -48,17 +48,34 @@
 -- @include checks.lua
 -- @include now_ms.lua
 -- @include notify.lua
--- @include flow_limits.lua
--- @include groups.lua
--- @include group_claim.lua
+
+-- The flow-control helpers (limits, groups) are made only for a queue that
+-- has them: Redis runs the whole script per call, and each of their ~25
+-- functions would be a new closure on every claim.
+local function flow_helpers()
+  -- @include flow_limits.lua
+  -- @include groups.lua
+  -- @include group_claim.lua
+  return {open = flow_open, queue_room = flow_queue_room, release = flow_release,
+    admit = flow_admit, note_next = flow_note_next, close = flow_close, push = group_push,
+    group_open = group_open, share = group_share, claim = group_claim,
+    next_us = group_next_us}
+end
+local F = nil
+
 local Q = need_prefix(ARGV[1], KEYS[1], 'prios')
 local want = need_int(ARGV[2], 'max jobs', 0, 100000)
 local lease_ms = need_int(ARGV[3], 'lease', 1)
 local worker = need_text(ARGV[4], 'worker id')
 local promote = need_int(ARGV[5], 'promote limit', 0, 1000000)
+-- a queue with limits or groups has one of these keys (the flow keys' types
+-- matter only then)
+local limited = redis.call('EXISTS', KEYS[8], KEYS[9], KEYS[10], Q .. 'gring', Q .. 'gpark') > 0
 local wrong = check_types({KEYS[1], 'zset', KEYS[2], 'zset', KEYS[3], 'list', KEYS[4], 'hash',
-  KEYS[5], 'zset', KEYS[6], 'string', KEYS[7], 'string', KEYS[8], 'hash', KEYS[9], 'hash',
-  KEYS[10], 'zset'})
+  KEYS[5], 'zset', KEYS[6], 'string', KEYS[7], 'string'})
+if not wrong and limited then
+  wrong = check_types({KEYS[8], 'hash', KEYS[9], 'hash', KEYS[10], 'zset'})
+end
 if wrong then
   return wrong
 end
@@ -119,7 +136,10 @@ for _, id in ipairs(due) do
   else
     local rec = redis.call('HMGET', jk, 'st', 'p', 'g')
     local p = rec[2] or '0'
-    if rec[3] and rec[1] == 'scheduled' and group_push(Q, rec[3], id, false, KEYS[4]) then
+    if rec[3] and rec[1] == 'scheduled' then
+      F = F or flow_helpers()  -- a grouped job: to its group's list
+    end
+    if rec[3] and rec[1] == 'scheduled' and F.push(Q, rec[3], id, false, KEYS[4]) then
       redis.call('ZREM', KEYS[5], id)
       redis.call('HSET', jk, 'st', 'queued')
     elseif rec[1] ~= 'scheduled' or not tonumber(p) then
@@ -181,12 +201,16 @@ local function read_job(id)
   return jk, rec
 end
 
-local lim = flow_open({prefix = Q, limits = KEYS[8], state = KEYS[9], held = KEYS[10],
-  stats = KEYS[4]}, now)
+local lim = nil
+if limited or F then
+  F = F or flow_helpers()
+  lim = F.open({prefix = Q, limits = KEYS[8], state = KEYS[9], held = KEYS[10],
+    stats = KEYS[4]}, now)
+end
 local room = want
 if lim then
-  room = flow_queue_room(lim, want)
-  flow_release(lim, room, function(id)
+  room = F.queue_room(lim, want)
+  F.release(lim, room, function(id)
     local jk, rec = read_job(id)
     if rec[1] == 'queued' then
       lease(id, jk, rec)
@@ -201,12 +225,12 @@ if lim then
 end
 local groups = nil
 if lim and #claimed < room then
-  groups = group_open({Q = Q, lim = lim, now = now, lease_ms = lease_ms, leases = KEYS[2],
+  groups = F.group_open({Q = Q, lim = lim, now = now, lease_ms = lease_ms, leases = KEYS[2],
     stats = KEYS[4], scan = want + 200, read = read_job, lease = lease})
 end
 local function count() return #claimed end
 if groups then
-  group_claim(groups, #claimed + group_share(groups, room - #claimed, KEYS[1]), count)
+  F.claim(groups, #claimed + F.share(groups, room - #claimed, KEYS[1]), count)
 end
 
 -- popped ids looked at per call: held-back ones do not fill the claim, so
@@ -228,7 +252,7 @@ for _, level in ipairs(levels) do
     for _, id in ipairs(ids) do
       local jk, rec = read_job(id)
       if rec[1] == 'queued' then
-        if not lim or not rec[2] or flow_admit(lim, id, rec[2]) then
+        if not lim or not rec[2] or F.admit(lim, id, rec[2]) then
           lease(id, jk, rec)
         end
       elseif not rec[1] then
@@ -247,7 +271,7 @@ for _, level in ipairs(levels) do
   end
 end
 if groups and #claimed < room then
-  group_claim(groups, room, count)
+  F.claim(groups, room, count)
 end
 if #claimed > 0 then
   redis.call('SET', KEYS[6], table.concat(claimed, ' '), 'PX', lease_ms)
@@ -258,11 +282,11 @@ if redis.call('EXISTS', KEYS[1]) == 0 and not (lim and redis.call('EXISTS', Q ..
 end
 next_due()
 if lim then
-  local parked_us = groups and group_next_us(groups)
+  local parked_us = groups and F.next_us(groups)
   if parked_us then
-    flow_note_next(lim, math.max(parked_us, lim.now))
+    F.note_next(lim, math.max(parked_us, lim.now))
   end
-  local held_ms = flow_close(lim)
+  local held_ms = F.close(lim)
   if held_ms >= 0 and (out[1] < 0 or held_ms < out[1]) then
     out[1] = held_ms
   end

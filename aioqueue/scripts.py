@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections import Counter
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -82,27 +81,54 @@ def _drop_unused(lines: list[str]) -> list[str]:
     cost instructions and garbage on every job. A function starts with
     ``local function name(`` and ends at the first ``end`` at the same
     indentation (the includes' style, kept by tests/test_script_loader.py).
+    Kept: the functions reachable from the script's own code (by name), in
+    one pass over the lines.
     """
-    while True:
-        blocks: list[tuple[str, int, int]] = []
-        open_blocks: list[tuple[str, str, int]] = []
-        for i, line in enumerate(lines):
-            match = _FUNCTION_START.match(line)
-            if match and line.endswith(" end"):  # a one-line function
-                blocks.append((match.group(2), i, i))
-            elif match:
-                open_blocks.append((match.group(1), match.group(2), i))
-            elif open_blocks and line == open_blocks[-1][0] + "end":
-                _, name, start = open_blocks.pop()
-                blocks.append((name, start, i))
-        names = [_NAME.findall(line) for line in lines]
-        uses = Counter(name for line_names in names for name in line_names)
-        unused = [(b, e) for fn, b, e in blocks
-                  if uses[fn] == sum(line_names.count(fn) for line_names in names[b:e + 1])]
-        if not unused:
-            return lines
-        dropped = {i for b, e in unused for i in range(b, e + 1)}
-        lines = [line for i, line in enumerate(lines) if i not in dropped]
+    owner: list[int] = []  # per line: the innermost function it is in (-1: none)
+    blocks: list[tuple[str, int, int]] = []  # (name, first line, last line)
+    open_blocks: list[tuple[str, int]] = []  # (indentation, index in blocks)
+    for i, line in enumerate(lines):
+        match = _FUNCTION_START.match(line)
+        if match:
+            blocks.append((match.group(2), i, i))
+            owner.append(len(blocks) - 1)
+            if not line.endswith(" end"):  # not a one-line function
+                open_blocks.append((match.group(1), len(blocks) - 1))
+            continue
+        owner.append(open_blocks[-1][1] if open_blocks else -1)
+        if open_blocks and line == open_blocks[-1][0] + "end":
+            name, start, _ = blocks[open_blocks[-1][1]]
+            blocks[open_blocks.pop()[1]] = (name, start, i)
+    refs: dict[int, set[str]] = {}
+    for i, line in enumerate(lines):
+        names = set(_NAME.findall(line))
+        if owner[i] >= 0 and blocks[owner[i]][1] == i:
+            names.discard(blocks[owner[i]][0])  # its own definition
+        refs.setdefault(owner[i], set()).update(names)
+    by_name: dict[str, list[int]] = {}
+    for index, (name, _, _) in enumerate(blocks):
+        by_name.setdefault(name, []).append(index)
+    reached: set[int] = set()
+    todo = list(refs.get(-1, ()))
+    while todo:
+        for index in by_name.get(todo.pop(), ()):
+            if index not in reached:
+                reached.add(index)
+                todo.extend(refs.get(index, ()))
+    dropped = {i for index, (_, b, e) in enumerate(blocks) if index not in reached
+               for i in range(b, e + 1)}
+    return [line for i, line in enumerate(lines) if i not in dropped]
+
+
+@functools.cache
+def _body(name: str) -> tuple[str, ...]:
+    """The lines of ``lua/<name>.lua`` with its includes, without comment
+    lines (they stay in the files: not sent, nor scanned) and unused
+    functions. Made once per process: every variant shares it."""
+    lines: list[str] = []
+    _expand(_read(f"{name}.lua"), lines, set())
+    lines = [line for line in lines if not line.lstrip(" ").startswith("--")]
+    return tuple(_drop_unused(lines))
 
 
 @functools.cache
@@ -113,13 +139,14 @@ def load_script(name: str, *, flags: bool = False, sharded: bool = False) -> Lua
     ``flags`` (Redis >= 7, Valkey) a script in ``ALLOW_OOM`` gets the
     ``allow-oom`` shebang flag. With ``sharded`` (Redis Cluster) events are
     published with ``SPUBLISH`` (sharded pub/sub) instead of ``PUBLISH``."""
-    lines = ["#!lua flags=allow-oom"] if flags and name in ALLOW_OOM else []
-    _expand(_read(f"{name}.lua"), lines, set())
-    # comment lines stay in the files: they are not sent, nor scanned below
-    lines = [line for line in lines if not line.lstrip(" ").startswith("--")]
+    lines = list(_body(name))
+    if flags and name in ALLOW_OOM:
+        lines.insert(0, "#!lua flags=allow-oom")
     if sharded:
-        lines = [SHARDED_PUBLISH_LINE if line == PUBLISH_LINE else line for line in lines]
-    source = "\n".join(_drop_unused(lines)) + "\n"
+        # (at any indentation: an include may be inlined inside a function)
+        lines = [line.replace(PUBLISH_LINE.strip(), SHARDED_PUBLISH_LINE.strip())
+                 if line.strip() == PUBLISH_LINE.strip() else line for line in lines]
+    source = "\n".join(lines) + "\n"
     return LuaScript(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 

@@ -105,7 +105,10 @@ class RedisServer:
 
 def peer_python(peer: str) -> str:
     if peer in BENCH_VENV_PEERS:
-        return sys.executable
+        # this tree's own venv (setup_peers --only aioqueue) when made: only
+        # its dependencies, like every other peer; else the bench venv
+        own = VENVS / "aioqueue" / "bin" / "python"
+        return str(own) if own.exists() else sys.executable
     return str(VENVS / peer / "bin" / "python")
 
 

@@ -47,14 +47,24 @@
 -- @include guard.lua
 -- @include now_ms.lua
 -- @include wake.lua
--- @include make_runnable.lua
--- @include groups.lua
--- @include add_error.lua
--- @include advance_workflow.lua
--- @include end_job.lua
 -- @include minute_stats.lua
 -- @include notify.lua
 -- @include record_fields.lua
+
+-- The helpers of retries, dead letters, cancellations, groups and workflows
+-- are made only for a batch that has one: Redis runs the whole script per
+-- call, and each function is a new closure each time (~440 instructions).
+local function outcome_helpers()
+  -- @include make_runnable.lua
+  -- @include groups.lua
+  -- @include add_error.lua
+  -- @include advance_workflow.lua
+  -- @include end_job.lua
+  return {group_release = group_release, advance_workflow = advance_workflow,
+    add_error = add_error, runnable_or_dead = runnable_or_dead, end_dead = end_dead,
+    end_cancelled = end_cancelled}
+end
+local H = nil
 local qk = {prefix = need_prefix(ARGV[1], KEYS[4], 'prios'), prios = KEYS[4], wake = KEYS[5],
   stats = KEYS[6], dead = KEYS[3]}
 need_guard(qk.prefix, KEYS[7])
@@ -118,20 +128,20 @@ local function succeed(id, jk, payload, ttl, ttl_text, own_ttl, in_workflow)
   redis.call('HINCRBY', KEYS[6], 'succeeded', '1')
   notify(qk.prefix .. 'done:' .. id, 'succeeded')
   if in_workflow then
-    advance_workflow(qk, now, jk, 'ok', payload, default_ttl)
+    H.advance_workflow(qk, now, jk, 'ok', payload, default_ttl)
   end
 end
 
 -- att: the attempt that failed (the record's field, read with the others)
 local function retry(id, jk, payload, delay, att)
   local attempt = (field_int(att, 0, FIELD_MAX) or 1) + 1
-  add_error(jk, payload)
+  H.add_error(jk, payload)
   redis.call('HSET', jk, 'att', attempt)
   if delay > 0 then
     redis.call('HSET', jk, 'st', 'scheduled', 'due', now + delay)
     redis.call('ZADD', KEYS[2], now + delay, id)
     wake(KEYS[5])
-  elseif not runnable_or_dead(qk, now, id, jk, false, dead_ttl, default_ttl) then
+  elseif not H.runnable_or_dead(qk, now, id, jk, false, dead_ttl, default_ttl) then
     return
   end
   redis.call('HINCRBY', KEYS[6], 'retried', 1)
@@ -187,8 +197,11 @@ for g = 1, groups do
   else
     redis.call('ZREM', KEYS[1], id)
     redis.call('HSET', jk, 'lt', token .. kind)
+    if kind ~= 'ok' or rec[8] or rec[9] then
+      H = H or outcome_helpers()  -- not a plain success
+    end
     if rec[8] then
-      group_release(qk.prefix, rec[8], id, qk.wake)
+      H.group_release(qk.prefix, rec[8], id, qk.wake)
     end
     if rec[7] and (kind == 'retry' or kind == 'requeue') then
       -- its cancellation was asked while it ran: it must not run again
@@ -200,13 +213,13 @@ for g = 1, groups do
     elseif kind == 'retry' then
       retry(id, jk, payload, number, rec[6])
     elseif kind == 'dead' then
-      end_dead(qk, now, id, jk, payload, dead_ttl, default_ttl)
+      H.end_dead(qk, now, id, jk, payload, dead_ttl, default_ttl)
     elseif kind == 'requeue' then
-      if runnable_or_dead(qk, now, id, jk, true, dead_ttl, default_ttl) then
+      if H.runnable_or_dead(qk, now, id, jk, true, dead_ttl, default_ttl) then
         redis.call('HINCRBY', KEYS[6], 'requeued', 1)
       end
     else
-      end_cancelled(qk, now, id, jk, payload, rec[3], default_ttl)
+      H.end_cancelled(qk, now, id, jk, payload, rec[3], default_ttl)
     end
     codes[#codes + 1] = 1
   end

@@ -150,19 +150,34 @@ def load_script(name: str, *, flags: bool = False, sharded: bool = False) -> Lua
     return LuaScript(name, source, hashlib.sha1(source.encode()).hexdigest())
 
 
+class _Scripts(dict[str, LuaScript]):
+    """Each script made when first asked for: a worker never makes the
+    producer's scripts, nor a producer the worker's."""
+
+    def __init__(self, *, flags: bool, sharded: bool) -> None:
+        super().__init__()
+        self.flags = flags
+        self.sharded = sharded
+
+    def __missing__(self, name: str) -> LuaScript:
+        if name not in SCRIPT_NAMES:
+            raise KeyError(name)
+        script = self[name] = load_script(name, flags=self.flags, sharded=self.sharded)
+        return script
+
+
 class ScriptRunner:
     """Calls scripts by SHA on one client, reloading on NOSCRIPT."""
 
     def __init__(self) -> None:
-        self.scripts = {name: load_script(name) for name in SCRIPT_NAMES}
+        self.scripts = _Scripts(flags=False, sharded=False)
         self.reloads = 0
 
     def configure(self, *, flags: bool, sharded: bool) -> None:
         """``flags``: the server understands shebang flags (Redis >= 7): let
         the scripts that settle held work run under maxmemory. ``sharded``:
         a Redis Cluster: publish events with ``SPUBLISH``."""
-        self.scripts = {name: load_script(name, flags=flags, sharded=sharded)
-                        for name in SCRIPT_NAMES}
+        self.scripts = _Scripts(flags=flags, sharded=sharded)
 
     async def run(
         self, lane: CommandLane, name: str, keys: list[str], args: list[Any]

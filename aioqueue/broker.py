@@ -162,11 +162,15 @@ class Broker(BrokerEnqueue):
     def _claim_call(self, queue: str, count: int, lease_ms: int, worker_id: str,
                     reservation_id: str | None, promote_limit: int
                     ) -> tuple[list[str], list[Any]]:
-        k = self.keys(queue)
-        fk = FlowKeys(k)
-        return ([k.prios, k.leases, k.wake, k.stats, k.delayed,
-                 k.reservation(reservation_id or secrets.token_hex(8)), k.paused,
-                 fk.limits, fk.limiter, fk.held],
+        fixed = self._claim_keys.get(queue)
+        if fixed is None:
+            k = self.keys(queue)
+            fk = FlowKeys(k)
+            fixed = self._claim_keys[queue] = (
+                k, [k.prios, k.leases, k.wake, k.stats, k.delayed],
+                [k.paused, fk.limits, fk.limiter, fk.held])
+        k, head, tail = fixed
+        return ([*head, k.reservation(reservation_id or secrets.token_hex(8)), *tail],
                 [k.base, count, lease_ms, worker_id, promote_limit])
 
     def _claimed(self, queue: str, raw: Any) -> tuple[list[ClaimedJob], int]:

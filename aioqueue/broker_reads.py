@@ -45,6 +45,9 @@ class BrokerBase:
         self.prefix = prefix
         self.lane: CommandLane = connection.lane
         self._keys: dict[str, QueueKeys] = {}
+        # per queue: the claim's keys but the reservation (built once: a
+        # claim is the most frequent call a worker makes)
+        self._claim_keys: dict[str, tuple[QueueKeys, list[str], list[str]]] = {}
         self.shards: dict[str, int] = {}
         """Shard counts of the sharded queues (2 or more; an unsharded queue
         is absent), set when the app opens (``broker_shards.py``)."""

@@ -11,6 +11,7 @@ jobs; an idle fetcher reserves only its share, leaving room for the others.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import secrets
@@ -80,6 +81,10 @@ class Fetcher:
         self.hand_back = hand_back
         self.burst = burst
         self.reservation: str | None = None
+        # reservation ids: a random prefix per fetcher and a counter (one
+        # urandom call per fetcher instead of one per claim)
+        self._reservation_prefix = secrets.token_hex(8)
+        self._reservations = itertools.count()
         self.next_due_ms = -1
         self.idle = False
         self.last_turn = 0
@@ -128,7 +133,8 @@ class Fetcher:
         lease_ms = int(s.lease_s * 1000)
         # kept until a claim succeeds: resending it after a lost reply
         # returns the jobs the first one took
-        self.reservation = reservation = self.reservation or secrets.token_hex(8)
+        self.reservation = reservation = (
+            self.reservation or f"{self._reservation_prefix}{next(self._reservations):x}")
         if wait_s <= 0:
             jobs, self.next_due_ms = await broker.claim(
                 conn, self.queue, count, lease_ms, self.state.worker_id, reservation)

@@ -39,16 +39,26 @@ def pack(args: Sequence[Any]) -> bytes:
     arguments, so this is much simpler (and several times faster) than
     redis-py's general encoder."""
     parts = [b"*%d\r\n" % len(args)]
+    append = parts.append
     for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
+        kind = type(arg)  # the exact types first: one compare each
+        if kind is str:
             data = arg.encode()
-        elif isinstance(arg, int | float) and not isinstance(arg, bool):
+        elif kind is bytes:
+            data = arg
+        elif kind is int or kind is float:
             data = repr(arg).encode()
+        elif isinstance(arg, str):
+            data = str.encode(arg)
+        elif isinstance(arg, bytes):
+            data = bytes(arg)
+        elif isinstance(arg, int) and not isinstance(arg, bool):
+            data = repr(int(arg)).encode()  # an IntEnum's repr is not its number
+        elif isinstance(arg, float):
+            data = repr(float(arg)).encode()
         else:
             raise TypeError(f"cannot send {type(arg).__name__} to Redis")
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+        append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
 
 

@@ -95,3 +95,17 @@ async def test_closed_lane_refuses_calls_with_redis_unavailable(redis_url: str) 
     assert lane.closed
     with pytest.raises(aioqueue.RedisUnavailable, match="closed"):
         await lane.execute("PING")
+
+
+def test_pack_sends_an_int_enum_as_its_number() -> None:
+    """The packer takes the exact types first; a subclass of int (an
+    IntEnum, say) is still sent as its number, not as its repr."""
+    import enum
+
+    from aioqueue.lane import pack
+
+    class Level(enum.IntEnum):
+        HIGH = 7
+
+    assert pack(["X", Level.HIGH, 1.5, b"b", "é"]) == (
+        b"*5\r\n$1\r\nX\r\n$1\r\n7\r\n$3\r\n1.5\r\n$1\r\nb\r\n$2\r\n\xc3\xa9\r\n")

@@ -3,8 +3,8 @@
 -- while it works and writes once, at its end, with minute_flush: a few
 -- commands per script call (per batch of jobs), never an extra round trip.
 --
--- Key: <q>m:<minutes since the epoch> (hash), expiring 25 h after it was last
--- written. Fields: succeeded, failed, retried, cancelled, expired (leases that
+-- Key: <q>m:<minutes since the epoch> (hash), expiring 25 h after it was made
+-- (it is written during its minute only). Fields: succeeded, failed, retried, cancelled, expired (leases that
 -- ran out); run_n, run_ms, run_max (run time of settled attempts, ms); wait_n,
 -- wait_ms, wait_max (enqueue to start of first attempts, ms).
 -- The counters are for people: a key of a foreign type is left alone (the
@@ -34,15 +34,21 @@ local function minute_run(run_ms, waited_ms)
   end
 end
 
-local function minute_raise(key, field, value)
-  if value > (tonumber(redis.call('HGET', key, field)) or -1) then
-    redis.call('HSET', key, field, value)
-  end
-end
-
 -- pcall: a field that holds no integer (written by something else) drops the count
 local function minute_incr(key, field, n)
   redis.pcall('HINCRBY', key, field, n)
+end
+
+-- the run and wait maxima: one read for both, a write only for a new maximum
+local function minute_raise(key)
+  local run_max, wait_max = m_run_max, m_wait_max
+  local old = redis.call('HMGET', key, 'run_max', 'wait_max')
+  if run_max >= 0 and run_max > (tonumber(old[1]) or -1) then
+    redis.call('HSET', key, 'run_max', run_max)
+  end
+  if wait_max >= 0 and wait_max > (tonumber(old[2]) or -1) then
+    redis.call('HSET', key, 'wait_max', wait_max)
+  end
 end
 
 local function minute_flush(Q, now)
@@ -60,14 +66,20 @@ local function minute_flush(Q, now)
   if m_run_n > 0 then
     minute_incr(key, 'run_n', m_run_n)
     minute_incr(key, 'run_ms', m_run_ms)
-    minute_raise(key, 'run_max', m_run_max)
   end
   if m_wait_n > 0 then
     minute_incr(key, 'wait_n', m_wait_n)
     minute_incr(key, 'wait_ms', m_wait_ms)
-    minute_raise(key, 'wait_max', m_wait_max)
   end
-  redis.call('PEXPIRE', key, MINUTE_STATS_TTL_MS)
+  if m_run_n > 0 or m_wait_n > 0 then
+    minute_raise(key)
+  end
+  if found == 'none' then
+    -- a minute's key is written during its minute only: its time to live,
+    -- set when it is made, runs out 25 h after its last write, give or take
+    -- that minute
+    redis.call('PEXPIRE', key, MINUTE_STATS_TTL_MS)
+  end
   minute_acc = {}
   m_run_n, m_run_ms, m_run_max = 0, 0, -1
   m_wait_n, m_wait_ms, m_wait_max = 0, 0, -1

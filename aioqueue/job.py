@@ -36,6 +36,7 @@ __all__ = ["CancelOutcome", "Job", "JobEvent", "JobInfo", "JobStatus", "Progress
 
 if TYPE_CHECKING:
     from .backend import Backend
+    from .listener import Wakeup
 
 R = TypeVar("R")
 
@@ -150,8 +151,7 @@ class Job(Generic[R]):
                         status = values[0]
                         if status is None or status in FINAL_STATUSES:
                             break
-                        await changed.wait()
-                        changed.clear()
+                        await _until_it_may_have_ended(changed)
         except TimeoutError:
             # a job that has ended needs no waiting, even with timeout=0
             values = await self._backend.broker.job_fields(self.queue, self.id, *fields)
@@ -213,3 +213,20 @@ async def gather(*jobs: Job[R], timeout: float | None = None) -> list[R]:
     if errors:
         raise errors[0]
     return results
+
+
+async def _until_it_may_have_ended(changed: Wakeup) -> None:
+    """Wait for a notice that the job may have ended. The notices that say
+    it has not ('active': an attempt started; 'retrying'; 'progress ...')
+    need no read of the record: one round trip less per awaited result. A
+    wake-up without a notice (the listener reconnected) may hide an end."""
+    while True:
+        await changed.wait()
+        notices = changed.drain()
+        if not notices or not all(n in NOT_ENDED_NOTICES or n.startswith("progress ")
+                                  for n in notices):
+            return
+
+
+NOT_ENDED_NOTICES = frozenset({"active", "retrying"})
+"""Notices on a job's channel that say it has not ended."""

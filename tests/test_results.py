@@ -153,3 +153,45 @@ async def test_gather_raises_the_failure(make_app: Callable[..., aioqueue.App]) 
         assert await aioqueue.gather(ok, ok) == ["yes", "yes"]
         with pytest.raises(aioqueue.JobFailed):
             await aioqueue.gather(ok, bad)
+
+
+async def test_result_wait_reads_the_record_only_when_the_job_may_have_ended(
+    make_app: Callable[..., aioqueue.App], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The 'active' and 'progress' notices say the job has not ended: a
+    waiter does not read the record again for them (one round trip less per
+    awaited result). It reads once at the start and once after the end."""
+    app = make_app()
+    release = anyio.Event()
+
+    @app.task
+    async def slow(ctx: aioqueue.JobContext) -> int:
+        await ctx.progress(0.5, "half")
+        await release.wait()
+        return 1
+
+    async with app:
+        job = await slow.enqueue()
+        reads: list[str] = []
+        job_fields = app.broker.job_fields
+
+        async def counting(queue: str, job_id: str, *fields: object) -> list[str | None]:
+            if job_id == job.id:
+                reads.append(job_id)
+            return await job_fields(queue, job_id, *fields)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(app.broker, "job_fields", counting)
+        async with anyio.create_task_group() as tg:
+            results: list[int] = []
+
+            async def wait() -> None:
+                results.append(await job.result(timeout=30))
+
+            tg.start_soon(wait)
+            async with running(app):
+                with anyio.fail_after(10):
+                    while (await job_fields(job.queue, job.id, "pg"))[0] is None:
+                        await anyio.sleep(0.01)  # polls the record, not the waiter
+                release.set()
+        assert results == [1]
+        assert len(reads) == 2

@@ -118,6 +118,7 @@ local function count_minute(kind, rec)
   end
 end
 
+local succeeded = 0
 local function succeed(id, jk, payload, ttl, ttl_text, own_ttl, in_workflow)
   redis.call('HSET', jk, 'st', 'succeeded', 'r', payload, 'tf', now_text)
   if ttl > 0 then
@@ -125,7 +126,7 @@ local function succeed(id, jk, payload, ttl, ttl_text, own_ttl, in_workflow)
   else
     redis.call('PEXPIRE', jk, field_ttl(own_ttl, ARGV[2]))  -- ARGV[2]: checked, as text
   end
-  redis.call('HINCRBY', KEYS[6], 'succeeded', '1')
+  succeeded = succeeded + 1  -- counted once per call, below
   notify(qk.prefix .. 'done:' .. id, 'succeeded')
   if in_workflow then
     H.advance_workflow(qk, now, jk, 'ok', payload, default_ttl)
@@ -223,6 +224,11 @@ for g = 1, groups do
     end
     codes[#codes + 1] = 1
   end
+end
+if succeeded > 0 then
+  -- pcall: after the writes, a count that is not an integer (written by
+  -- something else) must not fail the call; the count is dropped
+  redis.pcall('HINCRBY', KEYS[6], 'succeeded', succeeded)
 end
 minute_flush(qk.prefix, now)
 return codes

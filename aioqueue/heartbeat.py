@@ -9,6 +9,7 @@ the registry is for people, so it never stops the worker.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -30,7 +31,10 @@ RUNNING_IDS_SHOWN = 100
 LAG_PROBE_S = 0.25
 
 
+@functools.cache
 def _version() -> str:
+    # once per process: metadata.version scans the installed distributions
+    # (~2 ms), and every beat reports it
     try:
         return metadata.version("aioqueue")
     except metadata.PackageNotFoundError:

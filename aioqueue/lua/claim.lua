@@ -173,16 +173,22 @@ local claimed = {}
 -- lease one queued job to this worker (rec: its HMGET below)
 local function lease(id, jk, rec)
   local token = now_text
-  local last = tonumber(rec[9])
-  if last and last >= now and last < 9007199254740991 then
-    token = string.format('%d', last + 1)
+  if rec[9] then  -- a later delivery (no C call for a first one)
+    local last = tonumber(rec[9])
+    if last and last >= now and last < 9007199254740991 then
+      token = string.format('%d', last + 1)
+    end
   end
-  -- pcall: a count that is not an integer (written by something else) starts
-  -- again instead of stopping the claim after its ids were popped
-  if type(redis.pcall('HINCRBY', jk, 'dlv', '1')) == 'table' then
-    redis.call('HSET', jk, 'dlv', '1')
+  -- the delivery count, read with the record: a count that is not an
+  -- integer (written by something else) starts again at 1
+  local dlv = '1'
+  if rec[11] then
+    local n = tonumber(rec[11])
+    if n and n >= 0 and n < 9007199254740991 and n % 1 == 0 then
+      dlv = string.format('%d', n + 1)
+    end
   end
-  redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now_text, 'tk', token)
+  redis.call('HSET', jk, 'st', 'active', 'w', worker, 'ts', now_text, 'tk', token, 'dlv', dlv)
   redis.call('ZADD', KEYS[2], deadline_text, id)
   claimed[#claimed + 1] = id
   notify(Q .. 'done:' .. id, 'active')
@@ -193,7 +199,8 @@ local function read_job(id)
   local jk = Q .. 'job:' .. id
   -- pcall: a key of another type answers WRONGTYPE instead of stopping the
   -- script half-way (cheaper than asking TYPE first, for every job)
-  local rec = redis.pcall('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'tk', 'tc')
+  local rec = redis.pcall('HMGET', jk, 'st', 't', 'a', 'att', 'mt', 'to', 'et', 'rt', 'tk', 'tc',
+    'dlv')
   if rec.err then
     redis.call('HINCRBY', KEYS[4], 'malformed_record', '1')
     return jk, {'not ours'}

@@ -107,8 +107,8 @@ class Job(Generic[R]):
                 # messages first, in the order they were published; then the
                 # record, which is the truth after any gap
                 for message in changed.drain():
-                    if message.startswith("progress "):
-                        raw = message.removeprefix("progress ")
+                    if message.startswith(PROGRESS_NOTICE):
+                        raw = message.removeprefix(PROGRESS_NOTICE)
                         event = JobEvent(JobStatus.ACTIVE, parse_progress(raw))
                         if event != last:
                             yield event
@@ -223,10 +223,13 @@ async def _until_it_may_have_ended(changed: Wakeup) -> None:
     while True:
         await changed.wait()
         notices = changed.drain()
-        if not notices or not all(n in NOT_ENDED_NOTICES or n.startswith("progress ")
+        if not notices or not all(n in NOT_ENDED_NOTICES or n.startswith(PROGRESS_NOTICE)
                                   for n in notices):
             return
 
 
+PROGRESS_NOTICE = "progress "
+"""The prefix of a progress notice on a job's channel (``progress.lua``)."""
+
 NOT_ENDED_NOTICES = frozenset({"active", "retrying"})
-"""Notices on a job's channel that say it has not ended."""
+"""Notices on a job's channel, besides progress, that say it has not ended."""

@@ -82,6 +82,15 @@ async def warm_up(sc: Scenario, producer: Producer, lease_s: float) -> None:
     await sc.wait_drained(DRAIN_S)
 
 
+async def reap_forever(sc: Scenario, max_deliveries: int) -> None:
+    """Reap the scenario's queue every 50 ms over a good connection, as
+    another, well-connected worker's reaper would."""
+    while True:
+        await sc.producer.broker.reap(sc.queue, limit=100, max_deliveries=max_deliveries,
+                                      dead_letter_ttl_ms=3_600_000)
+        await anyio.sleep(0.05)
+
+
 async def round_trip_s(url: str) -> float:
     app = fault_app.build_app(url)
     async with app:
@@ -149,14 +158,8 @@ async def test_round_trip_longer_than_the_renewal_allowance_redelivers_and_dead_
         await sc.wait_drained(DRAIN_S)
         proxy.degrade(0.6)
 
-        async def reap() -> None:
-            while True:
-                await sc.producer.broker.reap(sc.queue, limit=100, max_deliveries=2,
-                                              dead_letter_ttl_ms=3_600_000)
-                await anyio.sleep(0.05)
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(reap)
+            tg.start_soon(reap_forever, sc, 2)
             # When a job of 6 s (three leases) runs there
             (slow,) = await sc.enqueue_recs(1, seconds=6.0, start=10)
 
@@ -198,14 +201,8 @@ async def test_a_job_claimed_while_a_renewal_is_on_its_way_keeps_its_lease(
         await sc.wait_drained(DRAIN_S)
         proxy.degrade(0.7)
 
-        async def reap() -> None:  # as another, well-connected worker's reaper would
-            while True:
-                await sc.producer.broker.reap(sc.queue, limit=100, max_deliveries=5,
-                                              dead_letter_ttl_ms=3_600_000)
-                await anyio.sleep(0.05)
-
         async with anyio.create_task_group() as tg:
-            tg.start_soon(reap)
+            tg.start_soon(reap_forever, sc, 5)
             # When jobs longer than the lease arrive one by one, each at another
             # moment of the renewer's cycle (some while a renewal is on its way)
             for n in range(8):

@@ -136,10 +136,12 @@ for _, id in ipairs(due) do
   else
     local rec = redis.call('HMGET', jk, 'st', 'p', 'g')
     local p = rec[2] or '0'
-    if rec[3] and rec[1] == 'scheduled' then
+    local grouped = rec[3] and rec[1] == 'scheduled'
+    if grouped then
       F = F or flow_helpers()  -- a grouped job: to its group's list
     end
-    if rec[3] and rec[1] == 'scheduled' and F.push(Q, rec[3], id, false, KEYS[4]) then
+    if grouped and F.push(Q, rec[3], id, false, KEYS[4]) then
+      limited = true  -- its group's keys exist now
       redis.call('ZREM', KEYS[5], id)
       redis.call('HSET', jk, 'st', 'queued')
     elseif rec[1] ~= 'scheduled' or not tonumber(p) then
@@ -209,7 +211,7 @@ local function read_job(id)
 end
 
 local lim = nil
-if limited or F then
+if limited then
   F = F or flow_helpers()
   lim = F.open({prefix = Q, limits = KEYS[8], state = KEYS[9], held = KEYS[10],
     stats = KEYS[4]}, now)

@@ -86,13 +86,11 @@ local function flow_take(lim, f, k)
   end
 end
 
--- nil when the queue has no limit, pause, held job or waiting concurrency
--- group (groups.lua): the claim's fast path
+-- the limiter state of one claim; called only for a queue with a limit,
+-- pause, held job or waiting concurrency group (groups.lua): the claim tells
+-- with one EXISTS (fk.limits, fk.state, fk.held, <q>gring, <q>gpark) and
+-- takes its fast path otherwise
 local function flow_open(fk, now_ms)
-  if redis.call('EXISTS', fk.limits, fk.state, fk.held, fk.prefix .. 'gring',
-      fk.prefix .. 'gpark') == 0 then
-    return nil
-  end
   return {fk = fk, now = now_ms * 1000, conf = {}, tat = {}, pause = {}, dirty = {}, stale = {},
           holding = {},
           next_us = nil, queue_room = 0}

@@ -4,9 +4,10 @@
 -- commands per script call (per batch of jobs), never an extra round trip.
 --
 -- Key: <q>m:<minutes since the epoch> (hash), expiring 25 h after it was made
--- (it is written during its minute only). Fields: succeeded, failed, retried, cancelled, expired (leases that
--- ran out); run_n, run_ms, run_max (run time of settled attempts, ms); wait_n,
--- wait_ms, wait_max (enqueue to start of first attempts, ms).
+-- (it is written during its minute only). Fields: succeeded, failed, retried,
+-- cancelled, expired (leases that ran out); run_n, run_ms, run_max (run time
+-- of settled attempts, ms); wait_n, wait_ms, wait_max (enqueue to start of
+-- first attempts, ms).
 -- The counters are for people: a key of a foreign type is left alone (the
 -- counts are dropped) rather than failing the script that settles jobs.
 local MINUTE_STATS_TTL_MS = 25 * 3600 * 1000
